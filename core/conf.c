@@ -1,0 +1,399 @@
+#include "conf.h"
+
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct top {
+    uint32_t workers;
+    const slc_cfg_node_t *log, *admin, *filters, *clusters, *listeners;
+    char *filter_dir;
+    uint64_t drain_timeout_ms;
+} top_t;
+
+static const slc_cfg_field_t top_fields[] = {
+    SLC_FIELD_U32("workers", top_t, workers, .min = 1, .max = 256),
+    SLC_FIELD_NODE("log", top_t, log),
+    SLC_FIELD_NODE("admin", top_t, admin),
+    SLC_FIELD_STR("filter_dir", top_t, filter_dir),
+    SLC_FIELD_DURATION("drain_timeout", top_t, drain_timeout_ms, .dflt = "10s",
+                       .max = 3600 * 1000),
+    SLC_FIELD_NODE("filters", top_t, filters),
+    SLC_FIELD_NODE("clusters", top_t, clusters),
+    SLC_FIELD_NODE("listeners", top_t, listeners, .required = true),
+    SLC_FIELD_END,
+};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+typedef struct logc {
+    int level;
+} logc_t;
+static const slc_cfg_field_t log_fields[] = {
+    SLC_FIELD_ENUM("level", logc_t, level, level_names, .dflt = "info"),
+    SLC_FIELD_END,
+};
+
+typedef struct adminc {
+    char *address;
+} adminc_t;
+static const slc_cfg_field_t admin_fields[] = {
+    SLC_FIELD_STR("address", adminc_t, address, .dflt = "127.0.0.1:9901"),
+    SLC_FIELD_END,
+};
+
+typedef struct filterc {
+    char *name, *module;
+    const slc_cfg_node_t *config;
+} filterc_t;
+static const slc_cfg_field_t filter_fields[] = {
+    SLC_FIELD_STR("name", filterc_t, name, .required = true),
+    SLC_FIELD_STR("module", filterc_t, module, .required = true),
+    SLC_FIELD_NODE("config", filterc_t, config),
+    SLC_FIELD_END,
+};
+
+typedef struct clusterc {
+    char *name;
+    const slc_cfg_node_t *endpoints;
+    uint64_t connect_timeout_ms, idle_timeout_ms;
+    uint32_t max_idle;
+} clusterc_t;
+static const slc_cfg_field_t cluster_fields[] = {
+    SLC_FIELD_STR("name", clusterc_t, name, .required = true),
+    SLC_FIELD_NODE("endpoints", clusterc_t, endpoints, .required = true),
+    /* Istio's defaults: connectTimeout 10s, idleTimeout 1h. */
+    SLC_FIELD_DURATION("connect_timeout", clusterc_t, connect_timeout_ms, .dflt = "10s", .min = 1,
+                       .max = 3600 * 1000),
+    SLC_FIELD_DURATION("idle_timeout", clusterc_t, idle_timeout_ms, .dflt = "1h", .min = 1,
+                       .max = 24 * 3600 * 1000),
+    SLC_FIELD_U32("max_idle", clusterc_t, max_idle, .dflt = "64", .max = 65536),
+    SLC_FIELD_END,
+};
+
+static const char *const proto_names[] = {"http", "tcp", NULL};
+typedef struct listenerc {
+    char *name, *address;
+    int protocol;
+    const slc_cfg_node_t *chain;
+    uint32_t max_request_line, max_header_bytes, max_headers;
+    uint64_t header_timeout_ms, idle_timeout_ms;
+} listenerc_t;
+static const slc_cfg_field_t listener_fields[] = {
+    SLC_FIELD_STR("name", listenerc_t, name, .required = true),
+    SLC_FIELD_STR("address", listenerc_t, address, .required = true),
+    SLC_FIELD_ENUM("protocol", listenerc_t, protocol, proto_names, .dflt = "http"),
+    SLC_FIELD_NODE("filter_chain", listenerc_t, chain),
+    SLC_FIELD_U32("max_request_line", listenerc_t, max_request_line, .dflt = "8Ki", .min = 64,
+                  .max = 1024 * 1024),
+    SLC_FIELD_U32("max_header_bytes", listenerc_t, max_header_bytes, .dflt = "64Ki", .min = 256,
+                  .max = 1024 * 1024),
+    SLC_FIELD_U32("max_headers", listenerc_t, max_headers, .dflt = "100", .min = 1, .max = 1000),
+    SLC_FIELD_DURATION("header_timeout", listenerc_t, header_timeout_ms, .dflt = "10s", .min = 1,
+                       .max = 3600 * 1000),
+    SLC_FIELD_DURATION("idle_timeout", listenerc_t, idle_timeout_ms, .dflt = "300s", .min = 1,
+                       .max = 24 * 3600 * 1000),
+    SLC_FIELD_END,
+};
+
+int conf_parse_address(const char *s, struct sockaddr_storage *out, int *out_len)
+{
+    char host[256];
+    const char *colon;
+    memset(out, 0, sizeof(*out));
+    if (*s == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+            return -1;
+        memcpy(host, s + 1, (size_t)(rb - s - 1));
+        host[rb - s - 1] = '\0';
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= sizeof(host) || colon == s)
+            return -1;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end || port < 0 || port > 65535)
+        return -1;
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    struct sockaddr_in *sin = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        *out_len = sizeof(*sin);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        *out_len = sizeof(*sin6);
+        return 0;
+    }
+    return -1;
+}
+
+/* seq_of checks |n| is a sequence (or absent) and reports otherwise. */
+static bool seq_of(slc_diag_t *d, const slc_cfg_node_t *n, const char *what)
+{
+    if (!n || cfg_type(n) == SLC_CFG_NULL)
+        return true;
+    if (cfg_type(n) != SLC_CFG_SEQ) {
+        diag_errorf(d, n, "expected a list of %s", what);
+        return false;
+    }
+    return true;
+}
+
+static char *resolve_dir(const char *base, const char *p)
+{
+    char *out;
+    if (p[0] == '/') {
+        out = strdup(p);
+    } else if (asprintf(&out, "%s/%s", base, p) < 0) {
+        out = NULL;
+    }
+    if (!out)
+        abort();
+    return out;
+}
+
+static void load_filters(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
+{
+    if (!seq_of(d, list, "filters"))
+        return;
+    size_t n = cfg_len(list);
+    c->filters = cfg_tree_alloc(c->tree, (n ? n : 1) * sizeof(*c->filters));
+    for (size_t i = 0; i < n; i++) {
+        const slc_cfg_node_t *item = cfg_at(list, i);
+        filterc_t fc = {0};
+        if (cfg_bind(d, item, filter_fields, &fc) != SLC_OK)
+            continue;
+        for (size_t j = 0; j < c->nfilters; j++)
+            if (strcmp(c->filters[j].name, fc.name) == 0)
+                diag_errorf(d, cfg_get(item, "name"),
+                            "duplicate filter name '%s' (first at line %u)", fc.name,
+                            c->filters[j].node->line);
+        conf_filter_t *f = &c->filters[c->nfilters++];
+        f->name = fc.name;
+        f->module = fc.module;
+        f->config = fc.config;
+        f->node = item;
+    }
+}
+
+static void load_clusters(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
+{
+    if (!seq_of(d, list, "clusters"))
+        return;
+    size_t n = cfg_len(list);
+    c->clusters = cfg_tree_alloc(c->tree, (n ? n : 1) * sizeof(*c->clusters));
+    for (size_t i = 0; i < n; i++) {
+        const slc_cfg_node_t *item = cfg_at(list, i);
+        clusterc_t cc = {0};
+        if (cfg_bind(d, item, cluster_fields, &cc) != SLC_OK)
+            continue;
+        for (size_t j = 0; j < c->nclusters; j++)
+            if (strcmp(c->clusters[j].name, cc.name) == 0)
+                diag_errorf(d, cfg_get(item, "name"),
+                            "duplicate cluster name '%s' (first at line %u)", cc.name,
+                            c->clusters[j].node->line);
+        conf_cluster_t *cl = &c->clusters[c->nclusters++];
+        cl->name = cc.name;
+        cl->connect_timeout_ms = cc.connect_timeout_ms;
+        cl->idle_timeout_ms = cc.idle_timeout_ms;
+        cl->max_idle = cc.max_idle;
+        cl->node = item;
+        cl->endpoints_node = cc.endpoints;
+        if (cfg_type(cc.endpoints) != SLC_CFG_SEQ || cfg_len(cc.endpoints) == 0) {
+            diag_errorf(d, cc.endpoints, "expected a non-empty list of \"ip:port\" endpoints");
+            continue;
+        }
+        size_t ne = cfg_len(cc.endpoints);
+        cl->endpoints = cfg_tree_alloc(c->tree, ne * sizeof(char *));
+        for (size_t e = 0; e < ne; e++) {
+            const slc_cfg_node_t *en = cfg_at(cc.endpoints, e);
+            struct sockaddr_storage ss;
+            int len;
+            if (cfg_type(en) != SLC_CFG_SCALAR ||
+                conf_parse_address(cfg_scalar(en).ptr, &ss, &len) != 0) {
+                diag_errorf(d, en, "expected an endpoint \"ip:port\", got '%s'",
+                            cfg_type(en) == SLC_CFG_SCALAR ? cfg_scalar(en).ptr : "(not a scalar)");
+                continue;
+            }
+            cl->endpoints[cl->nendpoints++] = cfg_scalar(en).ptr;
+        }
+    }
+}
+
+static void load_listeners(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
+{
+    if (!seq_of(d, list, "listeners"))
+        return;
+    size_t n = cfg_len(list);
+    if (n == 0)
+        diag_errorf(d, list, "at least one listener is needed");
+    c->listeners = cfg_tree_alloc(c->tree, (n ? n : 1) * sizeof(*c->listeners));
+    for (size_t i = 0; i < n; i++) {
+        const slc_cfg_node_t *item = cfg_at(list, i);
+        listenerc_t lc = {0};
+        if (cfg_bind(d, item, listener_fields, &lc) != SLC_OK)
+            continue;
+        struct sockaddr_storage ss;
+        int len;
+        if (conf_parse_address(lc.address, &ss, &len) != 0)
+            diag_errorf(d, cfg_get(item, "address"), "expected an address \"ip:port\", got '%s'",
+                        lc.address);
+        for (size_t j = 0; j < c->nlisteners; j++) {
+            if (strcmp(c->listeners[j].name, lc.name) == 0)
+                diag_errorf(d, cfg_get(item, "name"), "duplicate listener name '%s'", lc.name);
+            if (strcmp(c->listeners[j].address, lc.address) == 0)
+                diag_errorf(d, cfg_get(item, "address"),
+                            "address '%s' is already used by listener '%s'", lc.address,
+                            c->listeners[j].name);
+        }
+        if (lc.protocol == CONF_PROTO_TCP)
+            diag_errorf(d, cfg_get(item, "protocol"),
+                        "protocol 'tcp' is not supported by this build yet (only 'http')");
+        conf_listener_t *l = &c->listeners[c->nlisteners++];
+        l->name = lc.name;
+        l->address = lc.address;
+        l->protocol = lc.protocol;
+        l->chain_node = lc.chain;
+        l->max_request_line = lc.max_request_line;
+        l->max_header_bytes = lc.max_header_bytes;
+        l->max_headers = lc.max_headers;
+        l->header_timeout_ms = lc.header_timeout_ms;
+        l->idle_timeout_ms = lc.idle_timeout_ms;
+        l->node = item;
+        if (!seq_of(d, lc.chain, "filter instance names"))
+            continue;
+        size_t nc = cfg_len(lc.chain);
+        l->chain = cfg_tree_alloc(c->tree, (nc ? nc : 1) * sizeof(char *));
+        for (size_t k = 0; k < nc; k++) {
+            const slc_cfg_node_t *fn = cfg_at(lc.chain, k);
+            if (cfg_type(fn) != SLC_CFG_SCALAR) {
+                diag_errorf(d, fn, "expected a filter instance name");
+                continue;
+            }
+            const char *name = cfg_scalar(fn).ptr;
+            if (!conf_find_filter(c, name)) {
+                const char **names = malloc((c->nfilters + 1) * sizeof(char *));
+                if (!names)
+                    abort();
+                for (size_t f = 0; f < c->nfilters; f++)
+                    names[f] = c->filters[f].name;
+                const char *hint = cfg_suggest(name, names, c->nfilters);
+                if (hint)
+                    diag_errorf(d, fn, "unknown filter '%s' (did you mean '%s'?)", name, hint);
+                else
+                    diag_errorf(d, fn, "unknown filter '%s': declare it under 'filters:'", name);
+                free(names);
+                continue;
+            }
+            for (size_t k2 = 0; k2 < l->nchain; k2++)
+                if (strcmp(l->chain[k2], name) == 0)
+                    diag_errorf(d, fn, "filter '%s' appears twice in the chain", name);
+            l->chain[l->nchain++] = name;
+        }
+    }
+}
+
+conf_t *conf_load(const char *path, slc_diag_t *d)
+{
+    conf_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->tree = cfg_tree_load(path, d);
+    d->tree = c->tree;
+    c->path = strdup(path);
+    char *slash = strrchr(c->path, '/');
+    if (slash) {
+        c->dir = strndup(c->path, (size_t)(slash - c->path));
+        if (c->dir[0] == '\0') {
+            free(c->dir);
+            c->dir = strdup("/");
+        }
+    } else {
+        c->dir = strdup(".");
+    }
+    if (!c->path || !c->dir)
+        abort();
+    const slc_cfg_node_t *root = cfg_tree_root(c->tree);
+    if (d->nerrors)
+        goto fail;
+    if (cfg_type(root) != SLC_CFG_MAP) {
+        diag_errorf(d, root, "the configuration must be a map with at least 'listeners:'");
+        goto fail;
+    }
+    top_t top = {0};
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    top.workers = ncpu > 0 ? (uint32_t)ncpu : 1;
+    cfg_bind(d, root, top_fields, &top);
+    c->workers = top.workers;
+    c->drain_timeout_ms = top.drain_timeout_ms;
+
+    logc_t lg = {.level = SLC_LOG_INFO};
+    cfg_bind(d, top.log, log_fields, &lg);
+    c->log_level = lg.level;
+    adminc_t ad = {0};
+    if (cfg_type(top.admin) == SLC_CFG_NULL)
+        top.admin = NULL;
+    cfg_bind(d, top.admin, admin_fields, &ad);
+    c->admin_address = ad.address;
+    struct sockaddr_storage ss;
+    int len;
+    if (c->admin_address && conf_parse_address(c->admin_address, &ss, &len) != 0)
+        diag_errorf(d, cfg_get(top.admin, "address"), "expected an address \"ip:port\", got '%s'",
+                    c->admin_address);
+
+    c->filter_dir = top.filter_dir ? resolve_dir(c->dir, top.filter_dir)
+                                   : strdup(SLUICE_DEFAULT_FILTER_DIR);
+    if (!c->filter_dir)
+        abort();
+    load_filters(c, d, top.filters);
+    load_clusters(c, d, top.clusters);
+    load_listeners(c, d, top.listeners);
+    if (d->nerrors == 0)
+        return c;
+fail:
+    conf_free(c);
+    return NULL;
+}
+
+void conf_free(conf_t *c)
+{
+    if (!c)
+        return;
+    cfg_tree_free(c->tree);
+    free(c->path);
+    free(c->dir);
+    free(c->filter_dir);
+    free(c);
+}
+
+const conf_filter_t *conf_find_filter(const conf_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nfilters; i++)
+        if (strcmp(c->filters[i].name, name) == 0)
+            return &c->filters[i];
+    return NULL;
+}
+
+const conf_cluster_t *conf_find_cluster(const conf_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nclusters; i++)
+        if (strcmp(c->clusters[i].name, name) == 0)
+            return &c->clusters[i];
+    return NULL;
+}

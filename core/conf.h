@@ -1,0 +1,77 @@
+/* conf: the native sluice.yaml schema bound into typed structs.
+ *
+ * OWNERSHIP: a conf_t owns its cfg_tree_t; every string and node pointer in
+ * it is tree-arena memory, valid until conf_free. Main thread only.
+ */
+#ifndef SLUICE_CONF_H
+#define SLUICE_CONF_H
+
+#include "cfgtree.h"
+
+#include <sys/socket.h>
+
+enum { CONF_PROTO_HTTP = 0, CONF_PROTO_TCP = 1 };
+
+typedef struct conf_filter {
+    const char *name;
+    const char *module;
+    const slc_cfg_node_t *config; /* may be NULL */
+    const slc_cfg_node_t *node;   /* the list item, for diagnostics */
+} conf_filter_t;
+
+typedef struct conf_cluster {
+    const char *name;
+    const slc_cfg_node_t *endpoints_node;
+    const char **endpoints;
+    size_t nendpoints;
+    uint64_t connect_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint32_t max_idle;
+    const slc_cfg_node_t *node;
+} conf_cluster_t;
+
+typedef struct conf_listener {
+    const char *name;
+    const char *address;
+    int protocol;
+    const slc_cfg_node_t *chain_node;
+    const char **chain; /* filter instance names, in order */
+    size_t nchain;
+    uint32_t max_request_line;
+    uint32_t max_header_bytes;
+    uint32_t max_headers;
+    uint64_t header_timeout_ms;
+    uint64_t idle_timeout_ms;
+    const slc_cfg_node_t *node;
+} conf_listener_t;
+
+typedef struct conf {
+    cfg_tree_t *tree;
+    char *path;       /* malloc'd: the file it was loaded from */
+    char *dir;        /* malloc'd: its directory, for relative paths */
+    char *filter_dir; /* malloc'd: resolved filter directory */
+    uint32_t workers;
+    int log_level;
+    const char *admin_address;
+    uint64_t drain_timeout_ms;
+    conf_filter_t *filters;
+    size_t nfilters;
+    conf_cluster_t *clusters;
+    size_t nclusters;
+    conf_listener_t *listeners;
+    size_t nlisteners;
+} conf_t;
+
+/* conf_load reads and checks |path|. Every problem goes to |d| (which must
+ * be initialised by the caller and is bound to the new tree here). Returns
+ * NULL if any error was recorded. */
+conf_t *conf_load(const char *path, slc_diag_t *d);
+void conf_free(conf_t *c);
+
+const conf_filter_t *conf_find_filter(const conf_t *c, const char *name);
+const conf_cluster_t *conf_find_cluster(const conf_t *c, const char *name);
+
+/* conf_parse_address parses "ip:port" / "[v6]:port" / "localhost:port". */
+int conf_parse_address(const char *s, struct sockaddr_storage *out, int *out_len);
+
+#endif

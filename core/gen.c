@@ -1,0 +1,292 @@
+#include "gen.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic uint64_t next_gen_id = 1;
+
+typedef struct build_ctx {
+    gen_t *g;
+    finst_t *fi;
+} build_ctx_t;
+
+static const slc_cluster_t *build_cluster_lookup(void *build, slc_str_t name)
+{
+    build_ctx_t *b = build;
+    return gen_cluster(b->g, name.ptr, name.len);
+}
+
+static void *build_alloc(void *build, size_t size)
+{
+    build_ctx_t *b = build;
+    finst_t *fi = b->fi;
+    if (fi->nallocs == fi->capallocs) {
+        fi->capallocs = fi->capallocs ? fi->capallocs * 2 : 8;
+        fi->allocs = realloc(fi->allocs, fi->capallocs * sizeof(void *));
+        if (!fi->allocs)
+            abort();
+    }
+    void *p = calloc(1, size ? size : 1);
+    if (!p)
+        abort();
+    fi->allocs[fi->nallocs++] = p;
+    return p;
+}
+
+static slc_metric_t *build_metric_new(void *build, slc_metric_kind_t kind, const char *name,
+                                      const char *help)
+{
+    build_ctx_t *b = build;
+    struct slc_metric *m = calloc(1, sizeof(*m));
+    if (!m)
+        abort();
+    char fam[256];
+    snprintf(fam, sizeof(fam), "sluice_%s", name);
+    if (asprintf(&m->key, "%s{filter=\"%s\"}", fam, b->fi->name) < 0)
+        abort();
+    stats_describe(fam, kind == SLC_METRIC_GAUGE ? "gauge" : "counter", help ? help : name);
+    m->kind = kind;
+    m->per_worker = calloc((size_t)b->g->nworkers, sizeof(stat_t *));
+    if (!m->per_worker)
+        abort();
+    m->next = b->fi->metrics;
+    b->fi->metrics = m;
+    return m;
+}
+
+slc_cluster_t *gen_cluster(const gen_t *g, const char *name, size_t len)
+{
+    for (size_t i = 0; i < g->nclusters; i++)
+        if (strlen(g->clusters[i].name) == len && memcmp(g->clusters[i].name, name, len) == 0)
+            return &g->clusters[i];
+    return NULL;
+}
+
+glistener_t *gen_listener(const gen_t *g, const char *name)
+{
+    for (size_t i = 0; i < g->nlisteners; i++)
+        if (strcmp(g->listeners[i].conf->name, name) == 0)
+            return &g->listeners[i];
+    return NULL;
+}
+
+static char *module_path(const conf_t *c, const char *module)
+{
+    char *p;
+    int r;
+    if (module[0] == '/')
+        r = asprintf(&p, "%s", module);
+    else if (strchr(module, '/') || strstr(module, ".so"))
+        r = asprintf(&p, "%s/%s", c->dir, module);
+    else
+        r = asprintf(&p, "%s/%s.so", c->filter_dir, module);
+    if (r < 0)
+        abort();
+    return p;
+}
+
+static void build_clusters(gen_t *g)
+{
+    conf_t *c = g->conf;
+    g->clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*g->clusters));
+    if (!g->clusters)
+        abort();
+    for (size_t i = 0; i < c->nclusters; i++) {
+        slc_cluster_t *cl = &g->clusters[g->nclusters++];
+        cl->name = c->clusters[i].name;
+        cl->conf = &c->clusters[i];
+        cl->index = i;
+        cl->eps = calloc(c->clusters[i].nendpoints ? c->clusters[i].nendpoints : 1,
+                         sizeof(*cl->eps));
+        if (!cl->eps)
+            abort();
+        for (size_t e = 0; e < c->clusters[i].nendpoints; e++) {
+            struct slc_endpoint *ep = &cl->eps[cl->neps++];
+            snprintf(ep->addr, sizeof(ep->addr), "%s", c->clusters[i].endpoints[e]);
+            conf_parse_address(ep->addr, &ep->sa, &ep->salen);
+            ep->cluster = cl;
+        }
+    }
+}
+
+static int build_filters(gen_t *g, const slc_host_t *host, slc_diag_t *d)
+{
+    conf_t *c = g->conf;
+    g->filters = calloc(c->nfilters ? c->nfilters : 1, sizeof(*g->filters));
+    if (!g->filters)
+        abort();
+    for (size_t i = 0; i < c->nfilters; i++) {
+        const conf_filter_t *cf = &c->filters[i];
+        finst_t *fi = &g->filters[g->nfilters++];
+        fi->name = cf->name;
+        fi->conf = cf;
+        fi->wctx = calloc((size_t)g->nworkers, sizeof(void *));
+        if (!fi->wctx)
+            abort();
+        char *path = module_path(c, cf->module);
+        char err[1024];
+        fi->mod = module_load(path, host, err, sizeof(err));
+        free(path);
+        if (!fi->mod) {
+            diag_errorf(d, cfg_get(cf->node, "module"), "%s", err);
+            continue;
+        }
+        size_t sz = fi->mod->desc->struct_size;
+        memcpy(&fi->desc, fi->mod->desc, sz < sizeof(fi->desc) ? sz : sizeof(fi->desc));
+        if (!fi->desc.config_new)
+            continue;
+        build_ctx_t b = {g, fi};
+        d->build = &b;
+        d->instance = fi->name;
+        d->cluster_lookup = build_cluster_lookup;
+        d->instance_alloc = build_alloc;
+        d->metric_new = build_metric_new;
+        size_t before = d->nerrors;
+        const slc_cfg_node_t *node = cf->config;
+        slc_status_t st = fi->desc.config_new(host, node, &fi->cfg, d);
+        if (st != SLC_OK && d->nerrors == before)
+            diag_errorf(d, node ? node : cf->node,
+                        "filter '%s' (module %s) rejected its configuration (status %d)", fi->name,
+                        fi->desc.name, (int)st);
+        if (st != SLC_OK)
+            fi->cfg = NULL;
+        d->build = NULL;
+        d->instance = NULL;
+    }
+    return d->nerrors ? -1 : 0;
+}
+
+static void chain_build(gen_t *g, glistener_t *gl)
+{
+    const conf_listener_t *l = gl->conf;
+    chain_t *ch = &gl->chain;
+    ch->n = l->nchain;
+    ch->f = calloc(ch->n ? ch->n : 1, sizeof(finst_t *));
+    for (int p = 0; p < PH_COUNT; p++)
+        ch->ph[p] = calloc(ch->n ? ch->n : 1, sizeof(uint16_t));
+    ch->with_ctx = calloc(ch->n ? ch->n : 1, sizeof(uint16_t));
+    for (size_t i = 0; i < ch->n; i++) {
+        for (size_t f = 0; f < g->nfilters; f++)
+            if (strcmp(g->filters[f].name, l->chain[i]) == 0)
+                ch->f[i] = &g->filters[f];
+    }
+    /* Request side in chain order, response side in reverse. */
+    for (size_t i = 0; i < ch->n; i++) {
+        const slc_filter_desc_t *d = &ch->f[i]->desc;
+        if (d->request_new)
+            ch->with_ctx[ch->nwith_ctx++] = (uint16_t)i;
+        if (d->on_request_headers)
+            ch->ph[PH_REQ_HEADERS][ch->nph[PH_REQ_HEADERS]++] = (uint16_t)i;
+        if (d->on_request_body)
+            ch->ph[PH_REQ_BODY][ch->nph[PH_REQ_BODY]++] = (uint16_t)i;
+        if (d->on_upstream_select)
+            ch->ph[PH_UP_SELECT][ch->nph[PH_UP_SELECT]++] = (uint16_t)i;
+        if (d->on_upstream_connect)
+            ch->ph[PH_UP_CONNECT][ch->nph[PH_UP_CONNECT]++] = (uint16_t)i;
+        if (d->on_connection)
+            ch->ph[PH_CONNECTION][ch->nph[PH_CONNECTION]++] = (uint16_t)i;
+    }
+    for (size_t k = ch->n; k-- > 0;) {
+        const slc_filter_desc_t *d = &ch->f[k]->desc;
+        if (d->on_response_headers)
+            ch->ph[PH_RESP_HEADERS][ch->nph[PH_RESP_HEADERS]++] = (uint16_t)k;
+        if (d->on_response_body)
+            ch->ph[PH_RESP_BODY][ch->nph[PH_RESP_BODY]++] = (uint16_t)k;
+        if (d->on_complete)
+            ch->ph[PH_COMPLETE][ch->nph[PH_COMPLETE]++] = (uint16_t)k;
+    }
+    /* The listener-level identity: what a connection depends on for its
+     * whole life. Only connection-phase filters (transports) and the address
+     * matter; request filters are taken per request from the current
+     * generation, so changing them never disturbs open connections. */
+    size_t cap = strlen(l->address) + 64;
+    for (size_t i = 0; i < ch->nph[PH_CONNECTION]; i++)
+        cap += strlen(ch->f[ch->ph[PH_CONNECTION][i]]->name) + 64;
+    gl->signature = calloc(1, cap);
+    if (!gl->signature)
+        abort();
+    strcat(gl->signature, l->address);
+    for (size_t i = 0; i < ch->nph[PH_CONNECTION]; i++) {
+        finst_t *fi = ch->f[ch->ph[PH_CONNECTION][i]];
+        char part[128];
+        snprintf(part, sizeof(part), "|%s@%p", fi->name, (void *)fi->mod);
+        strcat(gl->signature, part);
+    }
+}
+
+gen_t *gen_build(conf_t *conf, int nworkers, const slc_host_t *host, slc_diag_t *d)
+{
+    gen_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        abort();
+    atomic_init(&g->refs, 1);
+    g->conf = conf;
+    g->nworkers = nworkers;
+    build_clusters(g);
+    if (build_filters(g, host, d) != 0)
+        goto fail;
+    g->listeners = calloc(conf->nlisteners, sizeof(*g->listeners));
+    if (!g->listeners)
+        abort();
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        glistener_t *gl = &g->listeners[g->nlisteners++];
+        gl->conf = &conf->listeners[i];
+        chain_build(g, gl);
+    }
+    g->id = atomic_fetch_add(&next_gen_id, 1);
+    return g;
+fail:
+    gen_free(g);
+    return NULL;
+}
+
+void gen_ref(gen_t *g)
+{
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+}
+
+bool gen_unref(gen_t *g)
+{
+    return atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1;
+}
+
+void gen_free(gen_t *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        chain_t *ch = &g->listeners[i].chain;
+        free(ch->f);
+        for (int p = 0; p < PH_COUNT; p++)
+            free(ch->ph[p]);
+        free(ch->with_ctx);
+        free(g->listeners[i].signature);
+    }
+    free(g->listeners);
+    for (size_t i = 0; i < g->nfilters; i++) {
+        finst_t *fi = &g->filters[i];
+        if (fi->cfg && fi->desc.config_free)
+            fi->desc.config_free(fi->cfg);
+        for (size_t k = 0; k < fi->nallocs; k++)
+            free(fi->allocs[k]);
+        free(fi->allocs);
+        while (fi->metrics) {
+            struct slc_metric *m = fi->metrics;
+            fi->metrics = m->next;
+            free(m->key);
+            free(m->per_worker);
+            free(m);
+        }
+        free(fi->wctx);
+        module_unref(fi->mod);
+    }
+    free(g->filters);
+    for (size_t i = 0; i < g->nclusters; i++)
+        free(g->clusters[i].eps);
+    free(g->clusters);
+    conf_free(g->conf);
+    free(g);
+}

@@ -1,0 +1,124 @@
+/* gen: an immutable, reference-counted configuration generation.
+ *
+ * A generation is everything a stream needs from the configuration: its
+ * clusters and endpoints, the filter instances (module + config object),
+ * and per listener the filter chain, pre-split per phase so the chain runner
+ * never calls an empty hook.
+ *
+ * LIFETIME: built on the main thread (gen_build). The server holds one
+ * reference while it is current; each worker holds one while it still has
+ * streams or transport-bearing connections on it (see worker.h). When the
+ * last reference goes, the worker that dropped it hands it back to the main
+ * thread, which calls gen_free (config_free must run on the main thread).
+ */
+#ifndef SLUICE_GEN_H
+#define SLUICE_GEN_H
+
+#include "conf.h"
+#include "module.h"
+#include "stats.h"
+
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#define SLC_NO_WRAPPERS
+#include <sluice/host.h>
+
+struct lsock;
+
+struct slc_endpoint {
+    char addr[64]; /* "ip:port" */
+    struct sockaddr_storage sa;
+    int salen;
+    struct slc_cluster *cluster;
+    _Atomic uint32_t active; /* live requests, all workers */
+    _Atomic bool unhealthy;
+};
+
+struct slc_cluster {
+    const char *name; /* tree-arena */
+    const conf_cluster_t *conf;
+    struct slc_endpoint *eps;
+    size_t neps;
+    size_t index; /* position in gen->clusters */
+};
+
+typedef struct finst_metric {
+    struct slc_metric *next;
+} finst_metric_t;
+
+/* slc_metric: a filter-registered series; workers cache their stat_t. */
+struct slc_metric {
+    struct slc_metric *next;
+    char *key;
+    slc_metric_kind_t kind;
+    stat_t **per_worker; /* [nworkers], filled lazily by each worker itself */
+};
+
+typedef struct finst {
+    const char *name; /* instance name (tree-arena) */
+    const conf_filter_t *conf;
+    module_t *mod;
+    slc_filter_desc_t desc; /* copy, zero-extended to our struct size */
+    void *cfg;
+    void **wctx; /* [nworkers], set by each worker in worker_init */
+    struct slc_metric *metrics;
+    void **allocs; /* cfg_alloc blocks, freed after config_free */
+    size_t nallocs, capallocs;
+} finst_t;
+
+enum {
+    PH_REQ_HEADERS,
+    PH_REQ_BODY,
+    PH_UP_SELECT,
+    PH_UP_CONNECT,
+    PH_RESP_HEADERS, /* stored in reverse chain order */
+    PH_RESP_BODY,    /* reverse */
+    PH_COMPLETE,     /* reverse */
+    PH_CONNECTION,
+    PH_COUNT
+};
+
+typedef struct chain {
+    finst_t **f; /* in chain order */
+    size_t n;
+    /* ph[p] lists chain positions implementing phase p; nph[p] entries. */
+    uint16_t *ph[PH_COUNT];
+    size_t nph[PH_COUNT];
+    uint16_t *with_ctx; /* positions having request_new */
+    size_t nwith_ctx;
+} chain_t;
+
+typedef struct glistener {
+    const conf_listener_t *conf;
+    chain_t chain;
+    char *signature; /* listener-level identity: address + connection filters */
+    struct lsock *lsock;
+} glistener_t;
+
+typedef struct gen {
+    _Atomic int refs;
+    uint64_t id;
+    conf_t *conf;
+    slc_cluster_t *clusters;
+    size_t nclusters;
+    finst_t *filters;
+    size_t nfilters;
+    glistener_t *listeners;
+    size_t nlisteners;
+    int nworkers;
+} gen_t;
+
+/* gen_build builds a generation from |conf| (taking ownership of it on
+ * success and on failure). Errors go to |d|; NULL if any. */
+gen_t *gen_build(conf_t *conf, int nworkers, const slc_host_t *host, slc_diag_t *d);
+/* gen_free: main thread, refs == 0, every worker_fini already run. */
+void gen_free(gen_t *g);
+void gen_ref(gen_t *g);
+/* gen_unref returns true if that was the last reference. */
+bool gen_unref(gen_t *g);
+
+slc_cluster_t *gen_cluster(const gen_t *g, const char *name, size_t len);
+glistener_t *gen_listener(const gen_t *g, const char *name);
+
+#endif

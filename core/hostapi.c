@@ -1,0 +1,449 @@
+/* hostapi: the slc_host_t table handed to every filter module. Thin
+ * adapters from the SDK's opaque handles to the core's structures. */
+#include "log.h"
+#include "server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- logging ---------------------------------------------------------- */
+
+static void h_log(slc_log_level_t level, const char *filter, const char *fmt, va_list ap)
+{
+    if (!log_enabled(level))
+        return;
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* Keep the line parseable: the message goes in quotes, so no quotes in it. */
+    for (char *p = msg; *p; p++)
+        if (*p == '"' || *p == '\n')
+            *p = '\'';
+    slog(level, msg, "filter=%s", filter ? filter : "?");
+}
+
+static bool h_log_enabled(slc_log_level_t level)
+{
+    return log_enabled(level);
+}
+
+/* ---- configuration --------------------------------------------------- */
+
+static const slc_cluster_t *h_cfg_cluster(slc_diag_t *d, slc_str_t name)
+{
+    return d->cluster_lookup ? d->cluster_lookup(d->build, name) : NULL;
+}
+
+static void *h_cfg_alloc(slc_diag_t *d, size_t size)
+{
+    if (d->instance_alloc)
+        return d->instance_alloc(d->build, size);
+    return cfg_tree_alloc(d->tree, size);
+}
+
+static slc_metric_t *h_metric_new(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                  const char *help)
+{
+    return d->metric_new ? d->metric_new(d->build, kind, name, help) : NULL;
+}
+
+/* ---- clusters -------------------------------------------------------- */
+
+static slc_str_t h_cluster_name(const slc_cluster_t *c)
+{
+    return (slc_str_t){c->name, strlen(c->name)};
+}
+
+static size_t h_cluster_endpoint_count(const slc_cluster_t *c)
+{
+    return c->neps;
+}
+
+static const slc_endpoint_t *h_cluster_endpoint(const slc_cluster_t *c, size_t i)
+{
+    return i < c->neps ? &c->eps[i] : NULL;
+}
+
+static slc_str_t h_endpoint_address(const slc_endpoint_t *e)
+{
+    return (slc_str_t){e->addr, strlen(e->addr)};
+}
+
+static uint32_t h_endpoint_active_requests(const slc_endpoint_t *e)
+{
+    return atomic_load_explicit(&((slc_endpoint_t *)e)->active, memory_order_relaxed);
+}
+
+static bool h_endpoint_healthy(const slc_endpoint_t *e)
+{
+    return !atomic_load_explicit(&((slc_endpoint_t *)e)->unhealthy, memory_order_relaxed);
+}
+
+/* ---- the stream -------------------------------------------------------- */
+
+static void *h_arena_alloc(slc_req_t *r, size_t size)
+{
+    return arena_alloc(&r->arena, size);
+}
+
+static slc_status_t h_arena_defer(slc_req_t *r, slc_defer_fn fn, void *arg)
+{
+    return arena_defer(&r->arena, fn, arg) == 0 ? SLC_OK : SLC_ENOMEM;
+}
+
+static hdrs_t *which_hdrs(slc_req_t *r, slc_hdrs_t which)
+{
+    return which == SLC_RESPONSE_HEADERS ? &r->resp_hdrs : &r->req_hdrs;
+}
+
+static slc_status_t h_header_get(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t *out)
+{
+    hdr_t *h = hdrs_find(which_hdrs(r, which), name);
+    if (!h)
+        return SLC_ENOENT;
+    *out = h->value;
+    return SLC_OK;
+}
+
+static slc_status_t h_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
+{
+    return hdrs_set(r, which_hdrs(r, which), name, value, false);
+}
+
+static slc_status_t h_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
+{
+    return hdrs_set(r, which_hdrs(r, which), name, value, true);
+}
+
+static slc_status_t h_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t name)
+{
+    return hdrs_remove(which_hdrs(r, which), name) ? SLC_OK : SLC_ENOENT;
+}
+
+static void h_header_iterate(slc_req_t *r, slc_hdrs_t which, slc_header_fn fn, void *arg)
+{
+    hdrs_t *h = which_hdrs(r, which);
+    for (size_t i = 0; i < h->n; i++)
+        if (!fn(arg, h->v[i].name, h->v[i].value))
+            return;
+}
+
+static slc_str_t h_pseudo(slc_req_t *r, slc_pseudo_t which)
+{
+    switch (which) {
+    case SLC_PSEUDO_METHOD:
+        return r->method;
+    case SLC_PSEUDO_PATH:
+        return r->path;
+    case SLC_PSEUDO_AUTHORITY:
+        return r->authority;
+    case SLC_PSEUDO_SCHEME:
+        return r->scheme;
+    }
+    return SLC_STR_NULL;
+}
+
+static slc_status_t h_set_pseudo(slc_req_t *r, slc_pseudo_t which, slc_str_t value)
+{
+    if (r->state != ST_REQ_FILTERS)
+        return SLC_ESTATE;
+    if (!h1_valid_header_value(value.ptr, value.len) || value.len == 0)
+        return SLC_EINVAL;
+    char *c = arena_strndup(&r->arena, value.ptr, value.len);
+    if (!c)
+        return SLC_ENOMEM;
+    slc_str_t v = {c, value.len};
+    switch (which) {
+    case SLC_PSEUDO_METHOD:
+        if (!h1_valid_header_name(value.ptr, value.len)) /* a method is a token */
+            return SLC_EINVAL;
+        r->method = v;
+        r->is_head = v.len == 4 && memcmp(v.ptr, "HEAD", 4) == 0;
+        return SLC_OK;
+    case SLC_PSEUDO_PATH:
+        if (v.ptr[0] != '/' || memchr(v.ptr, ' ', v.len))
+            return SLC_EINVAL;
+        r->path = v;
+        return SLC_OK;
+    case SLC_PSEUDO_AUTHORITY:
+        r->authority = v;
+        /* On HTTP/1.1 the authority travels as Host. */
+        return hdrs_set(r, &r->req_hdrs, SLC_STR("host"), v, false);
+    case SLC_PSEUDO_SCHEME:
+        r->scheme = v;
+        return SLC_OK;
+    }
+    return SLC_EINVAL;
+}
+
+static int h_response_status(slc_req_t *r)
+{
+    return r->status;
+}
+
+static slc_status_t h_set_response_status(slc_req_t *r, int status)
+{
+    if (r->resp_head_sent || status < 200 || status > 599)
+        return SLC_ESTATE;
+    r->status = status;
+    r->reason = SLC_STR_NULL;
+    return SLC_OK;
+}
+
+static slc_status_t h_send_local_reply(slc_req_t *r, int status, slc_str_t ctype, slc_str_t body)
+{
+    return stream_local_reply(r, status, ctype, body);
+}
+
+static void h_resume(slc_req_t *r)
+{
+    stream_resume(r);
+}
+
+static slc_status_t h_route_set_cluster(slc_req_t *r, const slc_cluster_t *c)
+{
+    if (r->state != ST_REQ_FILTERS)
+        return SLC_ESTATE;
+    r->cluster = c;
+    r->ep = NULL;
+    return SLC_OK;
+}
+
+static const slc_cluster_t *h_route_cluster(slc_req_t *r)
+{
+    return r->cluster;
+}
+
+static void h_route_set_timeout(slc_req_t *r, uint64_t ms)
+{
+    r->timeout_ms = ms;
+}
+
+static const slc_cluster_t *h_cluster_get(slc_req_t *r, slc_str_t name)
+{
+    return gen_cluster(r->gen, name.ptr, name.len);
+}
+
+static slc_status_t h_upstream_set_endpoint(slc_req_t *r, const slc_endpoint_t *e)
+{
+    if (!r->cluster || e->cluster != r->cluster)
+        return SLC_EINVAL;
+    r->ep = e;
+    return SLC_OK;
+}
+
+static void h_stream_info(slc_req_t *r, slc_stream_info_t *out)
+{
+    uint32_t size = out->struct_size ? out->struct_size : sizeof(*out);
+    slc_stream_info_t i = {0};
+    i.struct_size = sizeof(i);
+    i.response_flags = r->flags;
+    i.status = r->status;
+    i.start_us = r->start_us;
+    i.duration_us = now_us(r->w) - r->start_us;
+    i.upstream_start_us = r->upstream_start_us;
+    i.bytes_received = r->req_bytes;
+    i.bytes_sent = r->resp_bytes;
+    if (r->cluster)
+        i.cluster = (slc_str_t){r->cluster->name, strlen(r->cluster->name)};
+    if (r->ep)
+        i.upstream = (slc_str_t){r->ep->addr, strlen(r->ep->addr)};
+    i.listener = (slc_str_t){r->gl->conf->name, strlen(r->gl->conf->name)};
+    i.request_id = (slc_str_t){r->request_id, strlen(r->request_id)};
+    i.protocol = r->minor ? SLC_STR("HTTP/1.1") : SLC_STR("HTTP/1.0");
+    i.attempts = r->attempts;
+    memcpy(out, &i, size < sizeof(i) ? size : sizeof(i));
+    out->struct_size = size < sizeof(i) ? size : (uint32_t)sizeof(i);
+}
+
+static void h_set_response_flag(slc_req_t *r, uint32_t flag)
+{
+    r->flags |= flag;
+}
+
+static slc_conn_t *h_req_conn(slc_req_t *r)
+{
+    return (slc_conn_t *)r->dc;
+}
+
+static int h_req_worker(slc_req_t *r)
+{
+    return r->w->id;
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+struct slc_timer {
+    struct event *ev;
+    slc_req_t *r;
+    slc_timer_fn fn;
+    void *arg;
+};
+
+static void on_filter_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct slc_timer *t = arg;
+    (void)fd;
+    (void)what;
+    t->fn(t->r, t->arg);
+}
+
+static void timer_defer_del(void *arg)
+{
+    event_del(arg);
+}
+
+static slc_timer_t *h_timer_add(slc_req_t *r, uint64_t ms, slc_timer_fn fn, void *arg)
+{
+    struct slc_timer *t = arena_alloc(&r->arena, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->ev = arena_alloc(&r->arena, event_get_struct_event_size());
+    if (!t->ev || arena_defer(&r->arena, timer_defer_del, t->ev) != 0)
+        return NULL;
+    t->r = r;
+    t->fn = fn;
+    t->arg = arg;
+    evtimer_assign(t->ev, r->w->base, on_filter_timer, t);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(t->ev, &tv);
+    return t;
+}
+
+static void h_timer_cancel(slc_timer_t *t)
+{
+    if (t)
+        event_del(t->ev);
+}
+
+/* ---- metrics ---------------------------------------------------------- */
+
+static void h_metric_add(slc_req_t *r, slc_metric_t *m, int64_t v)
+{
+    if (!m || !r)
+        return;
+    worker_t *w = r->w;
+    stat_t *st = m->per_worker[w->id];
+    if (!st) {
+        st = stats_get(w->stats, m->key);
+        m->per_worker[w->id] = st;
+    }
+    stat_add(st, v);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static int conn_kind(slc_conn_t *c)
+{
+    return *(const int *)c;
+}
+
+static slc_str_t h_conn_peer(slc_conn_t *c)
+{
+    if (conn_kind(c) == CONN_DOWNSTREAM) {
+        dconn_t *dc = (dconn_t *)c;
+        return (slc_str_t){dc->peer, strlen(dc->peer)};
+    }
+    uconn_t *uc = (uconn_t *)c;
+    return (slc_str_t){uc->pool->addr, strlen(uc->pool->addr)};
+}
+
+static slc_str_t h_conn_local(slc_conn_t *c)
+{
+    if (conn_kind(c) == CONN_DOWNSTREAM) {
+        dconn_t *dc = (dconn_t *)c;
+        return (slc_str_t){dc->local, strlen(dc->local)};
+    }
+    return SLC_STR_NULL;
+}
+
+static slc_status_t h_conn_set_transport(slc_conn_t *c, const slc_transport_t *t, void *ctx)
+{
+    (void)c;
+    (void)t;
+    (void)ctx;
+    /* The transport plumbing (TLS through a filter) lands with the mtls
+     * filter; until then refuse loudly rather than half-work. */
+    return SLC_ESTATE;
+}
+
+static slc_status_t h_conn_emit(slc_conn_t *c, slc_emit_t dir, const uint8_t *data, size_t len)
+{
+    (void)c;
+    (void)dir;
+    (void)data;
+    (void)len;
+    return SLC_ESTATE;
+}
+
+static void h_conn_transport_ready(slc_conn_t *c)
+{
+    (void)c;
+}
+
+static slc_str_t h_conn_none(slc_conn_t *c)
+{
+    (void)c;
+    return SLC_STR_NULL;
+}
+
+const slc_host_t host_table = {
+    .abi_version = SLC_ABI_VERSION,
+    .struct_size = sizeof(slc_host_t),
+    .log = h_log,
+    .log_enabled = h_log_enabled,
+    .cfg_type = cfg_type,
+    .cfg_scalar = cfg_scalar,
+    .cfg_len = cfg_len,
+    .cfg_at = cfg_at,
+    .cfg_key_at = cfg_key_at,
+    .cfg_get = cfg_get,
+    .cfg_bind = cfg_bind,
+    .cfg_duration_ms = cfg_duration_ms,
+    .diag_error = diag_verror,
+    .diag_warn = diag_vwarn,
+    .cfg_cluster = h_cfg_cluster,
+    .cfg_alloc = h_cfg_alloc,
+    .metric_new = h_metric_new,
+    .cluster_name = h_cluster_name,
+    .cluster_endpoint_count = h_cluster_endpoint_count,
+    .cluster_endpoint = h_cluster_endpoint,
+    .endpoint_address = h_endpoint_address,
+    .endpoint_active_requests = h_endpoint_active_requests,
+    .endpoint_healthy = h_endpoint_healthy,
+    .arena_alloc = h_arena_alloc,
+    .arena_defer = h_arena_defer,
+    .header_get = h_header_get,
+    .header_set = h_header_set,
+    .header_add = h_header_add,
+    .header_remove = h_header_remove,
+    .header_iterate = h_header_iterate,
+    .pseudo = h_pseudo,
+    .set_pseudo = h_set_pseudo,
+    .response_status = h_response_status,
+    .set_response_status = h_set_response_status,
+    .send_local_reply = h_send_local_reply,
+    .resume = h_resume,
+    .route_set_cluster = h_route_set_cluster,
+    .route_cluster = h_route_cluster,
+    .route_set_timeout = h_route_set_timeout,
+    .cluster_get = h_cluster_get,
+    .upstream_set_endpoint = h_upstream_set_endpoint,
+    .stream_info = h_stream_info,
+    .set_response_flag = h_set_response_flag,
+    .req_conn = h_req_conn,
+    .req_worker = h_req_worker,
+    .timer_add = h_timer_add,
+    .timer_cancel = h_timer_cancel,
+    .metric_add = h_metric_add,
+    .conn_peer = h_conn_peer,
+    .conn_local = h_conn_local,
+    .conn_set_transport = h_conn_set_transport,
+    .conn_emit = h_conn_emit,
+    .conn_transport_ready = h_conn_transport_ready,
+    .conn_peer_identity = h_conn_none,
+    .conn_sni = h_conn_none,
+    .conn_alpn = h_conn_none,
+};

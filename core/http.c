@@ -1,0 +1,1158 @@
+/* http: downstream HTTP/1.1 connections, the stream life cycle and the
+ * filter-chain runner.
+ *
+ * One stream at a time per connection; pipelined requests wait in the input
+ * buffer and are taken up (via the deferred |kick| event, never by
+ * recursion) when the previous stream finishes.
+ */
+#include "log.h"
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HIGH_WM (256 * 1024) /* stop moving body bytes into a buffer above this */
+#define LOW_WM (64 * 1024)   /* resume when it drains below this */
+#define STREAM_BUDGET (4 * 1024 * 1024)
+#define MAX_HDRS_HARD 1000
+
+static void dconn_process(dconn_t *dc);
+static void dconn_close(dconn_t *dc);
+static void stream_finish(stream_t *s);
+static void stream_free(stream_t *s);
+static void stream_respond(stream_t *s);
+static void run_phase(stream_t *s);
+static void after_phase(stream_t *s, int phase);
+static void write_response_head(stream_t *s);
+
+/* ---- headers --------------------------------------------------------- */
+
+static bool name_eq(slc_str_t a, slc_str_t b)
+{
+    return a.len == b.len && strncasecmp(a.ptr, b.ptr, a.len) == 0;
+}
+
+hdr_t *hdrs_find(hdrs_t *h, slc_str_t name)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (name_eq(h->v[i].name, name))
+            return &h->v[i];
+    return NULL;
+}
+
+int hdrs_remove(hdrs_t *h, slc_str_t name)
+{
+    size_t o = 0;
+    int removed = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (name_eq(h->v[i].name, name)) {
+            removed++;
+            continue;
+        }
+        h->v[o++] = h->v[i];
+    }
+    h->n = o;
+    return removed;
+}
+
+static int hdrs_push(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value)
+{
+    if (h->n == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : 16;
+        hdr_t *nv = arena_alloc_nozero(&s->arena, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        if (h->n)
+            memcpy(nv, h->v, h->n * sizeof(*nv));
+        h->v = nv;
+        h->cap = ncap;
+    }
+    h->v[h->n].name = name;
+    h->v[h->n].value = value;
+    h->n++;
+    return 0;
+}
+
+/* hdrs_set copies |name| and |value| into the arena. */
+slc_status_t hdrs_set(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value, bool append)
+{
+    if (!h1_valid_header_name(name.ptr, name.len) || !h1_valid_header_value(value.ptr, value.len))
+        return SLC_EINVAL;
+    char *n = arena_strndup(&s->arena, name.ptr, name.len);
+    char *v = arena_strndup(&s->arena, value.ptr, value.len);
+    if (!n || !v)
+        return SLC_ENOMEM;
+    if (!append)
+        hdrs_remove(h, name);
+    if (hdrs_push(s, h, (slc_str_t){n, name.len}, (slc_str_t){v, value.len}) != 0)
+        return SLC_ENOMEM;
+    return SLC_OK;
+}
+
+/* strip_hop_by_hop removes RFC 9110 7.6.1 headers and whatever the
+ * Connection header lists, before forwarding in either direction. */
+static void strip_hop_by_hop(hdrs_t *h)
+{
+    size_t o = 0;
+    /* Connection-listed names first (their values live in the list). */
+    for (size_t i = 0; i < h->n; i++) {
+        bool drop = h1_is_hop_by_hop(h->v[i].name.ptr, h->v[i].name.len);
+        for (size_t c = 0; c < h->n && !drop; c++) {
+            if (!h1_token_eq(h->v[c].name.ptr, h->v[c].name.len, "connection"))
+                continue;
+            h1_header_t one = {h->v[c].name.ptr, h->v[c].name.len, h->v[c].value.ptr,
+                               h->v[c].value.len};
+            if (h1_connection_lists(&one, 1, h->v[i].name.ptr, h->v[i].name.len))
+                drop = true;
+        }
+        if (!drop)
+            h->v[o++] = h->v[i];
+    }
+    h->n = o;
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static const struct timeval *ms_tv(struct timeval *tv, uint64_t ms)
+{
+    tv->tv_sec = (time_t)(ms / 1000);
+    tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+    return tv;
+}
+
+static void dconn_arm_timer(dconn_t *dc)
+{
+    gen_t *g = dc->w->cur ? dc->w->cur->gen : NULL;
+    glistener_t *gl = g ? gen_listener(g, dc->ls->name) : NULL;
+    uint64_t ms = 10000;
+    if (gl)
+        ms = dc->head_seen ? gl->conf->header_timeout_ms : gl->conf->idle_timeout_ms;
+    struct timeval tv;
+    evtimer_add(&dc->timer, ms_tv(&tv, ms));
+}
+
+static void on_dconn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    dconn_t *dc = arg;
+    (void)fd;
+    (void)what;
+    if (dc->s)
+        return;
+    if (dc->head_seen) {
+        /* A partial head that never completed: slow or stuck client. */
+        static const char r408[] = "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
+                                   "connection: close\r\n\r\n";
+        bufferevent_write(dc->bev, r408, sizeof(r408) - 1);
+        stat_inc(stats_getf(dc->w->stats,
+                            "sluice_downstream_protocol_errors_total{listener=\"%s\","
+                            "reason=\"header_timeout\"}",
+                            dc->ls->name));
+        dc->closing = true;
+        bufferevent_disable(dc->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0)
+            dconn_close(dc);
+        return;
+    }
+    dconn_close(dc);
+}
+
+/* ---- downstream connection ------------------------------------------- */
+
+static void on_dconn_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    dconn_process(arg);
+}
+
+static void on_dconn_write(struct bufferevent *bev, void *arg)
+{
+    dconn_t *dc = arg;
+    size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+    if (dc->s && dc->s->state == ST_RESP_BODY) {
+        stream_pump_response(dc->s);
+        return;
+    }
+    if (dc->closing && out == 0 && !dc->s)
+        dconn_close(dc);
+}
+
+static void stream_abort_downstream(stream_t *s);
+
+static void on_dconn_event(struct bufferevent *bev, short what, void *arg)
+{
+    dconn_t *dc = arg;
+    (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (dc->s) {
+            /* A response that is only waiting for its last bytes to flush can
+             * still complete; anything else ends as a downstream reset. */
+            stream_abort_downstream(dc->s);
+        }
+        dconn_close(dc);
+    }
+}
+
+static void on_dconn_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    dconn_process(arg);
+}
+
+static void sa_str(const struct sockaddr *sa, char *out, size_t len, char *ip, size_t iplen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+        port = ntohs(s4->sin_port);
+        snprintf(out, len, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        port = ntohs(s6->sin6_port);
+        snprintf(out, len, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, len, "unix");
+    }
+    if (ip)
+        snprintf(ip, iplen, "%s", host);
+}
+
+void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    dconn_t *dc = calloc(1, sizeof(*dc));
+    if (!dc)
+        abort();
+    dc->kind = CONN_DOWNSTREAM;
+    dc->w = w;
+    dc->ls = ls;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sa_str(sa, dc->peer, sizeof(dc->peer), dc->peer_ip, sizeof(dc->peer_ip));
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0)
+        sa_str((struct sockaddr *)&local, dc->local, sizeof(dc->local), NULL, 0);
+    dc->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!dc->bev) {
+        close(fd);
+        free(dc);
+        return;
+    }
+    bufferevent_setcb(dc->bev, on_dconn_read, on_dconn_write, on_dconn_event, dc);
+    /* Input above HIGH_WM stops reading from the socket: that is the
+     * request-side backpressure. Output drains below LOW_WM call us back. */
+    bufferevent_setwatermark(dc->bev, EV_READ, 0, HIGH_WM);
+    bufferevent_setwatermark(dc->bev, EV_WRITE, LOW_WM, 0);
+    evtimer_assign(&dc->timer, w->base, on_dconn_timer, dc);
+    event_assign(&dc->kick, w->base, -1, 0, on_dconn_kick, dc);
+    dc->st = worker_lstats(w, ls->name);
+    stat_inc(dc->st->conns_total);
+    stat_inc(dc->st->conns_active);
+    dc->next = w->conns;
+    if (w->conns)
+        w->conns->prev = dc;
+    w->conns = dc;
+    w->nconns++;
+
+    /* Connection-phase filters of the current generation. */
+    gen_t *g = w->cur ? w->cur->gen : NULL;
+    glistener_t *gl = g ? gen_listener(g, ls->name) : NULL;
+    if (gl) {
+        chain_t *ch = &gl->chain;
+        for (size_t i = 0; i < ch->nph[PH_CONNECTION]; i++) {
+            finst_t *fi = ch->f[ch->ph[PH_CONNECTION][i]];
+            slc_action_t a = fi->desc.on_connection(fi->cfg, fi->wctx[w->id], (slc_conn_t *)dc);
+            if (a == SLC_STOP) {
+                dconn_close(dc);
+                return;
+            }
+        }
+        if (dc->tr.t) {
+            /* The transport's code lives in this generation's module. */
+            dc->pinned = w->cur;
+            worker_hold(dc->pinned);
+        }
+    }
+    bufferevent_enable(dc->bev, EV_READ | EV_WRITE);
+    dconn_arm_timer(dc);
+}
+
+static void dconn_close(dconn_t *dc)
+{
+    worker_t *w = dc->w;
+    if (dc->s) {
+        stream_abort_downstream(dc->s);
+        if (dc->s)
+            return; /* cannot happen: abort finishes the stream */
+    }
+    evtimer_del(&dc->timer);
+    event_del(&dc->kick);
+    if (dc->tr.t && dc->tr.t->free)
+        dc->tr.t->free(dc->tr.ctx);
+    bufferevent_free(dc->bev);
+    if (dc->prev)
+        dc->prev->next = dc->next;
+    else
+        w->conns = dc->next;
+    if (dc->next)
+        dc->next->prev = dc->prev;
+    w->nconns--;
+    stat_add(dc->st->conns_active, -1);
+    if (dc->pinned)
+        worker_release(w, dc->pinned);
+    free(dc);
+}
+
+void dconn_drain_all(worker_t *w)
+{
+    /* Idle connections close now; busy ones close after their stream. */
+    for (dconn_t *dc = w->conns, *next; dc; dc = next) {
+        next = dc->next;
+        dc->closing = true;
+        if (!dc->s)
+            dconn_close(dc);
+    }
+}
+
+static void proto_error(dconn_t *dc, int status, const char *reason)
+{
+    static const char *const texts[] = {
+        [0] = "Bad Request", [1] = "URI Too Long", [2] = "Request Header Fields Too Large",
+        [3] = "Not Implemented", [4] = "HTTP Version Not Supported"};
+    int t = status == 414 ? 1 : status == 431 ? 2 : status == 501 ? 3 : status == 505 ? 4 : 0;
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
+                     "connection: close\r\n\r\n%s\n",
+                     status, texts[t], strlen(texts[t]) + 1, texts[t]);
+    bufferevent_write(dc->bev, buf, (size_t)n);
+    stat_inc(stats_getf(dc->w->stats,
+                        "sluice_downstream_protocol_errors_total{listener=\"%s\",reason=\"%s\"}",
+                        dc->ls->name, reason));
+    stat_inc(dc->st->req_class[status / 100 - 1]);
+    log_debug("malformed request", "listener=%s peer=%s status=%d reason=%s", dc->ls->name,
+              dc->peer, status, reason);
+    /* Whatever else the client sent is not trusted: stop reading, close once
+     * the reply is out. */
+    dc->closing = true;
+    bufferevent_disable(dc->bev, EV_READ);
+    evbuffer_drain(bufferevent_get_input(dc->bev), evbuffer_get_length(bufferevent_get_input(dc->bev)));
+    evtimer_del(&dc->timer);
+}
+
+/* ---- stream start ------------------------------------------------------ */
+
+static slc_str_t sdup(stream_t *s, const char *p, size_t n)
+{
+    char *c = arena_strndup(&s->arena, p, n);
+    return (slc_str_t){c, c ? n : 0};
+}
+
+static void stream_add_proxy_headers(stream_t *s)
+{
+    dconn_t *dc = s->dc;
+    slc_str_t xff = SLC_STR("x-forwarded-for");
+    hdr_t *h = hdrs_find(&s->req_hdrs, xff);
+    size_t iplen = strlen(dc->peer_ip);
+    if (h) {
+        size_t n = h->value.len + 2 + iplen;
+        char *v = arena_alloc_nozero(&s->arena, n + 1);
+        if (v) {
+            memcpy(v, h->value.ptr, h->value.len);
+            memcpy(v + h->value.len, ", ", 2);
+            memcpy(v + h->value.len + 2, dc->peer_ip, iplen + 1);
+            h->value = (slc_str_t){v, n};
+        }
+    } else {
+        hdrs_push(s, &s->req_hdrs, xff, (slc_str_t){dc->peer_ip, iplen});
+    }
+    hdrs_remove(&s->req_hdrs, SLC_STR("x-forwarded-proto"));
+    hdrs_push(s, &s->req_hdrs, SLC_STR("x-forwarded-proto"), SLC_STR("http"));
+    h = hdrs_find(&s->req_hdrs, SLC_STR("via"));
+    if (h) {
+        size_t n = h->value.len + sizeof(", 1.1 sluice") - 1;
+        char *v = arena_alloc_nozero(&s->arena, n + 1);
+        if (v) {
+            memcpy(v, h->value.ptr, h->value.len);
+            memcpy(v + h->value.len, ", 1.1 sluice", sizeof(", 1.1 sluice"));
+            h->value = (slc_str_t){v, n};
+        }
+    } else {
+        hdrs_push(s, &s->req_hdrs, SLC_STR("via"), SLC_STR("1.1 sluice"));
+    }
+    h = hdrs_find(&s->req_hdrs, SLC_STR("x-request-id"));
+    if (h) {
+        size_t n = h->value.len < sizeof(s->request_id) - 1 ? h->value.len
+                                                            : sizeof(s->request_id) - 1;
+        memcpy(s->request_id, h->value.ptr, n);
+        s->request_id[n] = '\0';
+    } else {
+        worker_uuid(s->w, s->request_id);
+        hdrs_push(s, &s->req_hdrs, SLC_STR("x-request-id"),
+                  (slc_str_t){s->request_id, strlen(s->request_id)});
+    }
+}
+
+static stream_t *stream_new(dconn_t *dc, gen_t *g, glistener_t *gl)
+{
+    worker_t *w = dc->w;
+    arena_t a;
+    arena_init(&a, &w->arena_pool, STREAM_BUDGET);
+    stream_t *s = arena_alloc(&a, sizeof(*s));
+    s->arena = a; /* the arena now lives inside the stream it allocated */
+    s->w = w;
+    s->dc = dc;
+    s->holder = w->cur;
+    worker_hold(s->holder);
+    s->gen = g;
+    s->gl = gl;
+    s->chain = &gl->chain;
+    s->start_us = now_us(w);
+    s->ctx = arena_alloc(&s->arena, (gl->chain.n ? gl->chain.n : 1) * sizeof(void *));
+    return s;
+}
+
+/* stream_begin turns a parsed head into a stream (copying the head into
+ * its arena, so the caller may drain the input afterwards). The chain is
+ * started separately by stream_start. */
+static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_request_t *req,
+                              const char *head)
+{
+    stream_t *s = stream_new(dc, g, gl);
+    dc->s = s;
+    dc->requests++;
+    /* Copy the head into the arena once; every view below points there. */
+    char *copy = arena_alloc_nozero(&s->arena, req->head_len);
+    if (!copy) {
+        dc->s = NULL;
+        stream_free(s);
+        return NULL;
+    }
+    memcpy(copy, head, req->head_len);
+#define REBASE(p) (copy + ((const char *)(p)-head))
+    s->method = (slc_str_t){REBASE(req->method), req->method_len};
+    s->minor = req->version_minor;
+    s->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    s->expect_continue = req->expect_continue;
+    s->client_keep_alive = req->keep_alive;
+    s->scheme = SLC_STR("http");
+    slc_str_t target = {REBASE(req->target), req->target_len};
+    if (target.len > 7 && (strncasecmp(target.ptr, "http://", 7) == 0 ||
+                           (target.len > 8 && strncasecmp(target.ptr, "https://", 8) == 0))) {
+        /* absolute-form: the authority inside wins over Host (RFC 9112 3.2.2). */
+        size_t skip = target.ptr[4] == ':' ? 7 : 8;
+        const char *a = target.ptr + skip;
+        const char *end = target.ptr + target.len;
+        const char *slash = memchr(a, '/', (size_t)(end - a));
+        s->authority = (slc_str_t){a, (size_t)((slash ? slash : end) - a)};
+        s->path = slash ? (slc_str_t){slash, (size_t)(end - slash)} : SLC_STR("/");
+    } else {
+        s->path = target;
+        if (req->host)
+            s->authority = (slc_str_t){REBASE(req->host), req->host_len};
+    }
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const h1_header_t *h = &req->headers[i];
+        hdrs_push(s, &s->req_hdrs, (slc_str_t){REBASE(h->name), h->name_len},
+                  (slc_str_t){REBASE(h->value), h->value_len});
+    }
+#undef REBASE
+    s->req_body = req->body;
+    s->req_left = req->content_length;
+    if (s->req_body == H1_BODY_CHUNKED)
+        h1_chunked_init(&s->req_chunked);
+    s->req_done = s->req_body == H1_BODY_NONE;
+    strip_hop_by_hop(&s->req_hdrs);
+    hdrs_remove(&s->req_hdrs, SLC_STR("content-length"));
+    hdrs_remove(&s->req_hdrs, SLC_STR("expect")); /* we answer 100-continue ourselves */
+    stream_add_proxy_headers(s);
+    return s;
+}
+
+/* stream_start creates per-stream filter state and runs the request chain. */
+static void stream_start(stream_t *s)
+{
+    /* Per-stream filter state. */
+    chain_t *ch = s->chain;
+    for (size_t i = 0; i < ch->n; i++)
+        s->ctx[i] = ch->f[i]->cfg;
+    for (size_t k = 0; k < ch->nwith_ctx; k++) {
+        size_t i = ch->with_ctx[k];
+        finst_t *fi = ch->f[i];
+        void *ctx = NULL;
+        if (fi->desc.request_new(fi->cfg, fi->wctx[s->w->id], s, &ctx) != SLC_OK) {
+            stream_local_reply(s, 500, SLC_STR("text/plain"),
+                               SLC_STR("filter could not start the stream\n"));
+            s->state = ST_RESP_FILTERS;
+            s->phase = PH_RESP_HEADERS;
+            s->phase_at = 0;
+            run_phase(s);
+            return;
+        }
+        s->ctx[i] = ctx;
+    }
+    s->state = ST_REQ_FILTERS;
+    s->phase = PH_REQ_HEADERS;
+    s->phase_at = 0;
+    run_phase(s);
+}
+
+/* ---- chain runner ----------------------------------------------------- */
+
+static slc_action_t call_hook(stream_t *s, int phase, size_t pos)
+{
+    finst_t *fi = s->chain->f[pos];
+    void *ctx = s->ctx[pos];
+    switch (phase) {
+    case PH_REQ_HEADERS:
+        return fi->desc.on_request_headers(ctx, s);
+    case PH_UP_SELECT:
+        return fi->desc.on_upstream_select(ctx, s);
+    case PH_UP_CONNECT:
+        return fi->desc.on_upstream_connect(ctx, s, (slc_conn_t *)s->up);
+    case PH_RESP_HEADERS:
+        return fi->desc.on_response_headers(ctx, s);
+    }
+    return SLC_CONTINUE;
+}
+
+/* run_phase runs s->phase from s->phase_at until the phase ends, a filter
+ * stops the stream, or a filter pauses it. */
+static void run_phase(stream_t *s)
+{
+    chain_t *ch = s->chain;
+    int phase = s->phase;
+    s->in_chain = true;
+    while (s->phase_at < ch->nph[phase]) {
+        size_t pos = ch->ph[phase][s->phase_at];
+        slc_action_t a = call_hook(s, phase, pos);
+        if (a == SLC_PAUSE) {
+            s->paused = true;
+            s->in_chain = false;
+            return;
+        }
+        s->phase_at++;
+        if (a == SLC_STOP) {
+            s->in_chain = false;
+            if (!s->local_reply)
+                stream_local_reply(s, 500, SLC_STR("text/plain"),
+                                   SLC_STR("filter stopped the stream without a reply\n"));
+            if (phase == PH_RESP_HEADERS) {
+                after_phase(s, phase);
+                return;
+            }
+            stream_respond(s);
+            return;
+        }
+    }
+    s->in_chain = false;
+    after_phase(s, phase);
+}
+
+void stream_resume(stream_t *s)
+{
+    if (!s->paused)
+        return;
+    s->paused = false;
+    s->phase_at++;
+    run_phase(s);
+}
+
+void stream_chain_continue(stream_t *s)
+{
+    run_phase(s);
+}
+
+static void route_default_endpoint(stream_t *s)
+{
+    const slc_cluster_t *c = s->cluster;
+    for (size_t k = 0; k < c->neps; k++) {
+        const slc_endpoint_t *e = &c->eps[(s->w->rr++) % c->neps];
+        if (!atomic_load_explicit(&e->unhealthy, memory_order_relaxed)) {
+            s->ep = e;
+            return;
+        }
+    }
+}
+
+static void after_phase(stream_t *s, int phase)
+{
+    switch (phase) {
+    case PH_REQ_HEADERS:
+        if (s->local_reply) {
+            stream_respond(s);
+            return;
+        }
+        if (!s->cluster) {
+            s->flags |= SLC_RF_NR;
+            stream_local_reply(s, 404, SLC_STR("text/plain"), SLC_STR("no route\n"));
+            stream_respond(s);
+            return;
+        }
+        s->cst = worker_cstats(s->w, s->cluster->name);
+        s->phase = PH_UP_SELECT;
+        s->phase_at = 0;
+        run_phase(s);
+        return;
+    case PH_UP_SELECT:
+        if (s->local_reply) {
+            stream_respond(s);
+            return;
+        }
+        if (!s->ep)
+            route_default_endpoint(s);
+        if (!s->ep) {
+            s->flags |= SLC_RF_UH;
+            stream_local_reply(s, 503, SLC_STR("text/plain"), SLC_STR("no healthy upstream\n"));
+            stream_respond(s);
+            return;
+        }
+        s->state = ST_UPSTREAM;
+        if (s->expect_continue && !s->req_done) {
+            static const char c100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            bufferevent_write(s->dc->bev, c100, sizeof(c100) - 1);
+        }
+        upstream_begin(s);
+        return;
+    case PH_UP_CONNECT:
+        if (s->local_reply) {
+            upstream_abort(s);
+            stream_respond(s);
+            return;
+        }
+        stream_upstream_ready(s);
+        return;
+    case PH_RESP_HEADERS:
+        write_response_head(s);
+        return;
+    }
+}
+
+/* ---- request body ------------------------------------------------------ */
+
+static void body_hooks(stream_t *s, int phase, struct evbuffer *src, size_t n, bool end)
+{
+    chain_t *ch = s->chain;
+    if (ch->nph[phase] == 0)
+        return;
+    struct evbuffer_iovec iov[16];
+    size_t off = 0;
+    struct evbuffer_ptr ptr;
+    evbuffer_ptr_set(src, &ptr, 0, EVBUFFER_PTR_SET);
+    while (off < n) {
+        int k = evbuffer_peek(src, (ev_ssize_t)(n - off), &ptr, iov, 16);
+        if (k <= 0)
+            break;
+        for (int i = 0; i < k && i < 16 && off < n; i++) {
+            size_t len = iov[i].iov_len < n - off ? iov[i].iov_len : n - off;
+            for (size_t p = 0; p < ch->nph[phase]; p++) {
+                size_t pos = ch->ph[phase][p];
+                finst_t *fi = ch->f[pos];
+                slc_str_t chunk = {iov[i].iov_base, len};
+                if (phase == PH_REQ_BODY)
+                    fi->desc.on_request_body(s->ctx[pos], s, chunk, false);
+                else
+                    fi->desc.on_response_body(s->ctx[pos], s, chunk, false);
+            }
+            off += len;
+        }
+        evbuffer_ptr_set(src, &ptr, off, EVBUFFER_PTR_SET);
+    }
+    if (end) {
+        for (size_t p = 0; p < ch->nph[phase]; p++) {
+            size_t pos = ch->ph[phase][p];
+            finst_t *fi = ch->f[pos];
+            if (phase == PH_REQ_BODY)
+                fi->desc.on_request_body(s->ctx[pos], s, SLC_STR_NULL, true);
+            else
+                fi->desc.on_response_body(s->ctx[pos], s, SLC_STR_NULL, true);
+        }
+    }
+}
+
+/* move_body moves the body bytes of |src| to |dst| (or discards them when
+ * |dst| is NULL) for a Content-Length or chunked body, keeping chunked
+ * framing when |keep_framing|. Returns 1 when the body is complete, 0 when
+ * it needs more input or |dst| is full, -1 on a framing error. */
+static int move_body(stream_t *s, int phase, struct evbuffer *src, struct evbuffer *dst,
+                     h1_body_t kind, uint64_t *left, h1_chunked_t *ch, bool keep_framing,
+                     uint64_t *counted, const char **reason)
+{
+    for (;;) {
+        size_t avail = evbuffer_get_length(src);
+        if (dst && evbuffer_get_length(dst) >= HIGH_WM)
+            return 0;
+        if (kind == H1_BODY_LENGTH || kind == H1_BODY_EOF) {
+            if (kind == H1_BODY_LENGTH && *left == 0) {
+                body_hooks(s, phase, src, 0, true);
+                return 1;
+            }
+            size_t n = avail;
+            if (kind == H1_BODY_LENGTH && n > *left)
+                n = (size_t)*left;
+            if (n == 0)
+                return 0;
+            body_hooks(s, phase, src, n, false);
+            if (dst)
+                evbuffer_remove_buffer(src, dst, n);
+            else
+                evbuffer_drain(src, n);
+            if (kind == H1_BODY_LENGTH)
+                *left -= n;
+            *counted += n;
+            continue;
+        }
+        /* chunked */
+        if (h1_chunked_done(ch)) {
+            body_hooks(s, phase, src, 0, true);
+            return 1;
+        }
+        if (avail == 0)
+            return 0;
+        if (h1_chunked_in_data(ch)) {
+            uint64_t l = h1_chunked_data_left(ch);
+            size_t n = avail < l ? avail : (size_t)l;
+            body_hooks(s, phase, src, n, false);
+            if (dst)
+                evbuffer_remove_buffer(src, dst, n);
+            else
+                evbuffer_drain(src, n);
+            h1_chunked_data_consumed(ch, n);
+            *counted += n;
+            continue;
+        }
+        size_t look = avail < 16384 ? avail : 16384;
+        const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)look);
+        size_t used = 0;
+        h1_result_t r = h1_chunked_parse(ch, p, look, &used, reason);
+        if (r == H1_ERROR)
+            return -1;
+        if (used) {
+            if (dst && keep_framing)
+                evbuffer_remove_buffer(src, dst, used);
+            else
+                evbuffer_drain(src, used);
+        }
+        if (r == H1_INCOMPLETE && used == 0)
+            return 0;
+    }
+}
+
+void stream_pump_request(stream_t *s)
+{
+    if (s->req_done || !s->req_pumping || !s->up)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->dc->bev);
+    struct evbuffer *out = bufferevent_get_output(s->up->bev);
+    const char *reason = NULL;
+    int r = move_body(s, PH_REQ_BODY, in, out, s->req_body, &s->req_left, &s->req_chunked, true,
+                      &s->req_bytes, &reason);
+    if (r == 1) {
+        s->req_done = true;
+    } else if (r < 0) {
+        stat_inc(stats_getf(s->w->stats,
+                            "sluice_downstream_protocol_errors_total{listener=\"%s\",reason=\"%s\"}",
+                            s->dc->ls->name, reason ? reason : "bad_chunk"));
+        s->flags |= SLC_RF_DPE;
+        s->closing_after = true;
+        stream_upstream_failed(s, 400, SLC_RF_DPE, "malformed request body\n");
+    }
+}
+
+/* drain_request_body discards an unread request body after a local reply,
+ * if it is small enough to be worth keeping the connection; otherwise the
+ * connection closes. */
+static void settle_request_body(stream_t *s)
+{
+    if (s->req_done)
+        return;
+    s->closing_after = true;
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+slc_status_t stream_local_reply(stream_t *s, int status, slc_str_t ctype, slc_str_t body)
+{
+    if (s->resp_head_sent)
+        return SLC_ESTATE;
+    if (status < 200 || status > 599)
+        return SLC_EINVAL;
+    s->local_reply = true;
+    s->status = status;
+    s->reason = SLC_STR_NULL;
+    s->resp_hdrs.n = 0;
+    s->local_body = sdup(s, body.ptr ? body.ptr : "", body.len);
+    if (ctype.len)
+        hdrs_set(s, &s->resp_hdrs, SLC_STR("content-type"), ctype, false);
+    s->resp_body = H1_BODY_LENGTH;
+    s->resp_left = body.len;
+    return SLC_OK;
+}
+
+/* stream_respond: a local reply is ready; run response filters over it. */
+static void stream_respond(stream_t *s)
+{
+    if (s->up)
+        upstream_abort(s);
+    settle_request_body(s);
+    s->state = ST_RESP_FILTERS;
+    s->phase = PH_RESP_HEADERS;
+    s->phase_at = 0;
+    run_phase(s);
+}
+
+static const char *status_text(int st)
+{
+    switch (st) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+static void write_response_head(stream_t *s)
+{
+    dconn_t *dc = s->dc;
+    bool keep = s->client_keep_alive && !s->closing_after && !dc->closing && !s->w->draining;
+    bool chunk_through = false;
+    if (!s->local_reply) {
+        strip_hop_by_hop(&s->resp_hdrs);
+        if (s->resp_body == H1_BODY_LENGTH)
+            hdrs_remove(&s->resp_hdrs, SLC_STR("content-length"));
+        if (s->resp_body == H1_BODY_CHUNKED) {
+            if (s->minor >= 1)
+                chunk_through = true;
+            else
+                keep = false; /* HTTP/1.0 client: de-chunk, end by closing */
+        }
+        if (s->resp_body == H1_BODY_EOF)
+            keep = false;
+    }
+    s->resp_chunk_passthrough = chunk_through;
+    s->resp_close = !keep;
+    const char *reason = s->reason.len ? NULL : status_text(s->status);
+    size_t need = 64 + (s->reason.len ? s->reason.len : strlen(reason));
+    for (size_t i = 0; i < s->resp_hdrs.n; i++)
+        need += s->resp_hdrs.v[i].name.len + s->resp_hdrs.v[i].value.len + 4;
+    need += 96;
+    char *buf = arena_alloc_nozero(&s->arena, need);
+    if (!buf) {
+        s->closing_after = true;
+        dc->closing = true;
+        stream_finish(s);
+        return;
+    }
+    int n = snprintf(buf, need, "HTTP/1.1 %d ", s->status);
+    size_t o = (size_t)n;
+    if (s->reason.len) {
+        memcpy(buf + o, s->reason.ptr, s->reason.len);
+        o += s->reason.len;
+    } else {
+        size_t rl = strlen(reason);
+        memcpy(buf + o, reason, rl);
+        o += rl;
+    }
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    for (size_t i = 0; i < s->resp_hdrs.n; i++) {
+        hdr_t *h = &s->resp_hdrs.v[i];
+        memcpy(buf + o, h->name.ptr, h->name.len);
+        o += h->name.len;
+        buf[o++] = ':';
+        buf[o++] = ' ';
+        memcpy(buf + o, h->value.ptr, h->value.len);
+        o += h->value.len;
+        buf[o++] = '\r';
+        buf[o++] = '\n';
+    }
+    if (s->resp_body == H1_BODY_LENGTH)
+        o += (size_t)snprintf(buf + o, need - o, "content-length: %llu\r\n",
+                              (unsigned long long)s->resp_left);
+    if (chunk_through)
+        o += (size_t)snprintf(buf + o, need - o, "transfer-encoding: chunked\r\n");
+    if (!keep)
+        o += (size_t)snprintf(buf + o, need - o, "connection: close\r\n");
+    else if (s->minor == 0)
+        o += (size_t)snprintf(buf + o, need - o, "connection: keep-alive\r\n");
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    struct evbuffer *out = bufferevent_get_output(dc->bev);
+    evbuffer_add(out, buf, o);
+    s->resp_head_sent = true;
+    s->state = ST_RESP_BODY;
+    if (s->local_reply) {
+        if (!s->is_head && s->local_body.len)
+            evbuffer_add(out, s->local_body.ptr, s->local_body.len);
+        s->resp_bytes = s->local_body.len;
+        stream_finish(s);
+        return;
+    }
+    stream_pump_response(s);
+}
+
+void stream_on_response_head(stream_t *s, const h1_response_t *r)
+{
+    /* Copy the head into the arena: the upstream buffer is drained next. */
+    const char *base = r->reason ? r->reason : NULL;
+    (void)base;
+    s->status = r->status;
+    s->reason = r->reason_len ? sdup(s, r->reason, r->reason_len) : SLC_STR_NULL;
+    s->resp_hdrs.n = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const h1_header_t *h = &r->headers[i];
+        slc_str_t n = sdup(s, h->name, h->name_len);
+        slc_str_t v = sdup(s, h->value, h->value_len);
+        hdrs_push(s, &s->resp_hdrs, n, v);
+    }
+    s->resp_body = r->body;
+    s->resp_left = r->content_length;
+    if (r->body == H1_BODY_CHUNKED)
+        h1_chunked_init(&s->resp_chunked);
+    s->up->keep_alive = r->keep_alive;
+    /* |r| points into the upstream input: everything is copied, drain it
+     * before filters run (they may end the stream and free the upstream). */
+    evbuffer_drain(bufferevent_get_input(s->up->bev), r->head_len);
+    s->state = ST_RESP_FILTERS;
+    s->phase = PH_RESP_HEADERS;
+    s->phase_at = 0;
+    run_phase(s);
+}
+
+void stream_pump_response(stream_t *s)
+{
+    if (s->state != ST_RESP_BODY || !s->up)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->up->bev);
+    struct evbuffer *out = bufferevent_get_output(s->dc->bev);
+    if (s->resp_body == H1_BODY_NONE) {
+        stream_finish(s);
+        return;
+    }
+    const char *reason = NULL;
+    int r = move_body(s, PH_RESP_BODY, in, out, s->resp_body, &s->resp_left, &s->resp_chunked,
+                      s->resp_chunk_passthrough, &s->resp_bytes, &reason);
+    if (r == 1) {
+        stream_finish(s);
+    } else if (r < 0) {
+        s->flags |= SLC_RF_UR;
+        s->closing_after = true;
+        s->dc->closing = true;
+        upstream_abort(s);
+        stream_finish(s);
+    } else if (evbuffer_get_length(out) >= HIGH_WM) {
+        /* Client is slow: stop reading the upstream until it drains. */
+        bufferevent_disable(s->up->bev, EV_READ);
+    } else {
+        bufferevent_enable(s->up->bev, EV_READ);
+    }
+}
+
+void stream_upstream_eof(stream_t *s)
+{
+    if (s->state == ST_RESP_BODY && s->resp_body == H1_BODY_EOF) {
+        stream_pump_response(s); /* take what is buffered */
+        s->resp_body = H1_BODY_NONE;
+        upstream_abort(s);
+        stream_finish(s);
+        return;
+    }
+    stream_upstream_failed(s, 502, SLC_RF_UC, "upstream connect error or disconnect/reset "
+                                              "before headers\n");
+}
+
+void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body)
+{
+    s->flags |= flag;
+    if (s->up)
+        upstream_abort(s);
+    if (s->resp_head_sent) {
+        /* Too late for an error reply: cut the client connection. */
+        s->closing_after = true;
+        s->dc->closing = true;
+        stream_finish(s);
+        return;
+    }
+    stream_local_reply(s, status, SLC_STR("text/plain"), (slc_str_t){body, strlen(body)});
+    s->closing_after = s->closing_after || !s->req_done;
+    s->state = ST_RESP_FILTERS;
+    s->phase = PH_RESP_HEADERS;
+    s->phase_at = 0;
+    run_phase(s);
+}
+
+/* ---- end of stream ----------------------------------------------------- */
+
+static void stream_complete_hooks(stream_t *s)
+{
+    chain_t *ch = s->chain;
+    for (size_t p = 0; p < ch->nph[PH_COMPLETE]; p++) {
+        size_t pos = ch->ph[PH_COMPLETE][p];
+        ch->f[pos]->desc.on_complete(s->ctx[pos], s);
+    }
+}
+
+static void stream_free(stream_t *s)
+{
+    worker_t *w = s->w;
+    holder_t *h = s->holder;
+    if (s->timeout_ev)
+        event_del(s->timeout_ev);
+    if (s->ep_counted)
+        atomic_fetch_sub_explicit(&((slc_endpoint_t *)s->ep)->active, 1, memory_order_relaxed);
+    arena_t a = s->arena; /* the stream itself lives in the arena */
+    arena_reset(&a);
+    worker_release(w, h);
+}
+
+static void stream_finish(stream_t *s)
+{
+    dconn_t *dc = s->dc;
+    if (s->state == ST_DONE)
+        return;
+    s->state = ST_DONE;
+    if (s->up) {
+        if (s->resp_close || !s->req_done)
+            upstream_abort(s);
+        else
+            upstream_release(s);
+    }
+    if (s->status >= 100 && s->status < 600)
+        stat_inc(dc->st->req_class[s->status / 100 - 1]);
+    else
+        stat_inc(dc->st->req_class[5]);
+    stream_complete_hooks(s);
+    if (log_enabled(SLC_LOG_DEBUG))
+        log_debug("stream done", "listener=%s status=%d flags=0x%x up_bytes=%llu down_bytes=%llu",
+                  dc->ls->name, s->status, s->flags, (unsigned long long)s->req_bytes,
+                  (unsigned long long)s->resp_bytes);
+    bool close = s->resp_close || s->closing_after || !s->req_done;
+    dc->s = NULL;
+    stream_free(s);
+    if (close || dc->closing) {
+        dc->closing = true;
+        bufferevent_disable(dc->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0)
+            dconn_close(dc);
+        return;
+    }
+    dc->head_seen = evbuffer_get_length(bufferevent_get_input(dc->bev)) > 0;
+    dconn_arm_timer(dc);
+    bufferevent_enable(dc->bev, EV_READ);
+    if (dc->head_seen)
+        event_active(&dc->kick, EV_READ, 0);
+}
+
+/* stream_abort_downstream: the client went away mid-stream. */
+static void stream_abort_downstream(stream_t *s)
+{
+    s->flags |= SLC_RF_DC;
+    s->closing_after = true;
+    s->dc->closing = true;
+    if (s->up)
+        upstream_abort(s);
+    if (!s->status)
+        s->status = 0;
+    dconn_t *dc = s->dc;
+    s->state = ST_DONE;
+    stat_inc(dc->st->req_class[5]);
+    stream_complete_hooks(s);
+    dc->s = NULL;
+    stream_free(s);
+}
+
+/* ---- input processing ------------------------------------------------- */
+
+static void dconn_process(dconn_t *dc)
+{
+    worker_t *w = dc->w;
+    if (dc->s) {
+        if (dc->s->req_pumping)
+            stream_pump_request(dc->s);
+        return;
+    }
+    if (dc->closing)
+        return;
+    struct evbuffer *in = bufferevent_get_input(dc->bev);
+    size_t avail = evbuffer_get_length(in);
+    if (avail == 0)
+        return;
+    gen_t *g = w->cur ? w->cur->gen : NULL;
+    glistener_t *gl = g ? gen_listener(g, dc->ls->name) : NULL;
+    if (!gl) {
+        /* The listener is gone from the configuration. */
+        dconn_close(dc);
+        return;
+    }
+    const conf_listener_t *lc = gl->conf;
+    size_t look = avail < (size_t)lc->max_header_bytes + 2 ? avail : (size_t)lc->max_header_bytes + 2;
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+    h1_limits_t lim = {lc->max_request_line, lc->max_header_bytes, lc->max_headers};
+    h1_header_t hdrs[MAX_HDRS_HARD];
+    h1_request_t req;
+    int status = 0;
+    const char *reason = NULL;
+    h1_result_t r = h1_parse_request(p, look, &lim, hdrs, lc->max_headers + 1 < MAX_HDRS_HARD
+                                                              ? lc->max_headers + 1
+                                                              : MAX_HDRS_HARD,
+                                     &req, &status, &reason);
+    if (r == H1_INCOMPLETE) {
+        if (!dc->head_seen) {
+            dc->head_seen = true;
+            dconn_arm_timer(dc); /* the header timeout runs from the first byte */
+        }
+        return;
+    }
+    if (r == H1_ERROR) {
+        proto_error(dc, status ? status : 400, reason ? reason : "malformed");
+        if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0)
+            dconn_close(dc);
+        return;
+    }
+    evtimer_del(&dc->timer);
+    dc->head_seen = false;
+    stream_t *s = stream_begin(dc, g, gl, &req, p);
+    evbuffer_drain(in, req.head_len);
+    if (!s) {
+        proto_error(dc, 431, "head_too_large");
+        return;
+    }
+    /* The chain may finish the stream, and even close |dc|, before this
+     * returns: touch nothing after it. */
+    stream_start(s);
+}

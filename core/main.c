@@ -1,0 +1,60 @@
+/* sluice: service-mesh data-plane proxy. Command line entry. */
+#include "log.h"
+#include "server.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sluice [-c FILE] [--validate] [--help] [--version]\n"
+               "\n"
+               "  -c, --config FILE  configuration file (default /etc/sluice/sluice.yaml)\n"
+               "      --validate     check the configuration (filters loaded and configured),\n"
+               "                     print every error, exit 1 if there is any\n"
+               "  -h, --help         this text\n"
+               "  -V, --version      version and filter ABI\n"
+               "\n"
+               "Signals: SIGHUP reloads the configuration (a bad one is refused and the\n"
+               "running one keeps serving); SIGTERM or SIGINT drains and exits.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = "/etc/sluice/sluice.yaml";
+    bool validate = false;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"validate", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 't':
+            validate = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("sluice %s (filter ABI %d.%d)\n", SLUICE_VERSION, SLC_ABI_MAJOR, SLC_ABI_MINOR);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (validate)
+        return server_validate(config);
+    return server_run(config);
+}

@@ -1,0 +1,258 @@
+/* proxy: workers, downstream HTTP/1.1 connections, streams and upstream
+ * pools — the core's request path.
+ *
+ * THREADS: everything here belongs to exactly one worker and runs on its
+ * event loop; nothing takes a lock. Cross-thread traffic is only: the
+ * server's current-generation pointer (atomic), a notify pipe per worker,
+ * endpoint counters (atomics), and stats shards (single writer).
+ *
+ * OWNERSHIP: a worker owns its dconns, their streams (one at a time on
+ * HTTP/1.1), and its upstream pools. A stream's memory is its arena
+ * (released in stream_finish). A dconn is freed by dconn_close once its
+ * stream is gone.
+ */
+#ifndef SLUICE_PROXY_H
+#define SLUICE_PROXY_H
+
+#include "arena.h"
+#include "gen.h"
+#include "h1.h"
+#include "stats.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <pthread.h>
+
+struct server;
+struct worker;
+struct dconn;
+struct uconn;
+
+/* lsock: one listener's sockets, one per worker (SO_REUSEPORT). Created by
+ * the main thread; each worker owns and closes its own fd. Survives reloads
+ * that keep the listener's address. */
+typedef struct lsock {
+    struct lsock *next;
+    char *name;
+    char *address;
+    char *bound; /* actual "ip:port" (port 0 resolved) */
+    int *fds;    /* [nworkers]; -1 once handed over and closed */
+    _Atomic int worker_refs;
+    bool in_use; /* referenced by the current generation */
+} lsock_t;
+
+/* holder: a worker's hold on one generation. Streams and transport-bearing
+ * connections count in |refs|; the worker drops the generation when it is
+ * no longer current and refs reaches 0. */
+typedef struct holder {
+    gen_t *gen;
+    size_t refs;
+    bool current;
+    struct holder *next; /* retired list */
+} holder_t;
+
+typedef struct lev {
+    struct lev *next;
+    struct worker *w;
+    lsock_t *ls;
+    struct evconnlistener *evl;
+} lev_t;
+
+typedef struct upool {
+    struct upool *next; /* hash chain */
+    char addr[64];
+    struct uconn *idle; /* LIFO of idle connections */
+    size_t nidle;
+} upool_t;
+
+#define UPOOL_BUCKETS 64
+
+/* Per-listener counters of one worker, looked up once per connection. */
+typedef struct lstats {
+    struct lstats *next;
+    char *name;
+    stat_t *conns_total, *conns_active, *req_class[6], *streams_active;
+} lstats_t;
+
+/* Per-cluster counters of one worker. */
+typedef struct cstats {
+    struct cstats *next;
+    char *name;
+    stat_t *requests, *connect_fail, *timeouts, *cx_total, *cx_active, *resets;
+} cstats_t;
+
+typedef struct worker {
+    int id;
+    struct server *srv;
+    pthread_t thread;
+    struct event_base *base;
+    int notify[2];
+    struct event *notify_ev;
+    holder_t *cur;
+    holder_t *retired;
+    lev_t *levs;
+    arena_pool_t arena_pool;
+    stats_shard_t *stats;
+    lstats_t *lstats;
+    cstats_t *cstats;
+    upool_t *pools[UPOOL_BUCKETS];
+    struct dconn *conns; /* all open downstream connections */
+    _Atomic size_t nconns; /* read by the main thread while draining */
+    uint64_t rr;
+    uint64_t rng[2];
+    bool draining;
+    const struct timeval *tv_common[4];
+    stat_t *proto_err_other;
+} worker_t;
+
+typedef struct hdr {
+    slc_str_t name, value;
+} hdr_t;
+
+typedef struct hdrs {
+    hdr_t *v;
+    size_t n, cap;
+} hdrs_t;
+
+enum stream_state {
+    ST_REQ_FILTERS,  /* running request filters (may be paused) */
+    ST_UPSTREAM,     /* connecting / sending / waiting for the response head */
+    ST_RESP_FILTERS, /* running response-header filters */
+    ST_RESP_BODY,    /* streaming the response */
+    ST_DONE,
+};
+
+typedef struct transport_slot {
+    const slc_transport_t *t;
+    void *ctx;
+    bool ready;
+} transport_slot_t;
+
+struct slc_req {
+    arena_t arena;
+    worker_t *w;
+    struct dconn *dc;
+    holder_t *holder;
+    gen_t *gen;
+    glistener_t *gl;
+    chain_t *chain;
+    void **ctx; /* [chain->n]: per-filter stream state (or the filter's cfg) */
+    int state;
+    int phase;       /* PH_* being run */
+    size_t phase_at; /* index into chain->ph[phase] */
+    bool paused, in_chain, local_reply, closing_after;
+
+    /* request */
+    slc_str_t method, path, authority, scheme;
+    int minor;
+    bool is_head, expect_continue, client_keep_alive;
+    hdrs_t req_hdrs;
+    h1_body_t req_body;
+    uint64_t req_left;
+    h1_chunked_t req_chunked;
+    bool req_done;   /* whole request body read from the client */
+    bool req_pumping; /* body flows to the upstream */
+    uint64_t req_bytes;
+
+    /* routing */
+    const slc_cluster_t *cluster;
+    const slc_endpoint_t *ep;
+    uint64_t timeout_ms;
+    struct event *timeout_ev;
+    cstats_t *cst;
+
+    /* upstream */
+    struct uconn *up;
+    uint32_t attempts;
+    bool ep_counted;
+
+    /* response */
+    int status;
+    slc_str_t reason;
+    hdrs_t resp_hdrs;
+    h1_body_t resp_body;
+    uint64_t resp_left;
+    h1_chunked_t resp_chunked;
+    bool resp_chunk_passthrough, resp_head_sent, resp_close;
+    uint64_t resp_bytes;
+    slc_str_t local_body;
+
+    /* facts */
+    uint32_t flags;
+    uint64_t start_us, upstream_start_us;
+    char request_id[40];
+};
+typedef struct slc_req stream_t;
+
+/* Both connection kinds are handed to filters as slc_conn_t; |kind| comes
+ * first in each so the host can tell them apart. */
+enum { CONN_DOWNSTREAM = 1, CONN_UPSTREAM = 2 };
+
+typedef struct dconn {
+    int kind; /* CONN_DOWNSTREAM */
+    struct dconn *prev, *next;
+    worker_t *w;
+    struct bufferevent *bev;
+    lsock_t *ls;
+    lstats_t *st;
+    stream_t *s;
+    struct event timer; /* idle / header-read timeout */
+    struct event kick;  /* deferred "process the input again" */
+    char peer[64], local[64], peer_ip[48];
+    bool closing;   /* close once the output drains */
+    bool head_seen; /* some bytes of the next head have arrived */
+    uint64_t requests;
+    transport_slot_t tr;
+    holder_t *pinned;
+} dconn_t;
+
+typedef struct uconn {
+    int kind;           /* CONN_UPSTREAM */
+    struct uconn *next; /* idle list */
+    worker_t *w;
+    upool_t *pool;
+    struct bufferevent *bev;
+    stream_t *s;
+    cstats_t *cst;
+    bool connected, reused, keep_alive;
+    uint64_t requests;
+    transport_slot_t tr;
+} uconn_t;
+
+/* worker.c */
+int worker_start(worker_t *w);
+void worker_notify(worker_t *w, char msg);
+lstats_t *worker_lstats(worker_t *w, const char *listener);
+cstats_t *worker_cstats(worker_t *w, const char *cluster);
+void worker_hold(holder_t *h);
+void worker_release(worker_t *w, holder_t *h);
+void worker_uuid(worker_t *w, char out[37]);
+uint64_t now_us(worker_t *w);
+
+/* http.c: downstream side and streams */
+void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen);
+void dconn_drain_all(worker_t *w);
+void stream_resume(stream_t *s);
+slc_status_t stream_local_reply(stream_t *s, int status, slc_str_t ctype, slc_str_t body);
+void stream_chain_continue(stream_t *s);
+slc_status_t hdrs_set(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value, bool append);
+int hdrs_remove(hdrs_t *h, slc_str_t name);
+hdr_t *hdrs_find(hdrs_t *h, slc_str_t name);
+
+/* upstream.c */
+void upstream_begin(stream_t *s);
+void upstream_abort(stream_t *s); /* drop s->up without reuse */
+void upstream_release(stream_t *s); /* response done: pool or close */
+void upstream_pools_free(worker_t *w);
+/* stream side hooks called by upstream.c */
+void stream_on_response_head(stream_t *s, const h1_response_t *r);
+void stream_pump_response(stream_t *s);
+void stream_pump_request(stream_t *s);
+void stream_upstream_ready(stream_t *s); /* connected: run upstream-connect filters, send */
+void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body);
+void stream_upstream_eof(stream_t *s);
+
+/* hostapi.c */
+extern const slc_host_t host_table;
+
+#endif

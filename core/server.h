@@ -1,0 +1,46 @@
+/* server: the main thread — configuration, generations, reload, signals,
+ * listening sockets and the admin listener. */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include "proxy.h"
+
+typedef struct server {
+    char *config_path;
+    struct event_base *base; /* main loop: signals, admin, gen frees */
+    _Atomic(gen_t *) current;
+    int nworkers;
+    worker_t *workers;
+    stats_shard_t **shards; /* [nworkers + 1]: workers then main */
+    stats_shard_t *main_stats;
+    lsock_t *lsocks;
+    int gen_pipe[2]; /* workers hand back unreferenced generations */
+    struct event *gen_ev;
+    struct event *sig_hup, *sig_term, *sig_int, *drain_ev;
+    struct evconnlistener *admin;
+    char admin_bound[64];
+    bool draining;
+    uint64_t drain_deadline_us;
+    int exit_code;
+    _Atomic int gens_alive;
+} server_t;
+
+/* server_run loads |path|, starts everything and runs until shutdown.
+ * Returns the process exit code. */
+int server_run(const char *path);
+/* server_validate loads and builds |path| without serving; prints every
+ * error on stderr. Returns 0 if the configuration is valid. */
+int server_validate(const char *path);
+/* server_load builds a generation from |path|; NULL (and |d| filled) on
+ * error. */
+gen_t *server_load(const char *path, int nworkers, slc_diag_t *d);
+
+/* server_gen_dead is called on a worker thread when it dropped the last
+ * reference of |g|: hands it to the main thread for gen_free. */
+void server_gen_dead(server_t *srv, gen_t *g);
+
+/* admin.c */
+int admin_start(server_t *srv, const char *address);
+void admin_stop(server_t *srv);
+
+#endif

@@ -1,0 +1,387 @@
+/* upstream: per-worker connection pools to endpoints and the upstream half
+ * of a stream (connect, send the request head, read the response head). */
+#include "log.h"
+#include "server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UP_HIGH_WM (256 * 1024)
+#define UP_LOW_WM (64 * 1024)
+#define UP_MAX_HEAD (64 * 1024)
+#define UP_MAX_HDRS 200
+
+static uint64_t hash_addr(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static upool_t *pool_get(worker_t *w, const char *addr)
+{
+    size_t b = hash_addr(addr) % UPOOL_BUCKETS;
+    for (upool_t *p = w->pools[b]; p; p = p->next)
+        if (strcmp(p->addr, addr) == 0)
+            return p;
+    upool_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->next = w->pools[b];
+    w->pools[b] = p;
+    return p;
+}
+
+static void uconn_free(uconn_t *uc)
+{
+    if (uc->tr.t && uc->tr.t->free)
+        uc->tr.t->free(uc->tr.ctx);
+    if (uc->connected && uc->cst)
+        stat_add(uc->cst->cx_active, -1);
+    bufferevent_free(uc->bev);
+    free(uc);
+}
+
+static void pool_unlink(uconn_t *uc)
+{
+    upool_t *p = uc->pool;
+    for (uconn_t **pp = &p->idle; *pp; pp = &(*pp)->next) {
+        if (*pp == uc) {
+            *pp = uc->next;
+            p->nidle--;
+            return;
+        }
+    }
+}
+
+void upstream_pools_free(worker_t *w)
+{
+    for (size_t b = 0; b < UPOOL_BUCKETS; b++) {
+        while (w->pools[b]) {
+            upool_t *p = w->pools[b];
+            w->pools[b] = p->next;
+            while (p->idle) {
+                uconn_t *uc = p->idle;
+                p->idle = uc->next;
+                uconn_free(uc);
+            }
+            free(p);
+        }
+    }
+}
+
+static void read_response_head(stream_t *s)
+{
+    uconn_t *uc = s->up;
+    struct evbuffer *in = bufferevent_get_input(uc->bev);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return;
+        size_t look = avail < UP_MAX_HEAD ? avail : UP_MAX_HEAD;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+        h1_limits_t lim = {UP_MAX_HEAD, UP_MAX_HEAD, UP_MAX_HDRS};
+        h1_header_t hdrs[UP_MAX_HDRS];
+        h1_response_t r;
+        const char *reason = NULL;
+        h1_result_t res = h1_parse_response(p, look, &lim, s->is_head, hdrs, UP_MAX_HDRS, &r,
+                                            &reason);
+        if (res == H1_INCOMPLETE)
+            return;
+        if (res == H1_ERROR) {
+            log_debug("malformed upstream response", "cluster=%s upstream=%s reason=%s",
+                      s->cluster->name, s->ep->addr, reason ? reason : "?");
+            stat_inc(uc->cst->resets);
+            stream_upstream_failed(s, 502, SLC_RF_UR, "upstream sent a malformed response\n");
+            return;
+        }
+        if (r.status >= 100 && r.status < 200) {
+            if (r.status == 101) {
+                stream_upstream_failed(s, 502, SLC_RF_UR, "upstream protocol upgrade refused\n");
+                return;
+            }
+            /* Interim responses are ours to answer (100-continue was sent
+             * to the client already): drop them. */
+            evbuffer_drain(in, r.head_len);
+            continue;
+        }
+        uc->requests++;
+        stream_on_response_head(s, &r);
+        return;
+    }
+}
+
+static void on_up_read(struct bufferevent *bev, void *arg)
+{
+    uconn_t *uc = arg;
+    stream_t *s = uc->s;
+    (void)bev;
+    if (!s) {
+        /* An idle pooled connection must stay silent. */
+        pool_unlink(uc);
+        uconn_free(uc);
+        return;
+    }
+    if (s->state == ST_UPSTREAM)
+        read_response_head(s);
+    else if (s->state == ST_RESP_BODY)
+        stream_pump_response(s);
+}
+
+static void on_up_write(struct bufferevent *bev, void *arg)
+{
+    uconn_t *uc = arg;
+    (void)bev;
+    if (uc->s && uc->s->req_pumping)
+        stream_pump_request(uc->s);
+}
+
+static void upstream_connect(stream_t *s);
+
+static void on_up_event(struct bufferevent *bev, short what, void *arg)
+{
+    uconn_t *uc = arg;
+    stream_t *s = uc->s;
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        uc->connected = true;
+        stat_inc(uc->cst->cx_total);
+        stat_inc(uc->cst->cx_active);
+        if (!s)
+            return;
+        s->phase = PH_UP_CONNECT;
+        s->phase_at = 0;
+        stream_chain_continue(s);
+        return;
+    }
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+        return;
+    if (!s) {
+        /* Idle connection closed by the upstream, or idle timeout. */
+        pool_unlink(uc);
+        uconn_free(uc);
+        return;
+    }
+    if (!uc->connected) {
+        stat_inc(uc->cst->connect_fail);
+        log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d",
+                  s->cluster->name, s->ep->addr, (what & BEV_EVENT_TIMEOUT) != 0);
+        stream_upstream_failed(s, 502, SLC_RF_UF,
+                               "upstream connect error or disconnect/reset before headers\n");
+        return;
+    }
+    if (s->state == ST_UPSTREAM && uc->reused && s->req_bytes == 0 &&
+        evbuffer_get_length(bufferevent_get_input(bev)) == 0 && s->attempts < 2) {
+        /* The upstream closed a kept-alive connection as we reused it: no
+         * byte of the response or the body went anywhere, so a fresh
+         * connection is safe. */
+        log_debug("pooled upstream connection closed; retrying on a new one", "upstream=%s",
+                  s->ep->addr);
+        upstream_abort(s);
+        s->attempts++;
+        upstream_connect(s);
+        return;
+    }
+    if (s->state == ST_UPSTREAM)
+        stat_inc(uc->cst->resets);
+    stream_upstream_eof(s);
+}
+
+static void attach(stream_t *s, uconn_t *uc)
+{
+    uc->s = s;
+    s->up = uc;
+    bufferevent_setcb(uc->bev, on_up_read, on_up_write, on_up_event, uc);
+    bufferevent_set_timeouts(uc->bev, NULL, NULL);
+}
+
+static void upstream_connect(stream_t *s)
+{
+    worker_t *w = s->w;
+    const slc_endpoint_t *ep = s->ep;
+    uconn_t *uc = calloc(1, sizeof(*uc));
+    if (!uc)
+        abort();
+    uc->kind = CONN_UPSTREAM;
+    uc->w = w;
+    uc->pool = pool_get(w, ep->addr);
+    uc->cst = s->cst;
+    uc->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setwatermark(uc->bev, EV_READ, 0, UP_HIGH_WM);
+    bufferevent_setwatermark(uc->bev, EV_WRITE, UP_LOW_WM, 0);
+    attach(s, uc);
+    /* libevent applies the write timeout to the connect attempt. */
+    struct timeval tv = {(time_t)(ep->cluster->conf->connect_timeout_ms / 1000),
+                         (suseconds_t)((ep->cluster->conf->connect_timeout_ms % 1000) * 1000)};
+    bufferevent_set_timeouts(uc->bev, NULL, &tv);
+    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(uc->bev, (const struct sockaddr *)&ep->sa, ep->salen) != 0) {
+        /* Immediate failure (e.g. no route): the event callback may not run. */
+        stat_inc(uc->cst->connect_fail);
+        stream_upstream_failed(s, 502, SLC_RF_UF,
+                               "upstream connect error or disconnect/reset before headers\n");
+    }
+}
+
+static void on_route_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    stream_t *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->cst)
+        stat_inc(s->cst->timeouts);
+    stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
+}
+
+static void event_del_cb(void *ev)
+{
+    event_del(ev);
+}
+
+void upstream_begin(stream_t *s)
+{
+    worker_t *w = s->w;
+    if (!s->ep_counted) {
+        atomic_fetch_add_explicit(&((slc_endpoint_t *)s->ep)->active, 1, memory_order_relaxed);
+        s->ep_counted = true;
+    }
+    stat_inc(s->cst->requests);
+    s->attempts++;
+    s->upstream_start_us = now_us(w);
+    if (s->timeout_ms && !s->timeout_ev) {
+        s->timeout_ev = arena_alloc(&s->arena, event_get_struct_event_size());
+        if (s->timeout_ev) {
+            evtimer_assign(s->timeout_ev, w->base, on_route_timeout, s);
+            arena_defer(&s->arena, event_del_cb, s->timeout_ev);
+            struct timeval tv = {(time_t)(s->timeout_ms / 1000),
+                                 (suseconds_t)((s->timeout_ms % 1000) * 1000)};
+            evtimer_add(s->timeout_ev, &tv);
+        }
+    }
+    upool_t *p = pool_get(w, s->ep->addr);
+    if (p->idle) {
+        uconn_t *uc = p->idle;
+        p->idle = uc->next;
+        p->nidle--;
+        uc->next = NULL;
+        uc->reused = true;
+        uc->cst = s->cst;
+        attach(s, uc);
+        stream_upstream_ready(s);
+        return;
+    }
+    upstream_connect(s);
+}
+
+static bool method_has_body(slc_str_t m)
+{
+    return (m.len == 4 && memcmp(m.ptr, "POST", 4) == 0) ||
+           (m.len == 3 && memcmp(m.ptr, "PUT", 3) == 0) ||
+           (m.len == 5 && memcmp(m.ptr, "PATCH", 5) == 0);
+}
+
+/* stream_upstream_ready writes the request head (one buffer) and starts the
+ * request body flowing. */
+void stream_upstream_ready(stream_t *s)
+{
+    uconn_t *uc = s->up;
+    size_t need = s->method.len + s->path.len + 64 + s->authority.len + 32;
+    for (size_t i = 0; i < s->req_hdrs.n; i++)
+        need += s->req_hdrs.v[i].name.len + s->req_hdrs.v[i].value.len + 4;
+    char *buf = arena_alloc_nozero(&s->arena, need);
+    if (!buf) {
+        stream_upstream_failed(s, 431, SLC_RF_DPE, "request too large\n");
+        return;
+    }
+    size_t o = 0;
+    memcpy(buf, s->method.ptr, s->method.len);
+    o += s->method.len;
+    buf[o++] = ' ';
+    memcpy(buf + o, s->path.ptr, s->path.len);
+    o += s->path.len;
+    memcpy(buf + o, " HTTP/1.1\r\n", 11);
+    o += 11;
+    bool have_host = false;
+    for (size_t i = 0; i < s->req_hdrs.n; i++) {
+        hdr_t *h = &s->req_hdrs.v[i];
+        if (h->name.len == 4 && strncasecmp(h->name.ptr, "host", 4) == 0)
+            have_host = true;
+        memcpy(buf + o, h->name.ptr, h->name.len);
+        o += h->name.len;
+        buf[o++] = ':';
+        buf[o++] = ' ';
+        memcpy(buf + o, h->value.ptr, h->value.len);
+        o += h->value.len;
+        buf[o++] = '\r';
+        buf[o++] = '\n';
+    }
+    if (!have_host) {
+        slc_str_t a = s->authority.len ? s->authority : (slc_str_t){s->ep->addr, strlen(s->ep->addr)};
+        memcpy(buf + o, "host: ", 6);
+        o += 6;
+        memcpy(buf + o, a.ptr, a.len);
+        o += a.len;
+        buf[o++] = '\r';
+        buf[o++] = '\n';
+    }
+    if (s->req_body == H1_BODY_LENGTH)
+        o += (size_t)snprintf(buf + o, need - o, "content-length: %llu\r\n",
+                              (unsigned long long)s->req_left);
+    else if (s->req_body == H1_BODY_CHUNKED)
+        o += (size_t)snprintf(buf + o, need - o, "transfer-encoding: chunked\r\n");
+    else if (method_has_body(s->method))
+        o += (size_t)snprintf(buf + o, need - o, "content-length: 0\r\n");
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    bufferevent_write(uc->bev, buf, o);
+    s->req_pumping = true;
+    stream_pump_request(s);
+    /* The response may already be waiting (fast upstream, reused conn). */
+    if (s->up && s->state == ST_UPSTREAM &&
+        evbuffer_get_length(bufferevent_get_input(s->up->bev)))
+        read_response_head(s);
+}
+
+void upstream_abort(stream_t *s)
+{
+    uconn_t *uc = s->up;
+    if (!uc)
+        return;
+    s->up = NULL;
+    s->req_pumping = false;
+    uconn_free(uc);
+}
+
+void upstream_release(stream_t *s)
+{
+    uconn_t *uc = s->up;
+    worker_t *w = s->w;
+    s->up = NULL;
+    s->req_pumping = false;
+    uc->s = NULL;
+    upool_t *p = uc->pool;
+    const conf_cluster_t *cc = s->ep->cluster->conf;
+    if (!uc->keep_alive || w->draining || p->nidle >= cc->max_idle ||
+        evbuffer_get_length(bufferevent_get_input(uc->bev)) != 0 ||
+        evbuffer_get_length(bufferevent_get_output(uc->bev)) != 0) {
+        uconn_free(uc);
+        return;
+    }
+    /* Idle: any read event (data or EOF) or the idle timeout closes it. */
+    struct timeval tv = {(time_t)(cc->idle_timeout_ms / 1000),
+                         (suseconds_t)((cc->idle_timeout_ms % 1000) * 1000)};
+    bufferevent_set_timeouts(uc->bev, &tv, NULL);
+    bufferevent_enable(uc->bev, EV_READ);
+    uc->next = p->idle;
+    p->idle = uc;
+    p->nidle++;
+}

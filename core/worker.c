@@ -1,0 +1,326 @@
+/* worker: one thread, one event loop, its own listening sockets and
+ * upstream pools; follows the server's current generation. */
+#include "log.h"
+#include "server.h"
+
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+uint64_t now_us(worker_t *w)
+{
+    struct timeval tv;
+    /* The loop's cached clock: no syscall per timestamp on the hot path. */
+    if (!w || event_base_gettimeofday_cached(w->base, &tv) != 0)
+        gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+static uint64_t rng_next(worker_t *w)
+{
+    /* xorshift128+: request ids need uniqueness, not secrecy. */
+    uint64_t s1 = w->rng[0];
+    const uint64_t s0 = w->rng[1];
+    w->rng[0] = s0;
+    s1 ^= s1 << 23;
+    w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return w->rng[1] + s0;
+}
+
+void worker_uuid(worker_t *w, char out[37])
+{
+    uint8_t b[16];
+    uint64_t a = rng_next(w), c = rng_next(w);
+    memcpy(b, &a, 8);
+    memcpy(b + 8, &c, 8);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+lstats_t *worker_lstats(worker_t *w, const char *listener)
+{
+    for (lstats_t *l = w->lstats; l; l = l->next)
+        if (strcmp(l->name, listener) == 0)
+            return l;
+    lstats_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        abort();
+    l->name = strdup(listener);
+    l->conns_total = stats_getf(w->stats, "sluice_downstream_connections_total{listener=\"%s\"}",
+                                listener);
+    l->conns_active = stats_getf(
+        w->stats, "sluice_downstream_connections_active{listener=\"%s\"}", listener);
+    static const char *const cls[6] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
+    for (int i = 0; i < 6; i++)
+        l->req_class[i] = stats_getf(
+            w->stats, "sluice_requests_total{listener=\"%s\",code_class=\"%s\"}", listener, cls[i]);
+    l->next = w->lstats;
+    w->lstats = l;
+    return l;
+}
+
+cstats_t *worker_cstats(worker_t *w, const char *cluster)
+{
+    for (cstats_t *c = w->cstats; c; c = c->next)
+        if (strcmp(c->name, cluster) == 0)
+            return c;
+    cstats_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->name = strdup(cluster);
+    c->requests =
+        stats_getf(w->stats, "sluice_upstream_requests_total{cluster=\"%s\"}", cluster);
+    c->connect_fail =
+        stats_getf(w->stats, "sluice_upstream_connect_failures_total{cluster=\"%s\"}", cluster);
+    c->timeouts = stats_getf(w->stats, "sluice_upstream_timeouts_total{cluster=\"%s\"}", cluster);
+    c->cx_total =
+        stats_getf(w->stats, "sluice_upstream_connections_total{cluster=\"%s\"}", cluster);
+    c->cx_active =
+        stats_getf(w->stats, "sluice_upstream_connections_active{cluster=\"%s\"}", cluster);
+    c->resets = stats_getf(w->stats, "sluice_upstream_resets_total{cluster=\"%s\"}", cluster);
+    c->next = w->cstats;
+    w->cstats = c;
+    return c;
+}
+
+void worker_hold(holder_t *h)
+{
+    h->refs++;
+}
+
+static void holder_drop(worker_t *w, holder_t *h)
+{
+    gen_t *g = h->gen;
+    /* worker_fini runs on the worker that ran worker_init. */
+    for (size_t i = 0; i < g->nfilters; i++) {
+        finst_t *fi = &g->filters[i];
+        if (fi->cfg && fi->desc.worker_fini && fi->wctx[w->id])
+            fi->desc.worker_fini(fi->cfg, fi->wctx[w->id]);
+        fi->wctx[w->id] = NULL;
+    }
+    for (holder_t **pp = &w->retired; *pp; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    }
+    free(h);
+    if (gen_unref(g))
+        server_gen_dead(w->srv, g);
+}
+
+void worker_release(worker_t *w, holder_t *h)
+{
+    if (--h->refs == 0 && !h->current)
+        holder_drop(w, h);
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    lev_t *lv = arg;
+    (void)evl;
+    if (lv->w->draining) {
+        close(fd);
+        return;
+    }
+    dconn_accept(lv->w, lv->ls, fd, sa, salen);
+}
+
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+    lev_t *lv = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    (void)evl;
+    /* EMFILE and friends: log and keep going; libevent retries on the next
+     * readiness. */
+    log_warn("accept failed", "listener=%s error=\"%s\"", lv->ls->name, strerror(err));
+}
+
+static void lev_free(worker_t *w, lev_t *lv)
+{
+    evconnlistener_free(lv->evl); /* closes this worker's fd */
+    lv->ls->fds[w->id] = -1;
+    atomic_fetch_sub(&lv->ls->worker_refs, 1);
+    free(lv);
+}
+
+/* sync_listeners makes this worker's accept events match |g|'s listeners. */
+static void sync_listeners(worker_t *w, gen_t *g)
+{
+    for (lev_t **pp = &w->levs; *pp;) {
+        lev_t *lv = *pp;
+        bool keep = false;
+        for (size_t i = 0; i < g->nlisteners && !w->draining; i++)
+            if (g->listeners[i].lsock == lv->ls)
+                keep = true;
+        if (keep) {
+            pp = &lv->next;
+            continue;
+        }
+        *pp = lv->next;
+        lev_free(w, lv);
+    }
+    if (w->draining)
+        return;
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        lsock_t *ls = g->listeners[i].lsock;
+        bool have = false;
+        for (lev_t *lv = w->levs; lv; lv = lv->next)
+            if (lv->ls == ls)
+                have = true;
+        if (have || ls->fds[w->id] < 0)
+            continue;
+        lev_t *lv = calloc(1, sizeof(*lv));
+        if (!lv)
+            abort();
+        lv->w = w;
+        lv->ls = ls;
+        lv->evl = evconnlistener_new(w->base, on_accept, lv, LEV_OPT_CLOSE_ON_FREE, 0,
+                                     ls->fds[w->id]);
+        if (!lv->evl) {
+            log_error("cannot watch listening socket", "listener=%s", ls->name);
+            free(lv);
+            continue;
+        }
+        evconnlistener_set_error_cb(lv->evl, on_accept_error);
+        atomic_fetch_add(&ls->worker_refs, 1);
+        lv->next = w->levs;
+        w->levs = lv;
+    }
+}
+
+/* switch_gen moves this worker to the server's current generation. */
+static void switch_gen(worker_t *w)
+{
+    gen_t *g = atomic_load_explicit(&w->srv->current, memory_order_acquire);
+    if (!g || (w->cur && w->cur->gen == g)) {
+        if (g)
+            sync_listeners(w, g);
+        return;
+    }
+    gen_ref(g);
+    for (size_t i = 0; i < g->nfilters; i++) {
+        finst_t *fi = &g->filters[i];
+        if (fi->cfg && fi->desc.worker_init &&
+            fi->desc.worker_init(fi->cfg, w->id, &fi->wctx[w->id]) != SLC_OK)
+            log_error("filter worker_init failed", "filter=%s worker=%d", fi->name, w->id);
+    }
+    holder_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        abort();
+    h->gen = g;
+    h->current = true;
+    holder_t *old = w->cur;
+    w->cur = h;
+    sync_listeners(w, g);
+    if (old) {
+        old->current = false;
+        old->next = w->retired;
+        w->retired = old;
+        if (old->refs == 0)
+            holder_drop(w, old);
+    }
+    log_debug("worker switched generation", "worker=%d generation=%llu", w->id,
+              (unsigned long long)g->id);
+}
+
+static void on_notify(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    char buf[64];
+    (void)what;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    for (ssize_t i = 0; i < n; i++) {
+        switch (buf[i]) {
+        case 'g':
+            switch_gen(w);
+            break;
+        case 'd':
+            if (!w->draining) {
+                w->draining = true;
+                if (w->cur)
+                    sync_listeners(w, w->cur->gen);
+                dconn_drain_all(w);
+            }
+            break;
+        case 'q':
+            event_base_loopbreak(w->base);
+            break;
+        }
+    }
+}
+
+void worker_notify(worker_t *w, char msg)
+{
+    ssize_t n = write(w->notify[1], &msg, 1);
+    (void)n; /* the pipe is non-blocking and never fills with 1-byte notes */
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "sluice-w%d", w->id);
+    pthread_setname_np(pthread_self(), name);
+    switch_gen(w);
+    event_base_dispatch(w->base);
+
+    /* Shutdown: close what is left, drop the generation. */
+    while (w->levs) {
+        lev_t *lv = w->levs;
+        w->levs = lv->next;
+        lev_free(w, lv);
+    }
+    upstream_pools_free(w);
+    if (w->cur) {
+        holder_t *h = w->cur;
+        h->current = false;
+        h->next = w->retired;
+        w->retired = h;
+        w->cur = NULL;
+        if (h->refs == 0)
+            holder_drop(w, h);
+    }
+    return NULL;
+}
+
+int worker_start(worker_t *w)
+{
+    struct event_config *cfg = event_config_new();
+    /* One loop per thread, touched only by its thread: no locks. */
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!w->base)
+        return -1;
+    if (pipe2(w->notify, O_NONBLOCK | O_CLOEXEC) != 0)
+        return -1;
+    w->notify_ev = event_new(w->base, w->notify[0], EV_READ | EV_PERSIST, on_notify, w);
+    event_add(w->notify_ev, NULL);
+    arena_pool_init(&w->arena_pool, 256);
+    if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
+        w->rng[0] = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull + (uint64_t)w->id;
+        w->rng[1] = 0xD1B54A32D192ED03ull;
+    }
+    w->proto_err_other = NULL;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return -1;
+    return 0;
+}

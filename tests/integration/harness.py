@@ -1,0 +1,798 @@
+"""Shared harness for sluice's integration tests.
+
+Real processes (sluice, sluice-upstream) started with subprocess in their own
+process group and stopped by PID (SIGTERM, then SIGKILL after a timeout);
+real clients (curl, wrk) for HTTP. Raw sockets only where a real client cannot
+send the bytes (malformed input, pipelining, holding a keep-alive connection
+across a reload).
+
+Environment (set by ctest, see tests/CMakeLists.txt):
+  SLUICE_BIN, SLUICE_FILTER_DIR, SLUICE_TEST_FILTER_DIR, SLUICE_UPSTREAM_BIN,
+  SLUICE_SOURCE_DIR, SLUICE_BUILD_DIR.
+When run by hand, anything missing defaults to the layout of a build in
+SLUICE_BUILD_DIR (default /work/main/build).
+"""
+
+import atexit
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# ---------------------------------------------------------------- environment
+
+SOURCE_DIR = os.environ.get("SLUICE_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILD_DIR = os.environ.get("SLUICE_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+SLUICE_BIN = os.environ.get("SLUICE_BIN") or os.path.join(BUILD_DIR, "core", "sluice")
+FILTER_DIR = os.environ.get("SLUICE_FILTER_DIR") or os.path.join(BUILD_DIR, "filters")
+TEST_FILTER_DIR = os.environ.get("SLUICE_TEST_FILTER_DIR") or os.path.join(BUILD_DIR, "tests", "filters")
+UPSTREAM_BIN = os.environ.get("SLUICE_UPSTREAM_BIN") or os.path.join(BUILD_DIR, "tools", "sluice-upstream")
+
+# Clients must never go through a proxy from the environment.
+CLIENT_ENV = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def require_binaries(*paths):
+    """require_binaries raises SkipTest-free hard failures: a missing binary is
+    a broken build, not a reason to skip."""
+    for p in paths:
+        if not (os.path.isfile(p) and os.access(p, os.X_OK)):
+            raise RuntimeError("required binary missing: %s" % p)
+
+
+def test_module(name):
+    """test_module returns the absolute path of tests/filters/<name>.so or
+    raises SkipTest if it was not built."""
+    p = os.path.join(TEST_FILTER_DIR, name + ".so")
+    if not os.path.isfile(p):
+        raise unittest.SkipTest("test filter module not built: %s" % p)
+    return p
+
+
+# ---------------------------------------------------------------- ports
+
+def free_port():
+    """free_port binds 127.0.0.1:0, reads the port and closes the socket."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def closed_port():
+    """closed_port returns a port on 127.0.0.1 that nothing listens on (best
+    effort: it was free a moment ago)."""
+    return free_port()
+
+
+# ---------------------------------------------------------------- processes
+
+_live = []  # every Proc started and not yet stopped, for atexit cleanup
+_live_lock = threading.Lock()
+
+
+def _cleanup_all():
+    with _live_lock:
+        procs = list(_live)
+    for p in procs:
+        try:
+            p.stop(timeout=3)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+atexit.register(_cleanup_all)
+
+
+def _term_handler(signum, frame):  # ctest timeout sends SIGTERM: clean up first
+    _cleanup_all()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _term_handler)
+
+
+class Proc:
+    """Proc is a child process in its own process group with its stdout and
+    stderr captured in |log_path|. stop() signals the PID only."""
+
+    def __init__(self, argv, log_path, stdout_pipe=False):
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = open(log_path, "ab", buffering=0)
+        self.p = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_pipe else self._log,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        self.pid = self.p.pid
+        with _live_lock:
+            _live.append(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout):
+        """wait returns the exit code or raises subprocess.TimeoutExpired."""
+        return self.p.wait(timeout=timeout)
+
+    def stop(self, timeout=10):
+        """stop sends SIGTERM, waits up to |timeout| s, then SIGKILLs. Returns
+        the exit code."""
+        try:
+            if self.alive():
+                os.kill(self.pid, signal.SIGTERM)
+                try:
+                    self.p.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.pid, signal.SIGKILL)
+                    self.p.wait(timeout=10)
+            return self.p.returncode
+        finally:
+            with _live_lock:
+                if self in _live:
+                    _live.remove(self)
+            if self.p.stdout:
+                try:
+                    self.p.stdout.close()
+                except OSError:
+                    pass
+            try:
+                self._log.close()
+            except OSError:
+                pass
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+class Upstream(Proc):
+    """Upstream runs tools/upstream (sluice-upstream) on one or more ports
+    picked by the kernel and waits for its `listening` lines."""
+
+    def __init__(self, workdir, name="up", nlisten=1, timeout=10, ports=None):
+        require_binaries(UPSTREAM_BIN)
+        argv = [UPSTREAM_BIN]
+        ports = list(ports) if ports else [0] * nlisten
+        nlisten = len(ports)
+        for port in ports:
+            argv += ["--listen", "127.0.0.1:%d" % port]
+        argv += ["--name", name]
+        self.name = name
+        super().__init__(argv, os.path.join(workdir, "upstream-%s.log" % name), stdout_pipe=True)
+        self.ports = []
+        buf = b""
+        deadline = time.monotonic() + timeout
+        fd = self.p.stdout.fileno()
+        while len(self.ports) < nlisten:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.alive():
+                self.stop()
+                raise RuntimeError("sluice-upstream %s did not print 'listening': %r %s"
+                                   % (name, buf, self.log_text()))
+            r, _, _ = select.select([fd], [], [], min(left, 0.2))
+            if not r:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                continue
+            buf += chunk
+            self.ports = [int(m) for m in re.findall(rb"listening 127\.0\.0\.1:(\d+)", buf)]
+        # Keep draining stdout so the child never blocks on a full pipe.
+        t = threading.Thread(target=self._drain, daemon=True)
+        t.start()
+
+    def _drain(self):
+        try:
+            for line in self.p.stdout:
+                self._log.write(line)
+        except (OSError, ValueError):
+            pass
+
+    @property
+    def port(self):
+        return self.ports[0]
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.ports[0]
+
+    @property
+    def addrs(self):
+        return ["127.0.0.1:%d" % p for p in self.ports]
+
+
+# ---------------------------------------------------------------- config
+
+_PLAIN_RE = re.compile(r"^[A-Za-z0-9_/.][A-Za-z0-9_./:\-]*$")
+_RESERVED = {"null", "true", "false", "yes", "no", "on", "off", "~", "y", "n"}
+
+
+def _scalar(v):
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    s = str(v)
+    if _PLAIN_RE.match(s) and s.lower() not in _RESERVED and not re.match(r"^[0-9.]+$", s):
+        return s
+    return json.dumps(s)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def to_yaml(obj, indent=0):
+    """to_yaml renders dicts/lists/scalars as block YAML (keys in insertion
+    order). Strings that could be misread are double-quoted."""
+    pad = " " * indent
+    out = []
+    if isinstance(obj, dict):
+        if not obj:
+            return pad + "{}\n"
+        for k, v in obj.items():
+            if isinstance(v, dict) and v:
+                out.append("%s%s:\n%s" % (pad, k, to_yaml(v, indent + 2)))
+            elif isinstance(v, list) and v:
+                out.append("%s%s:\n%s" % (pad, k, to_yaml(v, indent + 2)))
+            elif isinstance(v, dict):
+                out.append("%s%s: {}\n" % (pad, k))
+            elif isinstance(v, list):
+                out.append("%s%s: []\n" % (pad, k))
+            else:
+                out.append("%s%s: %s\n" % (pad, k, _scalar(v)))
+        return "".join(out)
+    if isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, (dict, list)) and v:
+                inner = to_yaml(v, indent + 2)
+                # put the first line right after "- "
+                out.append("%s- %s" % (pad, inner[indent + 2:]))
+            elif isinstance(v, dict):
+                out.append("%s- {}\n" % pad)
+            elif isinstance(v, list):
+                out.append("%s- []\n" % pad)
+            else:
+                out.append("%s- %s\n" % (pad, _scalar(v)))
+        return "".join(out)
+    return pad + _scalar(obj) + "\n"
+
+
+def router_filter(routes, name="routes", domains=("*",)):
+    """router_filter builds a router filter entry with one virtual host."""
+    return {
+        "name": name,
+        "module": "router",
+        "config": {"virtual_hosts": [{"name": "default", "domains": list(domains), "routes": routes}]},
+    }
+
+
+def lb_filter(name="balance"):
+    return {"name": name, "module": "lb", "config": {"policy": "round_robin"}}
+
+
+def route_to(cluster, prefix="/", timeout=None, path=None):
+    m = {"path": path} if path else {"prefix": prefix}
+    r = {"cluster": cluster}
+    if timeout:
+        r["timeout"] = timeout
+    return {"match": m, "route": r}
+
+
+def direct(prefix, status, body, path=None):
+    m = {"path": path} if path else {"prefix": prefix}
+    return {"match": m, "direct_response": {"status": status, "body": body}}
+
+
+def cluster(name, endpoints, **kw):
+    c = {"name": name, "endpoints": list(endpoints)}
+    c.update(kw)
+    return c
+
+
+def build_config(listen_port, admin_port, filters, clusters, chain=None, listener_extra=None,
+                 workers=2, extra=None, listener_name="public"):
+    """build_config returns a config dict with one http listener."""
+    lst = {
+        "name": listener_name,
+        "address": "127.0.0.1:%d" % listen_port,
+        "protocol": "http",
+        "filter_chain": chain if chain is not None else [f["name"] for f in filters],
+    }
+    if listener_extra:
+        lst.update(listener_extra)
+    cfg = {
+        "workers": workers,
+        "log": {"level": "info"},
+        "admin": {"address": "127.0.0.1:%d" % admin_port},
+        "filter_dir": FILTER_DIR,
+        "drain_timeout": "10s",
+        "filters": filters,
+        "clusters": clusters,
+        "listeners": [lst],
+    }
+    if extra:
+        cfg.update(extra)
+    return cfg
+
+
+# ---------------------------------------------------------------- sluice
+
+class Sluice(Proc):
+    """Sluice runs the sluice binary on a config file in |workdir|."""
+
+    def __init__(self, workdir, config, name="sluice", wait_ready=True, ready_timeout=15,
+                 extra_args=()):
+        require_binaries(SLUICE_BIN)
+        self.workdir = workdir
+        self.config_path = os.path.join(workdir, "%s.yaml" % name)
+        self.write_config(config)
+        super().__init__([SLUICE_BIN, "-c", self.config_path] + list(extra_args),
+                         os.path.join(workdir, "%s.log" % name))
+        if wait_ready:
+            try:
+                self.wait_ready(ready_timeout)
+            except BaseException:
+                self.stop(timeout=3)
+                raise
+
+    def write_config(self, config):
+        """write_config writes |config| (dict or YAML text) atomically (rename)."""
+        if isinstance(config, dict):
+            self.config = config
+            text = to_yaml(config)
+        else:
+            self.config = None
+            text = config
+        self.config_text = text
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    @property
+    def admin_port(self):
+        if self.config:
+            return int(self.config["admin"]["address"].rsplit(":", 1)[1])
+        m = re.search(r"admin:\s*\{\s*address:\s*\"?127\.0\.0\.1:(\d+)", self.config_text)
+        return int(m.group(1)) if m else 9901
+
+    @property
+    def port(self):
+        if self.config:
+            return int(self.config["listeners"][0]["address"].rsplit(":", 1)[1])
+        m = re.search(r"listeners:.*?address:\s*\"?127\.0\.0\.1:(\d+)", self.config_text, re.S)
+        return int(m.group(1))
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def admin_url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.admin_port, path)
+
+    def wait_ready(self, timeout=15):
+        """wait_ready polls admin /ready with curl until 200, bounded."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError("sluice exited with %s before ready:\n%s"
+                                   % (self.p.returncode, self.log_text()[-4000:]))
+            r = curl([self.admin_url("/ready")], timeout=2, check=False)
+            last = r
+            if r.status == 200:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("sluice not ready after %ss (last %r):\n%s"
+                           % (timeout, last and last.status, self.log_text()[-4000:]))
+
+    def sighup(self):
+        self.signal(signal.SIGHUP)
+
+    def metrics(self):
+        return metrics(self.admin_port)
+
+    def rss_kib(self):
+        return rss_kib(self.pid)
+
+    def reload(self, config, expect_success=True, timeout=10):
+        """reload rewrites the config, sends SIGHUP and waits until
+        sluice_config_reloads_total{result=...} increments. Returns the
+        metrics after."""
+        res = "success" if expect_success else "failure"
+        before = mval(self.metrics(), "sluice_config_reloads_total", result=res)
+        self.write_config(config)
+        self.sighup()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.metrics()
+            if mval(m, "sluice_config_reloads_total", result=res) > before:
+                return m
+            time.sleep(0.02)
+        raise AssertionError("reload (%s) not observed within %ss" % (res, timeout))
+
+
+def run_sluice(args, timeout=30):
+    """run_sluice runs the binary to completion; returns CompletedProcess."""
+    require_binaries(SLUICE_BIN)
+    return subprocess.run([SLUICE_BIN] + list(args), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- curl
+
+class Resp:
+    """Resp is one curl result: final status, final headers, body, and the
+    list of every status seen (interim 1xx included). Unpacks as
+    (status, headers, body)."""
+
+    def __init__(self, rc, status, headers, header_list, body, statuses, stderr):
+        self.rc = rc
+        self.status = status
+        self.headers = headers          # lower-case name -> last value
+        self.header_list = header_list  # [(name, value)] of the final response
+        self.body = body                # bytes
+        self.statuses = statuses
+        self.stderr = stderr
+
+    def __iter__(self):
+        return iter((self.status, self.headers, self.body))
+
+    def __repr__(self):
+        return "Resp(rc=%s status=%s headers=%r body=%r stderr=%r)" % (
+            self.rc, self.status, self.headers, self.body[:200], self.stderr[-300:])
+
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+
+def _parse_curl_i(out):
+    statuses = []
+    headers, header_list = {}, []
+    rest = out
+    while rest.startswith(b"HTTP/"):
+        sep = rest.find(b"\r\n\r\n")
+        if sep < 0:
+            head, rest = rest, b""
+        else:
+            head, rest = rest[:sep], rest[sep + 4:]
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        status = int(parts[1])
+        statuses.append(status)
+        headers, header_list = {}, []
+        for ln in lines[1:]:
+            if b":" in ln:
+                k, v = ln.split(b":", 1)
+                k = k.decode("latin-1").strip().lower()
+                v = v.decode("latin-1").strip()
+                headers[k] = v
+                header_list.append((k, v))
+    return statuses, headers, header_list, rest
+
+
+def curl(args, timeout=10, check=False, input=None, stdin=None):
+    """curl runs `curl -sS -i --max-time timeout ARGS` and returns a Resp.
+    status is 0 when curl got no response (rc tells why). With check=True a
+    non-zero curl exit raises."""
+    argv = ["curl", "-sS", "-i", "--max-time", str(timeout), "--noproxy", "*"] + list(args)
+    p = subprocess.run(argv, input=input, stdin=stdin if input is None else None,
+                       capture_output=True, env=CLIENT_ENV, timeout=timeout + 10)
+    if check and p.returncode != 0:
+        raise AssertionError("curl %s failed rc=%d: %s" % (args, p.returncode, p.stderr.decode()))
+    statuses, headers, header_list, body = _parse_curl_i(p.stdout)
+    return Resp(p.returncode, statuses[-1] if statuses else 0, headers, header_list, body,
+                statuses, p.stderr.decode("utf-8", "replace"))
+
+
+def curl_w(args, fmt, timeout=10):
+    """curl_w runs `curl -sS -w FMT ARGS` with every URL's body sent to
+    /dev/null and returns (rc, stdout text, stderr text)."""
+    argv = ["curl", "-sS", "--max-time", str(timeout), "--noproxy", "*", "-w", fmt]
+    for a in args:
+        if a.startswith("http://"):
+            argv += ["-o", "/dev/null"]
+        argv.append(a)
+    p = subprocess.run(argv, capture_output=True, env=CLIENT_ENV, timeout=timeout + 10, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def curl_v(args, timeout=10):
+    """curl_v runs `curl -sS -v ARGS` (stdout discarded); returns (rc, stderr).
+    Give one `-o /dev/null` per URL in ARGS to keep bodies out of the way."""
+    argv = ["curl", "-sS", "-v", "--max-time", str(timeout), "--noproxy", "*"] + list(args)
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=CLIENT_ENV,
+                       timeout=timeout + 10, text=True)
+    return p.returncode, p.stderr
+
+
+# ---------------------------------------------------------------- metrics
+
+_SAMPLE_RE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})?'
+    r'\s+([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf))(\s+-?[0-9]+)?$')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """parse_metrics parses Prometheus text into {(name, frozenset(labels)): value}.
+    Raises ValueError on a line that is neither a comment nor a sample."""
+    out = {}
+    for ln in text.splitlines():
+        if not ln.strip() or ln.startswith("#"):
+            continue
+        m = _SAMPLE_RE.match(ln.strip())
+        if not m:
+            raise ValueError("bad metrics line: %r" % ln)
+        labels = frozenset(_LABEL_RE.findall(m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(5))
+    return out
+
+
+def metrics(admin_port, timeout=5):
+    r = curl(["http://127.0.0.1:%d/metrics" % admin_port], timeout=timeout)
+    if r.status != 200:
+        raise AssertionError("GET /metrics -> %r" % r)
+    return parse_metrics(r.text())
+
+
+def mval(m, name, **labels):
+    """mval sums every series of |name| whose labels include |labels|."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in m.items() if n == name and want <= set(ls))
+
+
+def mseries(m, name):
+    return {ls: v for (n, ls), v in m.items() if n == name}
+
+
+# ---------------------------------------------------------------- memory
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise RuntimeError("no VmRSS for %d" % pid)
+
+
+class RssSampler:
+    """RssSampler samples a PID's RSS every |interval| s in a thread."""
+
+    def __init__(self, pid, interval=0.1):
+        self.pid, self.interval = pid, interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.samples.append(rss_kib(self.pid))
+            except (OSError, RuntimeError):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(5)
+
+    @property
+    def peak(self):
+        return max(self.samples) if self.samples else 0
+
+
+# ---------------------------------------------------------------- raw sockets
+
+class RawConn:
+    """RawConn is a plain TCP client for bytes curl cannot send. It reads
+    HTTP/1.x responses (Content-Length, chunked, or close-delimited)."""
+
+    def __init__(self, port, timeout=5):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        self.timeout = timeout
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.s.sendall(data)
+
+    def _fill(self):
+        try:
+            d = self.s.recv(65536)
+        except ConnectionResetError:
+            d = b""
+        if not d:
+            raise EOFError
+        self.buf += d
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+
+    def read_response(self, method="GET"):
+        """read_response returns (status, [(name, value)], body); skips 1xx.
+        Raises EOFError if the peer closed before a whole response."""
+        while True:
+            status_line = self._line()
+            parts = status_line.split(b" ", 2)
+            status = int(parts[1])
+            hdrs = []
+            while True:
+                ln = self._line()
+                if not ln:
+                    break
+                k, v = ln.split(b":", 1)
+                hdrs.append((k.decode("latin-1").strip().lower(), v.decode("latin-1").strip()))
+            if 100 <= status < 200:
+                continue
+            break
+        h = dict(hdrs)
+        if method == "HEAD" or status in (204, 304):
+            return status, hdrs, b""
+        if "chunked" in h.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exact(size)
+                self._line()
+            return status, hdrs, body
+        if "content-length" in h:
+            return status, hdrs, self._exact(int(h["content-length"]))
+        # close-delimited
+        while True:
+            try:
+                self._fill()
+            except EOFError:
+                break
+        body, self.buf = self.buf, b""
+        return status, hdrs, body
+
+    def closed_by_peer(self, timeout=3.0):
+        """closed_by_peer returns True if the peer closes (EOF or RST) within
+        |timeout| s with no further bytes, False on timeout; raises if more
+        bytes arrive."""
+        if self.buf:
+            raise AssertionError("unexpected bytes after response: %r" % self.buf[:200])
+        self.s.settimeout(timeout)
+        try:
+            d = self.s.recv(4096)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.s.settimeout(self.timeout)
+        if d:
+            raise AssertionError("unexpected bytes after response: %r" % d[:200])
+        return True
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- test case
+
+class SluiceTestCase(unittest.TestCase):
+    """SluiceTestCase gives each class a temp dir (self.workdir / cls.workdir),
+    tracks processes started through start_* and prints their logs when a
+    test fails. Class-level processes are stopped in tearDownClass, test-level
+    ones in tearDown."""
+
+    keep_workdir = bool(os.environ.get("SLUICE_KEEP_WORKDIR"))
+
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="sluice-itest-%s-" % cls.__name__)
+        cls._class_procs = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in reversed(cls._class_procs):
+            p.stop()
+        cls._class_procs = []
+        if not cls.keep_workdir:
+            shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    @classmethod
+    def class_upstream(cls, name="up", nlisten=1):
+        u = Upstream(cls.workdir, name=name, nlisten=nlisten)
+        cls._class_procs.append(u)
+        return u
+
+    @classmethod
+    def class_sluice(cls, config, name="sluice", **kw):
+        s = Sluice(cls.workdir, config, name=name, **kw)
+        cls._class_procs.append(s)
+        return s
+
+    def setUp(self):
+        self._procs = []
+        self.tdir = tempfile.mkdtemp(prefix="t-", dir=self.workdir)
+
+    def tearDown(self):
+        for p in reversed(self._procs):
+            p.stop()
+
+    def upstream(self, name="up", nlisten=1, ports=None):
+        u = Upstream(self.tdir, name=name, nlisten=nlisten, ports=ports)
+        self._procs.append(u)
+        return u
+
+    def sluice(self, config, name="sluice", **kw):
+        s = Sluice(self.tdir, config, name=name, **kw)
+        self._procs.append(s)
+        return s
+
+    def run(self, result=None):
+        before = (len(result.failures) + len(result.errors)) if result else 0
+        r = super().run(result)
+        if result is not None and len(result.failures) + len(result.errors) > before:
+            self._dump_logs()
+        return r
+
+    def _dump_logs(self):
+        procs = list(getattr(self, "_procs", [])) + list(getattr(type(self), "_class_procs", []))
+        seen = set()
+        for p in procs:
+            if p.log_path in seen:
+                continue
+            seen.add(p.log_path)
+            txt = p.log_text()
+            lines = txt.splitlines()
+            sys.stderr.write("\n----- %s (%s, last %d of %d lines) -----\n"
+                             % (os.path.basename(p.log_path), " ".join(p.argv[:3]),
+                                min(80, len(lines)), len(lines)))
+            sys.stderr.write("\n".join(lines[-80:]) + "\n")
+        sys.stderr.flush()
+
+
+def main():
+    """main runs unittest with a verbose summary; exits non-zero on failure."""
+    unittest.main(verbosity=2)

@@ -1,0 +1,214 @@
+"""Command line and configuration errors: --help, --version, --validate, and
+precise file:line:col diagnostics for broken configs."""
+
+import os
+import re
+import subprocess
+
+import harness as h
+
+BASE = """\
+workers: 1
+admin: {{ address: 127.0.0.1:{admin} }}
+filter_dir: {filter_dir}
+{extra_top}filters:
+{extra_filter}  - name: routes
+    module: router
+    config:
+      virtual_hosts:
+        - domains: ["*"]
+          routes:
+            - match: {{ prefix: / }}
+              route: {{ cluster: {cluster} }}
+  - name: balance
+    module: lb
+    config: {{ policy: round_robin }}
+clusters:
+  - name: api
+    endpoints: [127.0.0.1:{up}]
+{listeners_key}:
+  - name: public
+    address: 127.0.0.1:{port}
+    filter_chain: [{chain_prefix}routes, balance]
+"""
+
+
+def render(extra_top="", extra_filter="", cluster="api", listeners_key="listeners",
+           chain_prefix=""):
+    return BASE.format(admin=h.free_port(), filter_dir=h.FILTER_DIR, extra_top=extra_top,
+                       extra_filter=extra_filter, cluster=cluster, listeners_key=listeners_key,
+                       up=h.closed_port(), port=h.free_port(), chain_prefix=chain_prefix)
+
+
+def pos(text, needle, after=None):
+    """pos returns the 1-based (line, col) of |needle|'s first char (searching
+    from the first occurrence of |after|, if given)."""
+    start = text.index(after) if after else 0
+    i = text.index(needle, start)
+    line = text.count("\n", 0, i) + 1
+    col = i - (text.rfind("\n", 0, i) + 1) + 1
+    return line, col
+
+
+class CliConfig(h.SluiceTestCase):
+    def write(self, name, text):
+        p = os.path.join(self.tdir, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def validate(self, text, name="cfg.yaml"):
+        path = self.write(name, text)
+        return path, h.run_sluice(["--validate", "-c", path])
+
+    def assertLoc(self, stderr, path, positions, msg=None):
+        """assertLoc checks that some error line carries path:LINE:COL: for one
+        of |positions| (and |msg| on that same line when given)."""
+        base = re.escape(os.path.basename(path))
+        for (line, col) in positions:
+            pat = r"(?:^|[\s/])%s:%d:%d:" % (base, line, col)
+            for ln in stderr.splitlines():
+                if re.search(pat, ln) and (msg is None or re.search(msg, ln)):
+                    return
+        self.fail("no error at %s:%s%s in:\n%s"
+                  % (os.path.basename(path), positions,
+                     (" matching %r" % msg) if msg else "", stderr))
+
+    def assertFails(self, v):
+        self.assertEqual(v.returncode, 1, "exit code; stderr:\n%s" % v.stderr)
+        self.assertNotIn("configuration ok", v.stdout)
+
+    # ------------------------------------------------------------ CLI
+
+    def test_help(self):
+        v = h.run_sluice(["--help"])
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertRegex(v.stdout, r"(?i)usage")
+        self.assertIn("--validate", v.stdout)
+        self.assertIn("-c", v.stdout)
+
+    def test_version(self):
+        v = h.run_sluice(["--version"])
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertIn("ABI 1.0", v.stdout)
+        self.assertRegex(v.stdout, r"^sluice \d+\.\d+\.\d+ ")
+
+    def test_unknown_option(self):
+        v = h.run_sluice(["--no-such-option"])
+        self.assertNotEqual(v.returncode, 0)
+        self.assertTrue(v.stderr.strip())
+
+    def test_validate_shipped_config(self):
+        shipped = os.path.join(h.SOURCE_DIR, "config", "sluice.yaml")
+        if not os.path.isfile(shipped):
+            self.skipTest("config/sluice.yaml not shipped yet")
+        v = h.run_sluice(["--validate", "-c", shipped])
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertIn("configuration ok", v.stdout)
+
+    def test_validate_good(self):
+        path, v = self.validate(render())
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertEqual(v.stdout.strip(), "%s: configuration ok" % path)
+
+    def test_validate_missing_file(self):
+        v = h.run_sluice(["--validate", "-c", os.path.join(self.tdir, "nope.yaml")])
+        self.assertEqual(v.returncode, 1)
+        self.assertIn("nope.yaml", v.stderr)
+
+    # ------------------------------------------------------------ errors
+
+    def test_unknown_key_did_you_mean(self):
+        text = render(listeners_key="listners")
+        path, v = self.validate(text)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, [pos(text, "listners:")], r"did you mean 'listeners'")
+
+    def test_bad_duration(self):
+        text = render(extra_top="drain_timeout: 10 parsecs\n")
+        path, v = self.validate(text)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, [pos(text, "10 parsecs")], r"expected a duration")
+
+    def test_yaml_syntax_error(self):
+        text = render(extra_top="drain_timeout: [1s\n")
+        path, v = self.validate(text)
+        self.assertFails(v)
+        self.assertRegex(v.stderr, r"cfg\.yaml:\d+:\d+:")
+
+    def test_every_error_reported(self):
+        text = render(extra_top="drain_timeout: 10 parsecs\n", listeners_key="listners")
+        path, v = self.validate(text)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, [pos(text, "10 parsecs")], r"expected a duration")
+        self.assertLoc(v.stderr, path, [pos(text, "listners:")], r"did you mean 'listeners'")
+
+    def _module_case(self, module_path, chain=True):
+        extra = "  - name: extra\n    module: %s\n" % module_path
+        text = render(extra_filter=extra, chain_prefix="extra, " if chain else "")
+        path, v = self.validate(text)
+        # acceptable anchors: the module value, or the filter entry itself
+        cands = [pos(text, module_path, after="name: extra"), pos(text, "name: extra")]
+        return text, path, v, cands
+
+    def test_missing_module_file(self):
+        missing = os.path.join(self.tdir, "no-such-dir", "ghost.so")
+        text, path, v, cands = self._module_case(missing)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, cands, r"ghost\.so")
+
+    def test_missing_bare_module(self):
+        text, path, v, cands = self._module_case("no_such_module_xyz")
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, cands, r"no_such_module_xyz")
+
+    def test_wrong_abi_module(self):
+        mod = h.test_module("wrong_abi")
+        text, path, v, cands = self._module_case(mod)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, cands, r"wrong_abi\.so")
+        line = [ln for ln in v.stderr.splitlines() if "wrong_abi.so" in ln]
+        joined = "\n".join(line)
+        self.assertIn("2.0", joined, v.stderr)
+        self.assertIn("1.0", joined, v.stderr)
+
+    def test_no_entry_module(self):
+        mod = h.test_module("no_entry")
+        text, path, v, cands = self._module_case(mod)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, cands, r"slc_filter_entry")
+        self.assertIn("no_entry.so", v.stderr)
+
+    def test_bad_config_module(self):
+        mod = h.test_module("bad_config")
+        extra = "  - name: extra\n    module: %s\n    config: { fail: here }\n" % mod
+        text = render(extra_filter=extra, chain_prefix="extra, ")
+        path, v = self.validate(text)
+        self.assertFails(v)
+        cands = [pos(text, "{ fail", after="name: extra"), pos(text, "fail: here"),
+                 pos(text, "here }")]
+        self.assertLoc(v.stderr, path, cands)
+
+    def test_unknown_cluster_in_router(self):
+        text = render(cluster="nope")
+        path, v = self.validate(text)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, [pos(text, "nope")], r"nope")
+
+    def test_unknown_filter_in_chain(self):
+        text = render(chain_prefix="ghostfilter, ")
+        path, v = self.validate(text)
+        self.assertFails(v)
+        self.assertLoc(v.stderr, path, [pos(text, "ghostfilter")], r"ghostfilter")
+
+    def test_start_with_broken_config(self):
+        text = render(extra_top="drain_timeout: 10 parsecs\n")
+        path = self.write("broken.yaml", text)
+        p = subprocess.run([h.SLUICE_BIN, "-c", path], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertLoc(p.stderr, path, [pos(text, "10 parsecs")], r"expected a duration")
+
+
+if __name__ == "__main__":
+    h.main()
