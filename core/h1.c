@@ -131,9 +131,8 @@ bool h1_token_eq(const char *s, size_t len, const char *lower)
 
 bool h1_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                      "te",         "trailer",    "transfer-encoding",
-                                      "upgrade"};
+    static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",
+                                      "trailer",    "transfer-encoding", "upgrade"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
         if (h1_token_eq(name, len, hop[i]))
             return true;
@@ -658,8 +657,8 @@ static bool valid_target_form(const char *m, size_t mlen, const char *t, size_t 
     return false;
 }
 
-static bool request_line(const char *buf, size_t pos, size_t eol, h1_request_t *out,
-                         int *status, const char **reason)
+static bool request_line(const char *buf, size_t pos, size_t eol, h1_request_t *out, int *status,
+                         const char **reason)
 {
     size_t i = pos;
     while (i < eol && is_tchar((unsigned char)buf[i]))
@@ -703,9 +702,9 @@ static bool request_line(const char *buf, size_t pos, size_t eol, h1_request_t *
     return true;
 }
 
-h1_result_t h1_parse_request(const char *buf, size_t len, const h1_limits_t *lim,
-                             h1_header_t *hdrs, size_t max_hdrs, h1_request_t *out,
-                             int *out_status, const char **out_reason)
+h1_result_t h1_parse_request(const char *buf, size_t len, const h1_limits_t *lim, h1_header_t *hdrs,
+                             size_t max_hdrs, h1_request_t *out, int *out_status,
+                             const char **out_reason)
 {
     int status_dummy;
     const char *reason_dummy;
@@ -785,8 +784,8 @@ h1_result_t h1_parse_request(const char *buf, size_t len, const h1_limits_t *lim
         out->body = H1_BODY_LENGTH;
         out->content_length = f.cl;
     }
-    out->keep_alive = out->version_minor == 1 ? !f.conn_close
-                                              : (f.conn_keep_alive && !f.conn_close);
+    out->keep_alive =
+        out->version_minor == 1 ? !f.conn_close : (f.conn_keep_alive && !f.conn_close);
     /* RFC 9110 sections 10.1.1 and 7.8: HTTP/1.0 requests cannot expect
      * 100-continue or upgrade. */
     out->expect_continue = out->version_minor == 1 && f.expect_continue;
@@ -888,8 +887,8 @@ h1_result_t h1_parse_response(const char *buf, size_t len, const h1_limits_t *li
         return r;
     }
 
-    bool keep_alive = out->version_minor == 1 ? !f.conn_close
-                                              : (f.conn_keep_alive && !f.conn_close);
+    bool keep_alive =
+        out->version_minor == 1 ? !f.conn_close : (f.conn_keep_alive && !f.conn_close);
     /* RFC 9112 section 6.3: both headers mean someone may have tried
      * smuggling; Transfer-Encoding wins, and the connection is not reused. */
     if (f.has_te && f.has_cl)
@@ -916,25 +915,25 @@ h1_result_t h1_parse_response(const char *buf, size_t len, const h1_limits_t *li
 
 /* Chunked framing. Each state names what the next byte may be. */
 enum {
-    CK_SIZE = 0,   /* chunk-size hex digits */
-    CK_SIZE_WS,    /* BWS after size or extension, before ';' */
-    CK_EXT_PRE,    /* after ';', BWS then ext name */
-    CK_EXT_NAME,   /* in ext name */
+    CK_SIZE = 0,    /* chunk-size hex digits */
+    CK_SIZE_WS,     /* BWS after size or extension, before ';' */
+    CK_EXT_PRE,     /* after ';', BWS then ext name */
+    CK_EXT_NAME,    /* in ext name */
     CK_EXT_NAME_WS, /* BWS after ext name, before '=' or ';' */
     CK_EXT_VAL_PRE, /* after '=', BWS then token or quoted-string */
-    CK_EXT_TOKEN,  /* in token ext value */
-    CK_EXT_QS,     /* in quoted-string ext value */
-    CK_EXT_QS_ESC, /* after '\' in quoted-string */
-    CK_EXT_QS_END, /* after closing '"' */
-    CK_SIZE_LF,    /* after CR of the size line */
-    CK_DATA,       /* |left| data bytes, not ours */
-    CK_DATA_CR,    /* CR after data */
-    CK_DATA_LF,    /* LF after data */
-    CK_TR_START,   /* start of a trailer line or the final CRLF */
-    CK_TR_NAME,    /* in trailer field name */
-    CK_TR_VALUE,   /* in trailer field value */
-    CK_TR_LF,      /* LF ending a trailer line */
-    CK_END_LF,     /* LF of the final CRLF */
+    CK_EXT_TOKEN,   /* in token ext value */
+    CK_EXT_QS,      /* in quoted-string ext value */
+    CK_EXT_QS_ESC,  /* after '\' in quoted-string */
+    CK_EXT_QS_END,  /* after closing '"' */
+    CK_SIZE_LF,     /* after CR of the size line */
+    CK_DATA,        /* |left| data bytes, not ours */
+    CK_DATA_CR,     /* CR after data */
+    CK_DATA_LF,     /* LF after data */
+    CK_TR_START,    /* start of a trailer line or the final CRLF */
+    CK_TR_NAME,     /* in trailer field name */
+    CK_TR_VALUE,    /* in trailer field value */
+    CK_TR_LF,       /* LF ending a trailer line */
+    CK_END_LF,      /* LF of the final CRLF */
     CK_DONE,
     CK_ERROR,
 };

@@ -361,32 +361,52 @@ static slc_str_t h_conn_local(slc_conn_t *c)
 
 static slc_status_t h_conn_set_transport(slc_conn_t *c, const slc_transport_t *t, void *ctx)
 {
-    (void)c;
-    (void)t;
-    (void)ctx;
-    /* The transport plumbing (TLS through a filter) lands with the mtls
-     * filter; until then refuse loudly rather than half-work. */
-    return SLC_ESTATE;
+    transport_slot_t *slot = transport_slot_of(c);
+    if (!slot || slot->t || !t || !t->recv || !t->send)
+        return slot && slot->t ? SLC_ESTATE : SLC_EINVAL;
+    /* Recorded now; the core puts it under the codec when the hook returns. */
+    slot->t = t;
+    slot->ctx = ctx;
+    slot->conn = c;
+    return SLC_OK;
 }
 
 static slc_status_t h_conn_emit(slc_conn_t *c, slc_emit_t dir, const uint8_t *data, size_t len)
 {
-    (void)c;
-    (void)dir;
-    (void)data;
-    (void)len;
-    return SLC_ESTATE;
+    return transport_emit(transport_slot_of(c), dir, data, len);
 }
 
 static void h_conn_transport_ready(slc_conn_t *c)
 {
-    (void)c;
+    transport_slot_t *slot = transport_slot_of(c);
+    if (slot)
+        slot->ready = true;
 }
 
-static slc_str_t h_conn_none(slc_conn_t *c)
+static slc_str_t fact(slc_conn_t *c, int which)
 {
-    (void)c;
-    return SLC_STR_NULL;
+    transport_slot_t *slot = transport_slot_of(c);
+    if (!slot || !slot->t)
+        return SLC_STR_NULL;
+    slc_str_t (*fn)(void *) = which == 0   ? slot->t->peer_identity
+                              : which == 1 ? slot->t->sni
+                                           : slot->t->alpn;
+    return fn ? fn(slot->ctx) : SLC_STR_NULL;
+}
+
+static slc_str_t h_conn_peer_identity(slc_conn_t *c)
+{
+    return fact(c, 0);
+}
+
+static slc_str_t h_conn_sni(slc_conn_t *c)
+{
+    return fact(c, 1);
+}
+
+static slc_str_t h_conn_alpn(slc_conn_t *c)
+{
+    return fact(c, 2);
 }
 
 const slc_host_t host_table = {
@@ -443,7 +463,7 @@ const slc_host_t host_table = {
     .conn_set_transport = h_conn_set_transport,
     .conn_emit = h_conn_emit,
     .conn_transport_ready = h_conn_transport_ready,
-    .conn_peer_identity = h_conn_none,
-    .conn_sni = h_conn_none,
-    .conn_alpn = h_conn_none,
+    .conn_peer_identity = h_conn_peer_identity,
+    .conn_sni = h_conn_sni,
+    .conn_alpn = h_conn_alpn,
 };

@@ -251,11 +251,6 @@ void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, i
         free(dc);
         return;
     }
-    bufferevent_setcb(dc->bev, on_dconn_read, on_dconn_write, on_dconn_event, dc);
-    /* Input above HIGH_WM stops reading from the socket: that is the
-     * request-side backpressure. Output drains below LOW_WM call us back. */
-    bufferevent_setwatermark(dc->bev, EV_READ, 0, HIGH_WM);
-    bufferevent_setwatermark(dc->bev, EV_WRITE, LOW_WM, 0);
     evtimer_assign(&dc->timer, w->base, on_dconn_timer, dc);
     event_assign(&dc->kick, w->base, -1, 0, on_dconn_kick, dc);
     dc->st = worker_lstats(w, ls->name);
@@ -284,8 +279,19 @@ void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, i
             /* The transport's code lives in this generation's module. */
             dc->pinned = w->cur;
             worker_hold(dc->pinned);
+            struct bufferevent *top = transport_wrap(&dc->tr, dc->bev);
+            if (!top) {
+                dconn_close(dc);
+                return;
+            }
+            dc->bev = top;
         }
     }
+    bufferevent_setcb(dc->bev, on_dconn_read, on_dconn_write, on_dconn_event, dc);
+    /* Input above HIGH_WM stops reading from the socket: that is the
+     * request-side backpressure. Output drains below LOW_WM call us back. */
+    bufferevent_setwatermark(dc->bev, EV_READ, 0, HIGH_WM);
+    bufferevent_setwatermark(dc->bev, EV_WRITE, LOW_WM, 0);
     bufferevent_enable(dc->bev, EV_READ | EV_WRITE);
     dconn_arm_timer(dc);
 }
@@ -300,9 +306,8 @@ static void dconn_close(dconn_t *dc)
     }
     evtimer_del(&dc->timer);
     event_del(&dc->kick);
-    if (dc->tr.t && dc->tr.t->free)
-        dc->tr.t->free(dc->tr.ctx);
-    bufferevent_free(dc->bev);
+    transport_close(&dc->tr);
+    bufferevent_free(dc->bev); /* a transport's filter layer frees the socket under it */
     if (dc->prev)
         dc->prev->next = dc->next;
     else
@@ -421,6 +426,7 @@ static stream_t *stream_new(dconn_t *dc, gen_t *g, glistener_t *gl)
     s->gl = gl;
     s->chain = &gl->chain;
     s->start_us = now_us(w);
+    stat_inc(w->streams_active);
     s->ctx = arena_alloc(&s->arena, (gl->chain.n ? gl->chain.n : 1) * sizeof(void *));
     return s;
 }
@@ -633,6 +639,10 @@ static void after_phase(stream_t *s, int phase)
             stream_respond(s);
             return;
         }
+        if (s->up->tr.t && !s->up->tr.raw && upstream_wrap(s->up) != 0) {
+            stream_upstream_failed(s, 502, SLC_RF_UF, "upstream transport failed\n");
+            return;
+        }
         stream_upstream_ready(s);
         return;
     case PH_RESP_HEADERS:
@@ -758,8 +768,12 @@ void stream_pump_request(stream_t *s)
     struct evbuffer *in = bufferevent_get_input(s->dc->bev);
     struct evbuffer *out = bufferevent_get_output(s->up->bev);
     const char *reason = NULL;
+    if (s->in_pump_req)
+        return;
+    s->in_pump_req = true;
     int r = move_body(s, PH_REQ_BODY, in, out, s->req_body, &s->req_left, &s->req_chunked, true,
                       &s->req_bytes, &reason);
+    s->in_pump_req = false;
     if (r == 1) {
         s->req_done = true;
     } else if (r < 0) {
@@ -965,8 +979,12 @@ void stream_pump_response(stream_t *s)
         return;
     }
     const char *reason = NULL;
+    if (s->in_pump_resp)
+        return;
+    s->in_pump_resp = true;
     int r = move_body(s, PH_RESP_BODY, in, out, s->resp_body, &s->resp_left, &s->resp_chunked,
                       s->resp_chunk_passthrough, &s->resp_bytes, &reason);
+    s->in_pump_resp = false;
     if (r == 1) {
         stream_finish(s);
     } else if (r < 0) {
@@ -1035,6 +1053,7 @@ static void stream_free(stream_t *s)
         event_del(s->timeout_ev);
     if (s->ep_counted)
         atomic_fetch_sub_explicit(&((slc_endpoint_t *)s->ep)->active, 1, memory_order_relaxed);
+    stat_add(w->streams_active, -1);
     arena_t a = s->arena; /* the stream itself lives in the arena */
     arena_reset(&a);
     worker_release(w, h);

@@ -102,7 +102,7 @@ typedef struct worker {
     uint64_t rng[2];
     bool draining;
     const struct timeval *tv_common[4];
-    stat_t *proto_err_other;
+    stat_t *streams_active;
 } worker_t;
 
 typedef struct hdr {
@@ -122,10 +122,18 @@ enum stream_state {
     ST_DONE,
 };
 
+/* transport_slot: a filter-installed transport on one connection. When set,
+ * the connection's bufferevent is a filter bufferevent over |raw| (the
+ * socket): reads pass through t->recv, writes through t->send. */
 typedef struct transport_slot {
     const slc_transport_t *t;
     void *ctx;
-    bool ready;
+    bool ready, failed;
+    slc_conn_t *conn;
+    struct bufferevent *raw;      /* the socket bufferevent underneath */
+    struct bufferevent *top;      /* the filter layer the codec uses */
+    struct evbuffer *plain_dst;   /* set while t->recv runs */
+    struct evbuffer *wire_dst;    /* set while t->send runs */
 } transport_slot_t;
 
 struct slc_req {
@@ -141,6 +149,7 @@ struct slc_req {
     int phase;       /* PH_* being run */
     size_t phase_at; /* index into chain->ph[phase] */
     bool paused, in_chain, local_reply, closing_after;
+    bool in_pump_req, in_pump_resp; /* re-entrancy guards */
 
     /* request */
     slc_str_t method, path, authority, scheme;
@@ -244,6 +253,7 @@ void upstream_begin(stream_t *s);
 void upstream_abort(stream_t *s); /* drop s->up without reuse */
 void upstream_release(stream_t *s); /* response done: pool or close */
 void upstream_pools_free(worker_t *w);
+int upstream_wrap(uconn_t *uc); /* put uc->tr under the codec */
 /* stream side hooks called by upstream.c */
 void stream_on_response_head(stream_t *s, const h1_response_t *r);
 void stream_pump_response(stream_t *s);
@@ -251,6 +261,14 @@ void stream_pump_request(stream_t *s);
 void stream_upstream_ready(stream_t *s); /* connected: run upstream-connect filters, send */
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body);
 void stream_upstream_eof(stream_t *s);
+
+/* transport.c */
+/* transport_wrap puts |slot|'s transport between |raw| and the codec and
+ * returns the bufferevent the codec uses from now on (NULL on failure). */
+struct bufferevent *transport_wrap(transport_slot_t *slot, struct bufferevent *raw);
+slc_status_t transport_emit(transport_slot_t *slot, slc_emit_t dir, const uint8_t *p, size_t n);
+transport_slot_t *transport_slot_of(slc_conn_t *c);
+void transport_close(transport_slot_t *slot);
 
 /* hostapi.c */
 extern const slc_host_t host_table;

@@ -40,6 +40,7 @@ static void describe_core_metrics(void)
                    "Upstream connections open now (busy or pooled).");
     stats_describe("sluice_upstream_resets_total", "counter",
                    "Upstream connections lost or malformed before a complete response head.");
+    stats_describe("sluice_streams_active", "gauge", "Requests in flight.");
     stats_describe("sluice_config_reloads_total", "counter", "Configuration reloads, by result.");
     stats_describe("sluice_config_generation", "gauge",
                    "Id of the configuration generation serving new requests.");
@@ -413,6 +414,7 @@ int server_run(const char *path)
         w->id = i;
         w->srv = srv;
         w->stats = stats_shard_new();
+        w->streams_active = stats_get(w->stats, "sluice_streams_active");
         srv->shards[i] = w->stats;
     }
     srv->shards[srv->nworkers] = srv->main_stats;

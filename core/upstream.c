@@ -41,8 +41,7 @@ static upool_t *pool_get(worker_t *w, const char *addr)
 
 static void uconn_free(uconn_t *uc)
 {
-    if (uc->tr.t && uc->tr.t->free)
-        uc->tr.t->free(uc->tr.ctx);
+    transport_close(&uc->tr);
     if (uc->connected && uc->cst)
         stat_add(uc->cst->cx_active, -1);
     bufferevent_free(uc->bev);
@@ -194,6 +193,23 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     if (s->state == ST_UPSTREAM)
         stat_inc(uc->cst->resets);
     stream_upstream_eof(s);
+}
+
+static void on_up_read(struct bufferevent *bev, void *arg);
+static void on_up_write(struct bufferevent *bev, void *arg);
+static void on_up_event(struct bufferevent *bev, short what, void *arg);
+
+int upstream_wrap(uconn_t *uc)
+{
+    struct bufferevent *top = transport_wrap(&uc->tr, uc->bev);
+    if (!top)
+        return -1;
+    uc->bev = top;
+    bufferevent_setcb(top, on_up_read, on_up_write, on_up_event, uc);
+    bufferevent_setwatermark(top, EV_READ, 0, UP_HIGH_WM);
+    bufferevent_setwatermark(top, EV_WRITE, UP_LOW_WM, 0);
+    bufferevent_enable(top, EV_READ | EV_WRITE);
+    return 0;
 }
 
 static void attach(stream_t *s, uconn_t *uc)

@@ -319,7 +319,6 @@ int worker_start(worker_t *w)
         w->rng[0] = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull + (uint64_t)w->id;
         w->rng[1] = 0xD1B54A32D192ED03ull;
     }
-    w->proto_err_other = NULL;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
         return -1;
     return 0;

@@ -158,9 +158,8 @@ typedef struct build_ctx {
     unsigned errors;
 } build_ctx_t;
 
-__attribute__((format(printf, 3, 4))) static void build_error(build_ctx_t *b,
-                                                             const slc_cfg_node_t *n,
-                                                             const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void
+build_error(build_ctx_t *b, const slc_cfg_node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -215,8 +214,8 @@ static int suffix_cmp(const void *x, const void *y)
 
 static bool host_char_ok(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
 }
 
 /* check_domain validates one domain pattern. Port-carrying patterns are
@@ -246,7 +245,8 @@ static bool check_domain(build_ctx_t *b, const slc_cfg_node_t *n, slc_str_t s)
     for (; i < s.len; i++) {
         unsigned char c = (unsigned char)s.ptr[i];
         if (c == ':') {
-            build_error(b, n, "domain '%s' must not include a port (ports are ignored when matching)",
+            build_error(b, n,
+                        "domain '%s' must not include a port (ports are ignored when matching)",
                         s.ptr);
             return false;
         }

@@ -44,21 +44,21 @@ static bool is_tchar(unsigned char c)
 static slc_status_t hello_config_new(const slc_host_t *h, const slc_cfg_node_t *n, void **out_cfg,
                                      slc_diag_t *d)
 {
-    bool ok = true;
     hello_cfg_t *cfg = h->cfg_alloc(d, sizeof(*cfg));
 
     *out_cfg = NULL;
     /* cfg_bind reports unknown keys, missing required keys and wrong types
-     * itself, each at its own line:column. */
-    if (h->cfg_bind(d, n, hello_fields, cfg) != SLC_OK) {
-        return SLC_EINVAL;
-    }
+     * itself, each at its own line:column. Keep checking after a failure so
+     * that the operator sees every problem in one run; a field the binder
+     * could not fill stays NULL. */
+    bool ok = h->cfg_bind(d, n, hello_fields, cfg) == SLC_OK;
+
     /* Our own checks point at the offending node too. */
-    if (cfg->header[0] == '\0') {
+    if (cfg->header != NULL && cfg->header[0] == '\0') {
         slc_diag_error(d, h->cfg_get(n, "header"), "header name must not be empty");
         ok = false;
     }
-    for (const char *p = cfg->header; *p != '\0'; p++) {
+    for (const char *p = cfg->header; p != NULL && *p != '\0'; p++) {
         if (!is_tchar((unsigned char)*p)) {
             slc_diag_error(d, h->cfg_get(n, "header"),
                            "header name '%s' contains an invalid character '%c'", cfg->header, *p);
@@ -66,7 +66,7 @@ static slc_status_t hello_config_new(const slc_host_t *h, const slc_cfg_node_t *
             break;
         }
     }
-    for (const char *p = cfg->value; *p != '\0'; p++) {
+    for (const char *p = cfg->value; p != NULL && *p != '\0'; p++) {
         unsigned char c = (unsigned char)*p;
         if ((c < 0x20 && c != '\t') || c == 0x7f) {
             slc_diag_error(d, h->cfg_get(n, "value"), "value contains a control character");

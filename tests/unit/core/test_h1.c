@@ -36,8 +36,8 @@ static void expect_reject_lim(const char *raw, size_t len, const h1_limits_t *li
     const char *why = NULL;
     h1_result_t r = parse_req(raw, len, lim, &req, &st, &why);
     if (r != H1_ERROR || st != status || why == NULL || strcmp(why, reason) != 0) {
-        print_error("input %.*s: got result %d status %d reason %s, want %d %s\n", (int)len, raw,
-                    r, st, why ? why : "(null)", status, reason);
+        print_error("input %.*s: got result %d status %d reason %s, want %d %s\n", (int)len, raw, r,
+                    st, why ? why : "(null)", status, reason);
         fail();
     }
     for (size_t k = 0; k < len; k++) {
@@ -527,8 +527,8 @@ static void resp_reject(const char *raw, size_t len, const char *reason)
     const char *why = NULL;
     h1_result_t r = parse_resp(raw, len, false, &out, &why);
     if (r != H1_ERROR || why == NULL || strcmp(why, reason) != 0) {
-        print_error("response %.*s: got %d %s, want %s\n", (int)len, raw, r,
-                    why ? why : "(null)", reason);
+        print_error("response %.*s: got %d %s, want %s\n", (int)len, raw, r, why ? why : "(null)",
+                    reason);
         fail();
     }
 }
@@ -576,8 +576,7 @@ static void test_response_bodies(void **state)
     resp_ok(S("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n"), false, &r);
     assert_int_equal(r.version_minor, 0);
     assert_false(r.keep_alive);
-    resp_ok(S("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n"), false,
-            &r);
+    resp_ok(S("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n"), false, &r);
     assert_true(r.keep_alive);
     resp_ok(S("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n"), false, &r);
     assert_false(r.keep_alive);
@@ -624,9 +623,9 @@ static void test_response_limits(void **state)
     h1_response_t r;
     const char *why;
     h1_limits_t lim = {.max_request_line = 16, .max_head = 40, .max_headers = 1};
-    assert_int_equal(h1_parse_response(S("HTTP/1.1 200 Long Reason\r\n"), &lim, false, g_hdrs, MAXH,
-                                       &r, &why),
-                     H1_ERROR);
+    assert_int_equal(
+        h1_parse_response(S("HTTP/1.1 200 Long Reason\r\n"), &lim, false, g_hdrs, MAXH, &r, &why),
+        H1_ERROR);
     assert_string_equal(why, "status_line_too_long");
     assert_int_equal(h1_parse_response(S("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n"), &lim, false,
                                        g_hdrs, MAXH, &r, &why),
@@ -636,9 +635,9 @@ static void test_response_limits(void **state)
                                        false, g_hdrs, MAXH, &r, &why),
                      H1_ERROR);
     assert_string_equal(why, "head_too_large");
-    assert_int_equal(h1_parse_response(S("HTTP/1.1 200 OK\r\nA: 1\r\n"), &lim, false, g_hdrs, MAXH,
-                                       &r, &why),
-                     H1_INCOMPLETE);
+    assert_int_equal(
+        h1_parse_response(S("HTTP/1.1 200 OK\r\nA: 1\r\n"), &lim, false, g_hdrs, MAXH, &r, &why),
+        H1_INCOMPLETE);
     assert_int_equal(h1_parse_response(S("HTTP/1.1 200 OK\r\nA: 1\r\n\r\n"), &lim, false, g_hdrs,
                                        MAXH, &r, NULL),
                      H1_OK);
@@ -778,7 +777,8 @@ static void test_chunked_ok(void **state)
                      "0;last\r\nX-T: v\r\nY:\r\nZ: caf\xc3\xa9\t\r\n\r\n";
     ck_expect(S(b), 0, 0, H1_OK, "hello world", NULL, sizeof(b) - 1);
     const char c[] = "A\r\n0123456789\r\n00001\r\n!\r\n000\r\n\r\nGET / HTTP/1.1\r\n";
-    ck_expect(S(c), 0, 0, H1_OK, "0123456789!", NULL, strlen("A\r\n0123456789\r\n00001\r\n!\r\n000\r\n\r\n"));
+    ck_expect(S(c), 0, 0, H1_OK, "0123456789!", NULL,
+              strlen("A\r\n0123456789\r\n00001\r\n!\r\n000\r\n\r\n"));
     const char d[] = "1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
     ck_expect(S(d), 0, 0, H1_OK, "abcdefghijklmnopqrstuvwxyz", NULL, sizeof(d) - 1);
 }
@@ -858,8 +858,7 @@ static void test_chunked_errors(void **state)
               0);
     ck_expect(S("5;abc\r\nhello\r\n0\r\n\r\n"), 8, 0, H1_OK, "hello", NULL,
               strlen("5;abc\r\nhello\r\n0\r\n\r\n"));
-    ck_expect(S("0\r\nX-Long: 0123456789\r\n\r\n"), 0, 16, H1_ERROR, NULL, "trailers_too_large",
-              0);
+    ck_expect(S("0\r\nX-Long: 0123456789\r\n\r\n"), 0, 16, H1_ERROR, NULL, "trailers_too_large", 0);
     ck_expect(S("0\r\nX: 01\r\n\r\n"), 0, 9, H1_OK, "", NULL, strlen("0\r\nX: 01\r\n\r\n"));
 }
 

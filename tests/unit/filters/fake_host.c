@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -76,6 +75,11 @@ static bool str_ieq(slc_str_t a, slc_str_t b)
         }
     }
     return true;
+}
+
+static bool cstr_ieq(const char *a, const char *b)
+{
+    return str_ieq((slc_str_t){a, strlen(a)}, (slc_str_t){b, strlen(b)});
 }
 
 static slc_str_t str_of(const char *s)
@@ -254,7 +258,8 @@ const char *fake_cfg_path(const slc_cfg_node_t *n, char *buf, size_t size)
         const slc_cfg_node_t *c = chain[--depth];
         int w;
         if (c->parent->type == SLC_CFG_MAP) {
-            w = snprintf(buf + used, size - used, "%s%s", used ? "." : "", c->parent->keys[c->index]);
+            w = snprintf(buf + used, size - used, "%s%s", used ? "." : "",
+                         c->parent->keys[c->index]);
         } else {
             w = snprintf(buf + used, size - used, "[%zu]", c->index);
         }
@@ -548,14 +553,12 @@ static void diag_record(slc_diag_t *d, bool is_error, const slc_cfg_node_t *n, c
     }
     const char *env = getenv("FAKE_HOST_LOG");
     if (env != NULL && *env != '\0' && *env != '0') {
-        fprintf(stderr, "fake_host: diag %s: %s: %s\n", is_error ? "error" : "warning", path,
-                text);
+        fprintf(stderr, "fake_host: diag %s: %s: %s\n", is_error ? "error" : "warning", path, text);
     }
 }
 
-__attribute__((format(printf, 3, 4))) static void diag_errf(slc_diag_t *d,
-                                                           const slc_cfg_node_t *n,
-                                                           const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void diag_errf(slc_diag_t *d, const slc_cfg_node_t *n,
+                                                            const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -710,8 +713,8 @@ static slc_status_t fh_cfg_duration_ms(slc_str_t text, uint64_t *out_ms)
         const char *unit;
         uint64_t ns;
     } units[] = {
-        {"ms", 1000000ull}, {"us", 1000ull}, {"ns", 1ull}, {"h", 3600000000000ull},
-        {"m", 60000000000ull}, {"s", 1000000000ull},
+        {"ms", 1000000ull},      {"us", 1000ull},       {"ns", 1ull},
+        {"h", 3600000000000ull}, {"m", 60000000000ull}, {"s", 1000000000ull},
     };
     const char *p = text.ptr, *end = text.ptr + text.len;
     uint64_t total_ns = 0;
@@ -782,10 +785,9 @@ static size_t edit_distance(const char *a, const char *b)
     for (size_t i = 1; i <= la; i++) {
         cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t cost = ascii_lower((unsigned char)a[i - 1]) ==
-                                  ascii_lower((unsigned char)b[j - 1])
-                              ? 0
-                              : 1;
+            size_t cost =
+                ascii_lower((unsigned char)a[i - 1]) == ascii_lower((unsigned char)b[j - 1]) ? 0
+                                                                                             : 1;
             size_t best = prev[j - 1] + cost;
             if (prev[j] + 1 < best) {
                 best = prev[j] + 1;
@@ -846,9 +848,9 @@ static bool bind_value(slc_diag_t *d, const slc_cfg_node_t *where, const slc_cfg
         return false;
     }
     case SLC_FIELD_BOOL_:
-        if (strcasecmp(text, "true") == 0) {
+        if (cstr_ieq(text, "true")) {
             *(bool *)dst = true;
-        } else if (strcasecmp(text, "false") == 0) {
+        } else if (cstr_ieq(text, "false")) {
             *(bool *)dst = false;
         } else {
             diag_errf(d, where, "'%s': expected true or false, got '%s'", f->key, text);
@@ -879,8 +881,8 @@ static bool bind_value(slc_diag_t *d, const slc_cfg_node_t *where, const slc_cfg
             char list[256] = "";
             size_t used = 0;
             for (size_t i = 0; f->names != NULL && f->names[i] != NULL; i++) {
-                int w = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
-                                 f->names[i]);
+                int w =
+                    snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", f->names[i]);
                 if (w < 0 || (size_t)w >= sizeof(list) - used) {
                     break;
                 }
@@ -938,6 +940,16 @@ static slc_status_t fh_cfg_bind(slc_diag_t *d, const slc_cfg_node_t *n,
                 ok = false;
             }
             *(const slc_cfg_node_t **)((char *)out + f->offset) = v;
+            continue;
+        }
+        /* Like the core: `key:` with no value counts as absent. */
+        if (v != NULL && v->type == SLC_CFG_NULL) {
+            if (f->required) {
+                diag_errf(d, v, "missing value for required key '%s'", f->key);
+                ok = false;
+            } else if (f->dflt != NULL) {
+                ok = bind_value(d, n, NULL, f, f->dflt, out) && ok;
+            }
             continue;
         }
         if (v == NULL) {
@@ -1165,8 +1177,7 @@ struct slc_req {
     void *ctx;
 };
 
-slc_req_t *fake_req_new(fake_gen_t *g, const char *method, const char *authority,
-                        const char *path)
+slc_req_t *fake_req_new(fake_gen_t *g, const char *method, const char *authority, const char *path)
 {
     slc_req_t *r = xcalloc(1, sizeof(*r));
     r->gen = g;
@@ -1434,8 +1445,7 @@ static slc_status_t fh_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t n
     return found ? SLC_OK : SLC_ENOENT;
 }
 
-static slc_status_t fh_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name,
-                                  slc_str_t value)
+static slc_status_t fh_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
     if (!header_name_ok(name) || !header_value_ok(value)) {
         return SLC_EINVAL;
@@ -1444,8 +1454,7 @@ static slc_status_t fh_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name
     return SLC_OK;
 }
 
-static slc_status_t fh_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name,
-                                  slc_str_t value)
+static slc_status_t fh_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
     if (!header_name_ok(name) || !header_value_ok(value)) {
         return SLC_EINVAL;
@@ -1611,9 +1620,8 @@ static slc_timer_t *earliest_timer(const slc_req_t *r)
 {
     slc_timer_t *best = NULL;
     for (slc_timer_t *t = r->timers; t != NULL; t = t->next) {
-        if (t->pending &&
-            (best == NULL || t->due_ms < best->due_ms ||
-             (t->due_ms == best->due_ms && t->seq < best->seq))) {
+        if (t->pending && (best == NULL || t->due_ms < best->due_ms ||
+                           (t->due_ms == best->due_ms && t->seq < best->seq))) {
             best = t;
         }
     }

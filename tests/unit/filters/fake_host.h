@@ -113,8 +113,7 @@ slc_conn_t *fake_conn_new(const char *peer, const char *local);
 /* fake_conn_free calls an installed transport's free(ctx) first. */
 void fake_conn_free(slc_conn_t *c);
 /* Facts a transport would report; NULL clears. */
-void fake_conn_set_tls(slc_conn_t *c, const char *peer_identity, const char *sni,
-                       const char *alpn);
+void fake_conn_set_tls(slc_conn_t *c, const char *peer_identity, const char *sni, const char *alpn);
 const slc_transport_t *fake_conn_transport(const slc_conn_t *c);
 void *fake_conn_transport_ctx(const slc_conn_t *c);
 bool fake_conn_ready(const slc_conn_t *c);
@@ -126,8 +125,7 @@ slc_str_t fake_conn_emitted(slc_conn_t *c, slc_emit_t dir);
 
 /* fake_req_new makes a stream on worker 0 whose cluster_get looks in |g|.
  * Pseudo-headers are copied; scheme is "http". */
-slc_req_t *fake_req_new(fake_gen_t *g, const char *method, const char *authority,
-                        const char *path);
+slc_req_t *fake_req_new(fake_gen_t *g, const char *method, const char *authority, const char *path);
 /* fake_req_free runs pending defers (LIFO), cancels timers, frees the arena
  * and everything else of the stream. */
 void fake_req_free(slc_req_t *r);

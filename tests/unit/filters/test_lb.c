@@ -22,12 +22,12 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     f->gen = fake_gen_new();
-    f->api = fake_cluster_add(f->gen, "api", "127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083",
-                              NULL);
+    f->api =
+        fake_cluster_add(f->gen, "api", "127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083", NULL);
     f->web = fake_cluster_add(f->gen, "web", "127.0.0.1:9001", "127.0.0.1:9002", NULL);
     f->desc = slc_filter_entry(&fake_host_table);
-    f->inst = fake_inst_new(f->desc, f->gen,
-                            fake_map("policy", fake_scalar("round_robin"), NULL), 2);
+    f->inst =
+        fake_inst_new(f->desc, f->gen, fake_map("policy", fake_scalar("round_robin"), NULL), 2);
     if (f->inst->status != SLC_OK) {
         fake_diag_dump(f->inst->diag);
         return -1;

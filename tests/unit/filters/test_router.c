@@ -21,8 +21,7 @@ typedef struct fixture {
 
 static slc_cfg_node_t *direct(const char *status, const char *body)
 {
-    return fake_map("direct_response", fake_map("status", S(status), "body", S(body), NULL),
-                    NULL);
+    return fake_map("direct_response", fake_map("status", S(status), "body", S(body), NULL), NULL);
 }
 
 /* standard_config:
@@ -46,38 +45,36 @@ static slc_cfg_node_t *direct(const char *status, const char *body)
  */
 static slc_cfg_node_t *standard_config(void)
 {
-    slc_cfg_node_t *exact_routes = fake_seq(
-        fake_map("match", fake_map("path", S("/exact"), NULL), "route",
-                 fake_map("cluster", S("web"), NULL), NULL),
-        fake_map("match", fake_map("prefix", S("/api"), NULL), "route",
-                 fake_map("cluster", S("api"), "timeout", S("5s"), NULL), NULL),
-        fake_map("match", fake_map("prefix", S("/api/v2"), NULL), "direct_response",
-                 fake_map("status", S("200"), "body", S("shadowed\n"), NULL), NULL),
-        fake_map("match", fake_map("prefix", S("/"), NULL), "direct_response",
-                 fake_map("status", S("200"), "body", S("exact\n"), NULL), NULL),
-        NULL);
+    slc_cfg_node_t *exact_routes =
+        fake_seq(fake_map("match", fake_map("path", S("/exact"), NULL), "route",
+                          fake_map("cluster", S("web"), NULL), NULL),
+                 fake_map("match", fake_map("prefix", S("/api"), NULL), "route",
+                          fake_map("cluster", S("api"), "timeout", S("5s"), NULL), NULL),
+                 fake_map("match", fake_map("prefix", S("/api/v2"), NULL), "direct_response",
+                          fake_map("status", S("200"), "body", S("shadowed\n"), NULL), NULL),
+                 fake_map("match", fake_map("prefix", S("/"), NULL), "direct_response",
+                          fake_map("status", S("200"), "body", S("exact\n"), NULL), NULL),
+                 NULL);
     return fake_map(
         "virtual_hosts",
-        fake_seq(fake_map("name", S("exact"), "domains",
-                          fake_seq(S("api.example.com"), S("Other.Example.com"), NULL), "routes",
-                          exact_routes, NULL),
-                 fake_map("name", S("suffix"), "domains", fake_seq(S("*.example.com"), NULL),
-                          "routes", fake_seq(direct("200", "suffix\n"), NULL), NULL),
-                 fake_map("name", S("eu"), "domains", fake_seq(S("*.eu.example.com"), NULL),
-                          "routes",
-                          fake_seq(fake_map("match", fake_empty_map(), "direct_response",
-                                            fake_map("status", S("201"), "body", S("eu\n"), NULL),
-                                            NULL),
-                                   NULL),
-                          NULL),
-                 fake_map("name", S("any"), "domains", fake_seq(S("*"), NULL), "routes",
-                          fake_seq(fake_map("match", fake_map("prefix", S("/only"), NULL),
-                                            "direct_response",
-                                            fake_map("status", S("202"), "body", S("any\n"), NULL),
-                                            NULL),
-                                   NULL),
-                          NULL),
-                 NULL),
+        fake_seq(
+            fake_map("name", S("exact"), "domains",
+                     fake_seq(S("api.example.com"), S("Other.Example.com"), NULL), "routes",
+                     exact_routes, NULL),
+            fake_map("name", S("suffix"), "domains", fake_seq(S("*.example.com"), NULL), "routes",
+                     fake_seq(direct("200", "suffix\n"), NULL), NULL),
+            fake_map("name", S("eu"), "domains", fake_seq(S("*.eu.example.com"), NULL), "routes",
+                     fake_seq(fake_map("match", fake_empty_map(), "direct_response",
+                                       fake_map("status", S("201"), "body", S("eu\n"), NULL), NULL),
+                              NULL),
+                     NULL),
+            fake_map(
+                "name", S("any"), "domains", fake_seq(S("*"), NULL), "routes",
+                fake_seq(fake_map("match", fake_map("prefix", S("/only"), NULL), "direct_response",
+                                  fake_map("status", S("202"), "body", S("any\n"), NULL), NULL),
+                         NULL),
+                NULL),
+            NULL),
         NULL);
 }
 
@@ -261,14 +258,14 @@ static void test_no_route(void **state)
 static void test_no_vhost(void **state)
 {
     fixture_t *f = *state;
-    f->inst = fake_inst_new(
-        f->desc, f->gen,
-        fake_map("virtual_hosts",
-                 fake_seq(fake_map("domains", fake_seq(S("a.com"), NULL), "routes",
-                                   fake_seq(direct("200", "a\n"), NULL), NULL),
-                          NULL),
-                 NULL),
-        1);
+    f->inst =
+        fake_inst_new(f->desc, f->gen,
+                      fake_map("virtual_hosts",
+                               fake_seq(fake_map("domains", fake_seq(S("a.com"), NULL), "routes",
+                                                 fake_seq(direct("200", "a\n"), NULL), NULL),
+                                        NULL),
+                               NULL),
+                      1);
     assert_int_equal(f->inst->status, SLC_OK);
     expect_reply(f, "a.com", "/", 200, "a\n");
     slc_action_t act;
@@ -354,9 +351,8 @@ static void test_err_unknown_cluster(void **state)
 {
     fixture_t *f = *state;
     slc_cfg_node_t *cl = S("nope");
-    expect_error(f,
-                 one_route_config(fake_map("route", fake_map("cluster", cl, NULL), NULL)),
-                 cl, "unknown cluster 'nope'");
+    expect_error(f, one_route_config(fake_map("route", fake_map("cluster", cl, NULL), NULL)), cl,
+                 "unknown cluster 'nope'");
     assert_string_equal(fake_diag_path(f->inst->diag, 0),
                         "virtual_hosts[0].routes[0].route.cluster");
 }
@@ -364,9 +360,8 @@ static void test_err_unknown_cluster(void **state)
 static void test_err_route_and_direct(void **state)
 {
     fixture_t *f = *state;
-    slc_cfg_node_t *entry =
-        fake_map("route", fake_map("cluster", S("api"), NULL), "direct_response",
-                 fake_map("status", S("200"), NULL), NULL);
+    slc_cfg_node_t *entry = fake_map("route", fake_map("cluster", S("api"), NULL),
+                                     "direct_response", fake_map("status", S("200"), NULL), NULL);
     expect_error(f, one_route_config(entry), entry, "exactly one of 'route' or 'direct_response'");
 }
 
@@ -382,8 +377,8 @@ static void test_err_bad_status(void **state)
     fixture_t *f = *state;
     slc_cfg_node_t *st = S("99");
     expect_error(f,
-                 one_route_config(fake_map(
-                     "direct_response", fake_map("status", st, "body", S("x"), NULL), NULL)),
+                 one_route_config(fake_map("direct_response",
+                                           fake_map("status", st, "body", S("x"), NULL), NULL)),
                  st, "status");
     fake_inst_free(f->inst);
 
@@ -431,8 +426,9 @@ static void test_err_prefix_and_path(void **state)
 {
     fixture_t *f = *state;
     slc_cfg_node_t *m = fake_map("prefix", S("/a"), "path", S("/b"), NULL);
-    expect_error(f, one_route_config(fake_map("match", m, "direct_response",
-                                              fake_map("status", S("200"), NULL), NULL)),
+    expect_error(f,
+                 one_route_config(fake_map("match", m, "direct_response",
+                                           fake_map("status", S("200"), NULL), NULL)),
                  m, "both 'prefix' and 'path'");
 }
 
@@ -441,8 +437,8 @@ static void test_err_bad_timeout(void **state)
     fixture_t *f = *state;
     slc_cfg_node_t *t = S("soon");
     expect_error(f,
-                 one_route_config(fake_map(
-                     "route", fake_map("cluster", S("api"), "timeout", t, NULL), NULL)),
+                 one_route_config(
+                     fake_map("route", fake_map("cluster", S("api"), "timeout", t, NULL), NULL)),
                  t, "duration");
 }
 
@@ -466,14 +462,14 @@ static void test_err_bad_domains(void **state)
     slc_cfg_node_t *mid = S("foo.*.com");
     slc_cfg_node_t *dup = S("B.com");
     slc_cfg_node_t *first = S("b.com");
-    slc_cfg_node_t *cfg = fake_map(
-        "virtual_hosts",
-        fake_seq(fake_map("domains", fake_seq(port, mid, first, NULL), "routes",
-                          fake_seq(direct("200", "x"), NULL), NULL),
-                 fake_map("domains", fake_seq(dup, NULL), "routes",
-                          fake_seq(direct("200", "y"), NULL), NULL),
-                 NULL),
-        NULL);
+    slc_cfg_node_t *cfg =
+        fake_map("virtual_hosts",
+                 fake_seq(fake_map("domains", fake_seq(port, mid, first, NULL), "routes",
+                                   fake_seq(direct("200", "x"), NULL), NULL),
+                          fake_map("domains", fake_seq(dup, NULL), "routes",
+                                   fake_seq(direct("200", "y"), NULL), NULL),
+                          NULL),
+                 NULL);
     f->inst = fake_inst_new(f->desc, f->gen, cfg, 1);
     assert_int_equal(f->inst->status, SLC_EINVAL);
     assert_int_equal(fake_diag_errors(f->inst->diag), 3);
