@@ -17,10 +17,11 @@
 static void admin_reply(struct bufferevent *bev, int status, const char *ctype, const char *body,
                         size_t len)
 {
-    const char *text = status == 200 ? "OK" : status == 404 ? "Not Found"
-                                          : status == 503   ? "Service Unavailable"
-                                          : status == 405   ? "Method Not Allowed"
-                                                            : "Bad Request";
+    const char *text = status == 200   ? "OK"
+                       : status == 404 ? "Not Found"
+                       : status == 503 ? "Service Unavailable"
+                       : status == 405 ? "Method Not Allowed"
+                                       : "Bad Request";
     struct evbuffer *out = bufferevent_get_output(bev);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
@@ -133,8 +134,7 @@ static void on_admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct
     (void)l;
     (void)sa;
     (void)salen;
-    struct bufferevent *bev =
-        bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         close(fd);
         return;

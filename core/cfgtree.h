@@ -19,9 +19,9 @@ typedef struct cfg_tree cfg_tree_t;
 /* slc_cfg_node is public-opaque (slc_cfg_node_t); its layout is core-only. */
 struct slc_cfg_node {
     slc_cfg_type_t type;
-    unsigned line, col;          /* 1-based */
-    const char *path;            /* key path, e.g. "filters[2].config.routes" */
-    const char *text;            /* SCALAR: NUL-terminated value */
+    unsigned line, col; /* 1-based */
+    const char *path;   /* key path, e.g. "filters[2].config.routes" */
+    const char *text;   /* SCALAR: NUL-terminated value */
     size_t text_len;
     bool quoted;                 /* SCALAR: was quoted in the source */
     size_t n;                    /* MAP: pairs, SEQ: items */

@@ -22,8 +22,7 @@ static const slc_cfg_field_t top_fields[] = {
     SLC_FIELD_NODE("log", top_t, log),
     SLC_FIELD_NODE("admin", top_t, admin),
     SLC_FIELD_STR("filter_dir", top_t, filter_dir),
-    SLC_FIELD_DURATION("drain_timeout", top_t, drain_timeout_ms, .dflt = "10s",
-                       .max = 3600 * 1000),
+    SLC_FIELD_DURATION("drain_timeout", top_t, drain_timeout_ms, .dflt = "10s", .max = 3600 * 1000),
     SLC_FIELD_NODE("filters", top_t, filters),
     SLC_FIELD_NODE("clusters", top_t, clusters),
     SLC_FIELD_NODE("listeners", top_t, listeners, .required = true),
@@ -357,8 +356,8 @@ conf_t *conf_load(const char *path, slc_diag_t *d)
         diag_errorf(d, cfg_get(top.admin, "address"), "expected an address \"ip:port\", got '%s'",
                     c->admin_address);
 
-    c->filter_dir = top.filter_dir ? resolve_dir(c->dir, top.filter_dir)
-                                   : strdup(SLUICE_DEFAULT_FILTER_DIR);
+    c->filter_dir =
+        top.filter_dir ? resolve_dir(c->dir, top.filter_dir) : strdup(SLUICE_DEFAULT_FILTER_DIR);
     if (!c->filter_dir)
         abort();
     load_filters(c, d, top.filters);

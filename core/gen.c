@@ -99,8 +99,8 @@ static void build_clusters(gen_t *g)
         cl->name = c->clusters[i].name;
         cl->conf = &c->clusters[i];
         cl->index = i;
-        cl->eps = calloc(c->clusters[i].nendpoints ? c->clusters[i].nendpoints : 1,
-                         sizeof(*cl->eps));
+        cl->eps =
+            calloc(c->clusters[i].nendpoints ? c->clusters[i].nendpoints : 1, sizeof(*cl->eps));
         if (!cl->eps)
             abort();
         for (size_t e = 0; e < c->clusters[i].nendpoints; e++) {

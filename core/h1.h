@@ -104,9 +104,9 @@ typedef struct h1_response {
  * LIFETIME: on every return *out is fully (re)initialised; its pointers and
  * |hdrs| entries borrow |buf|. *out_reason is a static string.
  * |out_status| and |out_reason| may be NULL. */
-h1_result_t h1_parse_request(const char *buf, size_t len, const h1_limits_t *lim,
-                             h1_header_t *hdrs, size_t max_hdrs, h1_request_t *out,
-                             int *out_status, const char **out_reason);
+h1_result_t h1_parse_request(const char *buf, size_t len, const h1_limits_t *lim, h1_header_t *hdrs,
+                             size_t max_hdrs, h1_request_t *out, int *out_status,
+                             const char **out_reason);
 
 /* h1_parse_response parses a response head from an upstream. |head_request|
  * and |connect_request| change the body rules (RFC 9112 section 6.3). 1xx,

@@ -20,8 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HIGH_WM (256 * 1024) /* stop moving body bytes into a buffer above this */
-#define LOW_WM (64 * 1024)   /* resume when it drains below this */
+#define HIGH_WM       (256 * 1024) /* stop moving body bytes into a buffer above this */
+#define LOW_WM        (64 * 1024)  /* resume when it drains below this */
 #define STREAM_BUDGET (4 * 1024 * 1024)
 #define MAX_HDRS_HARD 1000
 
@@ -135,9 +135,16 @@ static void dconn_arm_timer(dconn_t *dc)
     glistener_t *gl = g ? gen_listener(g, dc->ls->name) : NULL;
     uint64_t ms = 10000;
     if (gl)
-        ms = dc->head_seen ? gl->conf->header_timeout_ms : gl->conf->idle_timeout_ms;
+        ms = dc->head_seen && !dc->s ? gl->conf->header_timeout_ms : gl->conf->idle_timeout_ms;
     struct timeval tv;
     evtimer_add(&dc->timer, ms_tv(&tv, ms));
+}
+
+/* stream_progress is a cheap "did anything move" mark for the stream idle
+ * timeout. */
+static uint64_t stream_progress(const stream_t *s)
+{
+    return s->req_bytes + s->resp_bytes + (uint64_t)s->state + (s->resp_head_sent ? 1u << 20 : 0);
 }
 
 static void on_dconn_timer(evutil_socket_t fd, short what, void *arg)
@@ -145,8 +152,26 @@ static void on_dconn_timer(evutil_socket_t fd, short what, void *arg)
     dconn_t *dc = arg;
     (void)fd;
     (void)what;
-    if (dc->s)
+    if (dc->s) {
+        /* Stream idle timeout (Envoy's stream_idle_timeout): nothing moved
+         * for a whole idle_timeout. The route timeout, when set, is usually
+         * shorter and answers 504 first. */
+        stream_t *s = dc->s;
+        if (s->paused || stream_progress(s) != dc->progress) {
+            dc->progress = stream_progress(s);
+            dconn_arm_timer(dc);
+            return;
+        }
+        stat_inc(stats_getf(dc->w->stats,
+                            "sluice_downstream_protocol_errors_total{listener=\"%s\","
+                            "reason=\"stream_idle_timeout\"}",
+                            dc->ls->name));
+        if (!s->req_done)
+            stream_upstream_failed(s, 408, SLC_RF_SI, "request body timeout\n");
+        else
+            stream_upstream_failed(s, 504, SLC_RF_SI, "stream idle timeout\n");
         return;
+    }
     if (dc->head_seen) {
         /* A partial head that never completed: slow or stuck client. */
         static const char r408[] = "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
@@ -334,9 +359,11 @@ void dconn_drain_all(worker_t *w)
 
 static void proto_error(dconn_t *dc, int status, const char *reason)
 {
-    static const char *const texts[] = {
-        [0] = "Bad Request", [1] = "URI Too Long", [2] = "Request Header Fields Too Large",
-        [3] = "Not Implemented", [4] = "HTTP Version Not Supported"};
+    static const char *const texts[] = {[0] = "Bad Request",
+                                        [1] = "URI Too Long",
+                                        [2] = "Request Header Fields Too Large",
+                                        [3] = "Not Implemented",
+                                        [4] = "HTTP Version Not Supported"};
     int t = status == 414 ? 1 : status == 431 ? 2 : status == 501 ? 3 : status == 505 ? 4 : 0;
     char buf[256];
     int n = snprintf(buf, sizeof(buf),
@@ -354,7 +381,8 @@ static void proto_error(dconn_t *dc, int status, const char *reason)
      * the reply is out. */
     dc->closing = true;
     bufferevent_disable(dc->bev, EV_READ);
-    evbuffer_drain(bufferevent_get_input(dc->bev), evbuffer_get_length(bufferevent_get_input(dc->bev)));
+    evbuffer_drain(bufferevent_get_input(dc->bev),
+                   evbuffer_get_length(bufferevent_get_input(dc->bev)));
     evtimer_del(&dc->timer);
 }
 
@@ -400,8 +428,8 @@ static void stream_add_proxy_headers(stream_t *s)
     }
     h = hdrs_find(&s->req_hdrs, SLC_STR("x-request-id"));
     if (h) {
-        size_t n = h->value.len < sizeof(s->request_id) - 1 ? h->value.len
-                                                            : sizeof(s->request_id) - 1;
+        size_t n =
+            h->value.len < sizeof(s->request_id) - 1 ? h->value.len : sizeof(s->request_id) - 1;
         memcpy(s->request_id, h->value.ptr, n);
         s->request_id[n] = '\0';
     } else {
@@ -777,9 +805,9 @@ void stream_pump_request(stream_t *s)
     if (r == 1) {
         s->req_done = true;
     } else if (r < 0) {
-        stat_inc(stats_getf(s->w->stats,
-                            "sluice_downstream_protocol_errors_total{listener=\"%s\",reason=\"%s\"}",
-                            s->dc->ls->name, reason ? reason : "bad_chunk"));
+        stat_inc(stats_getf(
+            s->w->stats, "sluice_downstream_protocol_errors_total{listener=\"%s\",reason=\"%s\"}",
+            s->dc->ls->name, reason ? reason : "bad_chunk"));
         s->flags |= SLC_RF_DPE;
         s->closing_after = true;
         stream_upstream_failed(s, 400, SLC_RF_DPE, "malformed request body\n");
@@ -831,32 +859,58 @@ static void stream_respond(stream_t *s)
 static const char *status_text(int st)
 {
     switch (st) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
 }
 
@@ -892,8 +946,10 @@ static void write_response_head(stream_t *s)
         stream_finish(s);
         return;
     }
-    int n = snprintf(buf, need, "HTTP/1.1 %d ", s->status);
-    size_t o = (size_t)n;
+    size_t o = 0;
+    PUT_LIT(buf, o, "HTTP/1.1 ");
+    o += put_dec(buf + o, (uint64_t)s->status);
+    buf[o++] = ' ';
     if (s->reason.len) {
         memcpy(buf + o, s->reason.ptr, s->reason.len);
         o += s->reason.len;
@@ -915,15 +971,17 @@ static void write_response_head(stream_t *s)
         buf[o++] = '\r';
         buf[o++] = '\n';
     }
-    if (s->resp_body == H1_BODY_LENGTH)
-        o += (size_t)snprintf(buf + o, need - o, "content-length: %llu\r\n",
-                              (unsigned long long)s->resp_left);
+    if (s->resp_body == H1_BODY_LENGTH) {
+        PUT_LIT(buf, o, "content-length: ");
+        o += put_dec(buf + o, s->resp_left);
+        PUT_LIT(buf, o, "\r\n");
+    }
     if (chunk_through)
-        o += (size_t)snprintf(buf + o, need - o, "transfer-encoding: chunked\r\n");
+        PUT_LIT(buf, o, "transfer-encoding: chunked\r\n");
     if (!keep)
-        o += (size_t)snprintf(buf + o, need - o, "connection: close\r\n");
+        PUT_LIT(buf, o, "connection: close\r\n");
     else if (s->minor == 0)
-        o += (size_t)snprintf(buf + o, need - o, "connection: keep-alive\r\n");
+        PUT_LIT(buf, o, "connection: keep-alive\r\n");
     buf[o++] = '\r';
     buf[o++] = '\n';
     struct evbuffer *out = bufferevent_get_output(dc->bev);
@@ -1010,8 +1068,9 @@ void stream_upstream_eof(stream_t *s)
         stream_finish(s);
         return;
     }
-    stream_upstream_failed(s, 502, SLC_RF_UC, "upstream connect error or disconnect/reset "
-                                              "before headers\n");
+    stream_upstream_failed(s, 502, SLC_RF_UC,
+                           "upstream connect error or disconnect/reset "
+                           "before headers\n");
 }
 
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body)
@@ -1139,17 +1198,18 @@ static void dconn_process(dconn_t *dc)
         return;
     }
     const conf_listener_t *lc = gl->conf;
-    size_t look = avail < (size_t)lc->max_header_bytes + 2 ? avail : (size_t)lc->max_header_bytes + 2;
+    size_t look =
+        avail < (size_t)lc->max_header_bytes + 2 ? avail : (size_t)lc->max_header_bytes + 2;
     const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
     h1_limits_t lim = {lc->max_request_line, lc->max_header_bytes, lc->max_headers};
     h1_header_t hdrs[MAX_HDRS_HARD];
     h1_request_t req;
     int status = 0;
     const char *reason = NULL;
-    h1_result_t r = h1_parse_request(p, look, &lim, hdrs, lc->max_headers + 1 < MAX_HDRS_HARD
-                                                              ? lc->max_headers + 1
-                                                              : MAX_HDRS_HARD,
-                                     &req, &status, &reason);
+    h1_result_t r =
+        h1_parse_request(p, look, &lim, hdrs,
+                         lc->max_headers + 1 < MAX_HDRS_HARD ? lc->max_headers + 1 : MAX_HDRS_HARD,
+                         &req, &status, &reason);
     if (r == H1_INCOMPLETE) {
         if (!dc->head_seen) {
             dc->head_seen = true;
@@ -1163,7 +1223,6 @@ static void dconn_process(dconn_t *dc)
             dconn_close(dc);
         return;
     }
-    evtimer_del(&dc->timer);
     dc->head_seen = false;
     stream_t *s = stream_begin(dc, g, gl, &req, p);
     evbuffer_drain(in, req.head_len);
@@ -1171,6 +1230,8 @@ static void dconn_process(dconn_t *dc)
         proto_error(dc, 431, "head_too_large");
         return;
     }
+    dc->progress = stream_progress(s);
+    dconn_arm_timer(dc); /* now the stream idle timeout */
     /* The chain may finish the stream, and even close |dc|, before this
      * returns: touch nothing after it. */
     stream_start(s);

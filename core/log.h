@@ -25,8 +25,8 @@ void vslog(slc_log_level_t level, const char *msg, const char *fmt, va_list ap);
         if (log_enabled(SLC_LOG_DEBUG))                                                            \
             slog(SLC_LOG_DEBUG, msg, __VA_ARGS__);                                                 \
     } while (0)
-#define log_info(msg, ...) slog(SLC_LOG_INFO, msg, __VA_ARGS__)
-#define log_warn(msg, ...) slog(SLC_LOG_WARN, msg, __VA_ARGS__)
+#define log_info(msg, ...)  slog(SLC_LOG_INFO, msg, __VA_ARGS__)
+#define log_warn(msg, ...)  slog(SLC_LOG_WARN, msg, __VA_ARGS__)
 #define log_error(msg, ...) slog(SLC_LOG_ERROR, msg, __VA_ARGS__)
 
 #endif

@@ -25,8 +25,10 @@ int main(int argc, char **argv)
     const char *config = "/etc/sluice/sluice.yaml";
     bool validate = false;
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"validate", no_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {"config", required_argument, NULL, 'c'},
+        {"validate", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <pthread.h>
+#include <string.h>
 
 struct server;
 struct worker;
@@ -96,7 +97,7 @@ typedef struct worker {
     lstats_t *lstats;
     cstats_t *cstats;
     upool_t *pools[UPOOL_BUCKETS];
-    struct dconn *conns; /* all open downstream connections */
+    struct dconn *conns;   /* all open downstream connections */
     _Atomic size_t nconns; /* read by the main thread while draining */
     uint64_t rr;
     uint64_t rng[2];
@@ -130,10 +131,10 @@ typedef struct transport_slot {
     void *ctx;
     bool ready, failed;
     slc_conn_t *conn;
-    struct bufferevent *raw;      /* the socket bufferevent underneath */
-    struct bufferevent *top;      /* the filter layer the codec uses */
-    struct evbuffer *plain_dst;   /* set while t->recv runs */
-    struct evbuffer *wire_dst;    /* set while t->send runs */
+    struct bufferevent *raw;    /* the socket bufferevent underneath */
+    struct bufferevent *top;    /* the filter layer the codec uses */
+    struct evbuffer *plain_dst; /* set while t->recv runs */
+    struct evbuffer *wire_dst;  /* set while t->send runs */
 } transport_slot_t;
 
 struct slc_req {
@@ -159,7 +160,7 @@ struct slc_req {
     h1_body_t req_body;
     uint64_t req_left;
     h1_chunked_t req_chunked;
-    bool req_done;   /* whole request body read from the client */
+    bool req_done;    /* whole request body read from the client */
     bool req_pumping; /* body flows to the upstream */
     uint64_t req_bytes;
 
@@ -208,8 +209,9 @@ typedef struct dconn {
     struct event timer; /* idle / header-read timeout */
     struct event kick;  /* deferred "process the input again" */
     char peer[64], local[64], peer_ip[48];
-    bool closing;   /* close once the output drains */
-    bool head_seen; /* some bytes of the next head have arrived */
+    bool closing;      /* close once the output drains */
+    bool head_seen;    /* some bytes of the next head have arrived */
+    uint64_t progress; /* stream_progress at the last idle check */
     uint64_t requests;
     transport_slot_t tr;
     holder_t *pinned;
@@ -227,6 +229,26 @@ typedef struct uconn {
     uint64_t requests;
     transport_slot_t tr;
 } uconn_t;
+
+/* put_dec writes |v| in decimal at |p| and returns the length (no NUL). */
+static inline size_t put_dec(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+#define PUT_LIT(buf, o, lit)                                                                       \
+    do {                                                                                           \
+        memcpy((buf) + (o), lit, sizeof(lit) - 1);                                                 \
+        (o) += sizeof(lit) - 1;                                                                    \
+    } while (0)
 
 /* worker.c */
 int worker_start(worker_t *w);
@@ -250,7 +272,7 @@ hdr_t *hdrs_find(hdrs_t *h, slc_str_t name);
 
 /* upstream.c */
 void upstream_begin(stream_t *s);
-void upstream_abort(stream_t *s); /* drop s->up without reuse */
+void upstream_abort(stream_t *s);   /* drop s->up without reuse */
 void upstream_release(stream_t *s); /* response done: pool or close */
 void upstream_pools_free(worker_t *w);
 int upstream_wrap(uconn_t *uc); /* put uc->tr under the codec */

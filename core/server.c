@@ -115,8 +115,7 @@ static lsock_t *lsock_open(server_t *srv, const conf_listener_t *l, char *err, s
         char e[256];
         ls->fds[i] = listen_one(&ss, len, e, sizeof(e));
         if (ls->fds[i] < 0) {
-            snprintf(err, errlen, "cannot bind listener '%s' to '%s': %s", l->name, l->address,
-                     e);
+            snprintf(err, errlen, "cannot bind listener '%s' to '%s': %s", l->name, l->address, e);
             for (int k = 0; k < i; k++)
                 close(ls->fds[k]);
             free(ls->fds);
@@ -239,8 +238,7 @@ static void on_gen_dead(evutil_socket_t fd, short what, void *arg)
     gen_t *g;
     (void)what;
     while (read(fd, &g, sizeof(g)) == (ssize_t)sizeof(g)) {
-        log_info("configuration generation freed", "generation=%llu",
-                 (unsigned long long)g->id);
+        log_info("configuration generation freed", "generation=%llu", (unsigned long long)g->id);
         gen_free(g);
         atomic_fetch_sub(&srv->gens_alive, 1);
     }
@@ -329,8 +327,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t now = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
     if (open == 0 || now >= srv->drain_deadline_us) {
         if (open)
-            log_warn("drain deadline reached; closing the remaining connections",
-                     "connections=%zu", open);
+            log_warn("drain deadline reached; closing the remaining connections", "connections=%zu",
+                     open);
         else
             log_info("drained", "%s", "");
         stop_workers(srv);
@@ -418,6 +416,9 @@ int server_run(const char *path)
         srv->shards[i] = w->stats;
     }
     srv->shards[srv->nworkers] = srv->main_stats;
+    /* Counters exist at 0 before their first event. */
+    stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"success\"}");
+    stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"failure\"}");
     publish(srv, g);
     for (int i = 0; i < srv->nworkers; i++) {
         if (worker_start(&srv->workers[i]) != 0) {

@@ -162,6 +162,17 @@ void stats_render(stats_shard_t *const *shards, size_t n, FILE *out)
     const char *cur = NULL;
     size_t curlen = 0;
     pthread_mutex_lock(&fam_lock);
+    /* Families with no series yet still get HELP/TYPE, so a scraper and an
+     * operator see every metric name from the first scrape on. */
+    for (size_t f = 0; f < nfams; f++) {
+        bool seen = false;
+        size_t fl = strlen(fams[f].name);
+        for (int i = 0; i < cnt && !seen; i++)
+            seen = family_len(v[i].key) == fl && strncmp(v[i].key, fams[f].name, fl) == 0;
+        if (!seen)
+            fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help, fams[f].name,
+                    fams[f].type);
+    }
     for (int i = 0; i < cnt; i++) {
         size_t fl = family_len(v[i].key);
         if (!cur || fl != curlen || strncmp(cur, v[i].key, fl) != 0) {

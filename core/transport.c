@@ -33,8 +33,9 @@ static enum bufferevent_filter_result feed(transport_slot_t *slot, struct evbuff
         int k = evbuffer_peek(src, -1, NULL, v, 8);
         size_t used = 0;
         for (int i = 0; i < k && i < 8; i++) {
-            slc_status_t st = in ? slot->t->recv(slot->ctx, slot->conn, v[i].iov_base, v[i].iov_len)
-                                 : slot->t->send(slot->ctx, slot->conn, v[i].iov_base, v[i].iov_len);
+            slc_status_t st =
+                in ? slot->t->recv(slot->ctx, slot->conn, v[i].iov_base, v[i].iov_len)
+                   : slot->t->send(slot->ctx, slot->conn, v[i].iov_base, v[i].iov_len);
             if (st != SLC_OK && st != SLC_EAGAIN) {
                 evbuffer_drain(src, evbuffer_get_length(src));
                 /* libevent 2.1 does not turn a filter's BEV_ERROR into an
@@ -42,8 +43,9 @@ static enum bufferevent_filter_result feed(transport_slot_t *slot, struct evbuff
                  * closes through its normal error path. */
                 if (!slot->failed) {
                     slot->failed = true;
-                    bufferevent_trigger_event(slot->top, BEV_EVENT_ERROR | (in ? BEV_EVENT_READING : BEV_EVENT_WRITING),
-                                              BEV_TRIG_DEFER_CALLBACKS);
+                    bufferevent_trigger_event(
+                        slot->top, BEV_EVENT_ERROR | (in ? BEV_EVENT_READING : BEV_EVENT_WRITING),
+                        BEV_TRIG_DEFER_CALLBACKS);
                 }
                 return BEV_ERROR;
             }

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define UP_HIGH_WM (256 * 1024)
-#define UP_LOW_WM (64 * 1024)
+#define UP_HIGH_WM  (256 * 1024)
+#define UP_LOW_WM   (64 * 1024)
 #define UP_MAX_HEAD (64 * 1024)
 #define UP_MAX_HDRS 200
 
@@ -90,8 +90,8 @@ static void read_response_head(stream_t *s)
         h1_header_t hdrs[UP_MAX_HDRS];
         h1_response_t r;
         const char *reason = NULL;
-        h1_result_t res = h1_parse_response(p, look, &lim, s->is_head, hdrs, UP_MAX_HDRS, &r,
-                                            &reason);
+        h1_result_t res =
+            h1_parse_response(p, look, &lim, s->is_head, hdrs, UP_MAX_HDRS, &r, &reason);
         if (res == H1_INCOMPLETE)
             return;
         if (res == H1_ERROR) {
@@ -172,8 +172,8 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     }
     if (!uc->connected) {
         stat_inc(uc->cst->connect_fail);
-        log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d",
-                  s->cluster->name, s->ep->addr, (what & BEV_EVENT_TIMEOUT) != 0);
+        log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d", s->cluster->name,
+                  s->ep->addr, (what & BEV_EVENT_TIMEOUT) != 0);
         stream_upstream_failed(s, 502, SLC_RF_UF,
                                "upstream connect error or disconnect/reset before headers\n");
         return;
@@ -341,7 +341,8 @@ void stream_upstream_ready(stream_t *s)
         buf[o++] = '\n';
     }
     if (!have_host) {
-        slc_str_t a = s->authority.len ? s->authority : (slc_str_t){s->ep->addr, strlen(s->ep->addr)};
+        slc_str_t a =
+            s->authority.len ? s->authority : (slc_str_t){s->ep->addr, strlen(s->ep->addr)};
         memcpy(buf + o, "host: ", 6);
         o += 6;
         memcpy(buf + o, a.ptr, a.len);
@@ -349,21 +350,22 @@ void stream_upstream_ready(stream_t *s)
         buf[o++] = '\r';
         buf[o++] = '\n';
     }
-    if (s->req_body == H1_BODY_LENGTH)
-        o += (size_t)snprintf(buf + o, need - o, "content-length: %llu\r\n",
-                              (unsigned long long)s->req_left);
-    else if (s->req_body == H1_BODY_CHUNKED)
-        o += (size_t)snprintf(buf + o, need - o, "transfer-encoding: chunked\r\n");
-    else if (method_has_body(s->method))
-        o += (size_t)snprintf(buf + o, need - o, "content-length: 0\r\n");
+    if (s->req_body == H1_BODY_LENGTH) {
+        PUT_LIT(buf, o, "content-length: ");
+        o += put_dec(buf + o, s->req_left);
+        PUT_LIT(buf, o, "\r\n");
+    } else if (s->req_body == H1_BODY_CHUNKED) {
+        PUT_LIT(buf, o, "transfer-encoding: chunked\r\n");
+    } else if (method_has_body(s->method)) {
+        PUT_LIT(buf, o, "content-length: 0\r\n");
+    }
     buf[o++] = '\r';
     buf[o++] = '\n';
     bufferevent_write(uc->bev, buf, o);
     s->req_pumping = true;
     stream_pump_request(s);
     /* The response may already be waiting (fast upstream, reused conn). */
-    if (s->up && s->state == ST_UPSTREAM &&
-        evbuffer_get_length(bufferevent_get_input(s->up->bev)))
+    if (s->up && s->state == ST_UPSTREAM && evbuffer_get_length(bufferevent_get_input(s->up->bev)))
         read_response_head(s);
 }
 

@@ -62,10 +62,10 @@ lstats_t *worker_lstats(worker_t *w, const char *listener)
     if (!l)
         abort();
     l->name = strdup(listener);
-    l->conns_total = stats_getf(w->stats, "sluice_downstream_connections_total{listener=\"%s\"}",
-                                listener);
-    l->conns_active = stats_getf(
-        w->stats, "sluice_downstream_connections_active{listener=\"%s\"}", listener);
+    l->conns_total =
+        stats_getf(w->stats, "sluice_downstream_connections_total{listener=\"%s\"}", listener);
+    l->conns_active =
+        stats_getf(w->stats, "sluice_downstream_connections_active{listener=\"%s\"}", listener);
     static const char *const cls[6] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
     for (int i = 0; i < 6; i++)
         l->req_class[i] = stats_getf(
@@ -84,8 +84,7 @@ cstats_t *worker_cstats(worker_t *w, const char *cluster)
     if (!c)
         abort();
     c->name = strdup(cluster);
-    c->requests =
-        stats_getf(w->stats, "sluice_upstream_requests_total{cluster=\"%s\"}", cluster);
+    c->requests = stats_getf(w->stats, "sluice_upstream_requests_total{cluster=\"%s\"}", cluster);
     c->connect_fail =
         stats_getf(w->stats, "sluice_upstream_connect_failures_total{cluster=\"%s\"}", cluster);
     c->timeouts = stats_getf(w->stats, "sluice_upstream_timeouts_total{cluster=\"%s\"}", cluster);
@@ -192,8 +191,8 @@ static void sync_listeners(worker_t *w, gen_t *g)
             abort();
         lv->w = w;
         lv->ls = ls;
-        lv->evl = evconnlistener_new(w->base, on_accept, lv, LEV_OPT_CLOSE_ON_FREE, 0,
-                                     ls->fds[w->id]);
+        lv->evl =
+            evconnlistener_new(w->base, on_accept, lv, LEV_OPT_CLOSE_ON_FREE, 0, ls->fds[w->id]);
         if (!lv->evl) {
             log_error("cannot watch listening socket", "listener=%s", ls->name);
             free(lv);

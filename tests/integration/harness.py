@@ -46,8 +46,8 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 
 def require_binaries(*paths):
-    """require_binaries raises SkipTest-free hard failures: a missing binary is
-    a broken build, not a reason to skip."""
+    """require_binaries raises RuntimeError if a binary is missing: that is a
+    broken build, not a reason to skip."""
     for p in paths:
         if not (os.path.isfile(p) and os.access(p, os.X_OK)):
             raise RuntimeError("required binary missing: %s" % p)
@@ -353,6 +353,7 @@ class Sluice(Proc):
         self.workdir = workdir
         self.config_path = os.path.join(workdir, "%s.yaml" % name)
         self.write_config(config)
+        self._admin_port, self._port = self._ports_of(self.config, self.config_text)
         super().__init__([SLUICE_BIN, "-c", self.config_path] + list(extra_args),
                          os.path.join(workdir, "%s.log" % name))
         if wait_ready:
@@ -376,19 +377,25 @@ class Sluice(Proc):
             f.write(text)
         os.replace(tmp, self.config_path)
 
+    @staticmethod
+    def _ports_of(config, text):
+        if config:
+            return (int(config["admin"]["address"].rsplit(":", 1)[1]),
+                    int(config["listeners"][0]["address"].rsplit(":", 1)[1]))
+        m = re.search(r"admin:\s*\{?\s*address:\s*\"?127\.0\.0\.1:(\d+)", text)
+        admin = int(m.group(1)) if m else 9901
+        m = re.search(r"listeners:.*?address:\s*\"?127\.0\.0\.1:(\d+)", text, re.S)
+        return admin, int(m.group(1)) if m else None
+
     @property
     def admin_port(self):
-        if self.config:
-            return int(self.config["admin"]["address"].rsplit(":", 1)[1])
-        m = re.search(r"admin:\s*\{\s*address:\s*\"?127\.0\.0\.1:(\d+)", self.config_text)
-        return int(m.group(1)) if m else 9901
+        """admin_port is the admin port of the config sluice started with."""
+        return self._admin_port
 
     @property
     def port(self):
-        if self.config:
-            return int(self.config["listeners"][0]["address"].rsplit(":", 1)[1])
-        m = re.search(r"listeners:.*?address:\s*\"?127\.0\.0\.1:(\d+)", self.config_text, re.S)
-        return int(m.group(1))
+        """port is the first listener's port of the config sluice started with."""
+        return self._port
 
     def url(self, path="/"):
         return "http://127.0.0.1:%d%s" % (self.port, path)
@@ -535,8 +542,8 @@ def curl_v(args, timeout=10):
 # ---------------------------------------------------------------- metrics
 
 _SAMPLE_RE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})?'
-    r'\s+([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf))(\s+-?[0-9]+)?$')
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})?'
+    r' (?P<value>[-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf))(?: -?[0-9]+)?$')
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -547,11 +554,14 @@ def parse_metrics(text):
     for ln in text.splitlines():
         if not ln.strip() or ln.startswith("#"):
             continue
-        m = _SAMPLE_RE.match(ln.strip())
+        m = _SAMPLE_RE.match(ln)
         if not m:
             raise ValueError("bad metrics line: %r" % ln)
-        labels = frozenset(_LABEL_RE.findall(m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(5))
+        labels = frozenset(_LABEL_RE.findall(m.group("labels") or ""))
+        key = (m.group("name"), labels)
+        if key in out:
+            raise ValueError("duplicated series: %r" % ln)
+        out[key] = float(m.group("value"))
     return out
 
 

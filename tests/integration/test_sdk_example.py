@@ -79,7 +79,8 @@ class SdkExample(h.SluiceTestCase):
         p = run(["pkg-config", "--cflags", "sluice-sdk"], env=env, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         cflags = shlex.split(p.stdout)
-        self.assertIn("-I" + os.path.join(self.prefix, "include"), cflags)
+        incs = [os.path.normpath(f[2:]) for f in cflags if f.startswith("-I")]
+        self.assertIn(os.path.join(self.prefix, "include"), incs, cflags)
         so = os.path.join(self.tdir, "hello.so")
         p = run(["cc", "-std=c11", "-O2", "-shared", "-fPIC"] + cflags + ["-o", so]
                 + self.find_source(), timeout=120)

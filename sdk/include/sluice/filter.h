@@ -116,22 +116,34 @@ typedef struct slc_filter_desc {
 
 /* Field-table builders for slc_cfg_bind. */
 #define SLC_FIELD_STR(k, type, member, ...)                                                        \
-    {.kind = SLC_FIELD_STR_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__}
+    {                                                                                              \
+        .kind = SLC_FIELD_STR_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__          \
+    }
 #define SLC_FIELD_U32(k, type, member, ...)                                                        \
-    {.kind = SLC_FIELD_U32_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__}
+    {                                                                                              \
+        .kind = SLC_FIELD_U32_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__          \
+    }
 #define SLC_FIELD_BOOL(k, type, member, ...)                                                       \
-    {.kind = SLC_FIELD_BOOL_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__}
+    {                                                                                              \
+        .kind = SLC_FIELD_BOOL_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__         \
+    }
 #define SLC_FIELD_DURATION(k, type, member, ...)                                                   \
-    {.kind = SLC_FIELD_DURATION_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__}
+    {                                                                                              \
+        .kind = SLC_FIELD_DURATION_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__     \
+    }
 #define SLC_FIELD_NODE(k, type, member, ...)                                                       \
-    {.kind = SLC_FIELD_NODE_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__}
+    {                                                                                              \
+        .kind = SLC_FIELD_NODE_, .key = (k), .offset = offsetof(type, member), __VA_ARGS__         \
+    }
 #define SLC_FIELD_ENUM(k, type, member, nm, ...)                                                   \
-    {.kind = SLC_FIELD_ENUM_,                                                                      \
-     .key = (k),                                                                                   \
-     .offset = offsetof(type, member),                                                             \
-     .names = (nm),                                                                                \
-     __VA_ARGS__}
-#define SLC_FIELD_END {.kind = SLC_FIELD_END_}
+    {                                                                                              \
+        .kind = SLC_FIELD_ENUM_, .key = (k), .offset = offsetof(type, member), .names = (nm),      \
+        __VA_ARGS__                                                                                \
+    }
+#define SLC_FIELD_END                                                                              \
+    {                                                                                              \
+        .kind = SLC_FIELD_END_                                                                     \
+    }
 
 #ifdef __cplusplus
 }

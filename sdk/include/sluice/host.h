@@ -177,9 +177,8 @@ struct slc_host {
 #ifndef SLC_NO_WRAPPERS
 extern const slc_host_t *slc_host;
 
-__attribute__((format(printf, 3, 4))) static inline void slc_log(slc_log_level_t lvl,
-                                                                  const char *filter,
-                                                                  const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static inline void
+slc_log(slc_log_level_t lvl, const char *filter, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

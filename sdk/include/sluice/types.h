@@ -107,18 +107,18 @@ typedef struct slc_cfg_field {
 
 /* Response flags, Envoy's vocabulary (a bit set in slc_stream_info_t). */
 enum {
-    SLC_RF_UF = 1u << 0,  /* upstream connection failure */
-    SLC_RF_UH = 1u << 1,  /* no healthy upstream */
-    SLC_RF_UT = 1u << 2,  /* upstream request timeout */
-    SLC_RF_UC = 1u << 3,  /* upstream connection termination */
-    SLC_RF_UR = 1u << 4,  /* upstream remote reset */
-    SLC_RF_NR = 1u << 5,  /* no route */
-    SLC_RF_DC = 1u << 6,  /* downstream connection termination */
-    SLC_RF_LR = 1u << 7,  /* local reset */
-    SLC_RF_UO = 1u << 8,  /* upstream overflow (circuit breaker) */
-    SLC_RF_DI = 1u << 9,  /* delay injected */
-    SLC_RF_FI = 1u << 10, /* fault injected */
-    SLC_RF_RL = 1u << 11, /* rate limited */
+    SLC_RF_UF = 1u << 0,    /* upstream connection failure */
+    SLC_RF_UH = 1u << 1,    /* no healthy upstream */
+    SLC_RF_UT = 1u << 2,    /* upstream request timeout */
+    SLC_RF_UC = 1u << 3,    /* upstream connection termination */
+    SLC_RF_UR = 1u << 4,    /* upstream remote reset */
+    SLC_RF_NR = 1u << 5,    /* no route */
+    SLC_RF_DC = 1u << 6,    /* downstream connection termination */
+    SLC_RF_LR = 1u << 7,    /* local reset */
+    SLC_RF_UO = 1u << 8,    /* upstream overflow (circuit breaker) */
+    SLC_RF_DI = 1u << 9,    /* delay injected */
+    SLC_RF_FI = 1u << 10,   /* fault injected */
+    SLC_RF_RL = 1u << 11,   /* rate limited */
     SLC_RF_UAEX = 1u << 12, /* unauthorized (external/rbac) */
     SLC_RF_DPE = 1u << 13,  /* downstream protocol error */
     SLC_RF_SI = 1u << 14,   /* stream idle timeout */
@@ -128,19 +128,19 @@ enum {
  * appended; read them only below struct_size. */
 typedef struct slc_stream_info {
     uint32_t struct_size;
-    uint32_t response_flags; /* SLC_RF_* bits */
-    int status;              /* response status, 0 if none yet */
-    uint64_t start_us;       /* wall clock at first byte of request, µs */
-    uint64_t duration_us;    /* so far, or total once complete */
+    uint32_t response_flags;    /* SLC_RF_* bits */
+    int status;                 /* response status, 0 if none yet */
+    uint64_t start_us;          /* wall clock at first byte of request, µs */
+    uint64_t duration_us;       /* so far, or total once complete */
     uint64_t upstream_start_us; /* wall clock when sent upstream, 0 if never */
-    uint64_t bytes_received; /* request body bytes from downstream */
-    uint64_t bytes_sent;     /* response body bytes to downstream */
-    slc_str_t cluster;       /* chosen cluster name, empty if none */
-    slc_str_t upstream;      /* chosen endpoint "ip:port", empty if none */
-    slc_str_t listener;      /* listener name */
-    slc_str_t request_id;    /* x-request-id */
-    slc_str_t protocol;      /* "HTTP/1.1" */
-    uint32_t attempts;       /* upstream attempts made */
+    uint64_t bytes_received;    /* request body bytes from downstream */
+    uint64_t bytes_sent;        /* response body bytes to downstream */
+    slc_str_t cluster;          /* chosen cluster name, empty if none */
+    slc_str_t upstream;         /* chosen endpoint "ip:port", empty if none */
+    slc_str_t listener;         /* listener name */
+    slc_str_t request_id;       /* x-request-id */
+    slc_str_t protocol;         /* "HTTP/1.1" */
+    uint32_t attempts;          /* upstream attempts made */
 } slc_stream_info_t;
 
 typedef enum slc_metric_kind {

@@ -21,15 +21,15 @@
 #ifndef SLUICE_VERSION_H
 #define SLUICE_VERSION_H
 
-#define SLC_ABI_MAJOR 1
-#define SLC_ABI_MINOR 0
+#define SLC_ABI_MAJOR   1
+#define SLC_ABI_MINOR   0
 #define SLC_ABI_VERSION ((SLC_ABI_MAJOR << 16) | SLC_ABI_MINOR)
 
 #define SLC_ABI_MAJOR_OF(v) ((unsigned)(v) >> 16)
 #define SLC_ABI_MINOR_OF(v) ((unsigned)(v)&0xffffu)
 
 /* SLC_FILTER_ENTRY is the name of the one symbol a filter module exports. */
-#define SLC_FILTER_ENTRY slc_filter_entry
+#define SLC_FILTER_ENTRY      slc_filter_entry
 #define SLC_FILTER_ENTRY_NAME "slc_filter_entry"
 
 #endif
