@@ -4,7 +4,6 @@
 #include "server.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,39 +358,41 @@ static slc_str_t h_conn_local(slc_conn_t *c)
     return SLC_STR_NULL;
 }
 
+sio_t *conn_sio(slc_conn_t *c)
+{
+    return conn_kind(c) == CONN_DOWNSTREAM ? &((dconn_t *)c)->io : &((uconn_t *)c)->io;
+}
+
 static slc_status_t h_conn_set_transport(slc_conn_t *c, const slc_transport_t *t, void *ctx)
 {
-    transport_slot_t *slot = transport_slot_of(c);
-    if (!slot || slot->t || !t || !t->recv || !t->send)
-        return slot && slot->t ? SLC_ESTATE : SLC_EINVAL;
-    /* Recorded now; the core puts it under the codec when the hook returns. */
-    slot->t = t;
-    slot->ctx = ctx;
-    slot->conn = c;
+    sio_t *io = conn_sio(c);
+    if (io->t)
+        return SLC_ESTATE;
+    if (!t || !t->recv || !t->send)
+        return SLC_EINVAL;
+    sio_set_transport(io, t, ctx, c);
     return SLC_OK;
 }
 
 static slc_status_t h_conn_emit(slc_conn_t *c, slc_emit_t dir, const uint8_t *data, size_t len)
 {
-    return transport_emit(transport_slot_of(c), dir, data, len);
+    return sio_emit(conn_sio(c), dir, data, len);
 }
 
 static void h_conn_transport_ready(slc_conn_t *c)
 {
-    transport_slot_t *slot = transport_slot_of(c);
-    if (slot)
-        slot->ready = true;
+    conn_sio(c)->t_ready = true;
 }
 
 static slc_str_t fact(slc_conn_t *c, int which)
 {
-    transport_slot_t *slot = transport_slot_of(c);
-    if (!slot || !slot->t)
+    sio_t *io = conn_sio(c);
+    if (!io->t)
         return SLC_STR_NULL;
-    slc_str_t (*fn)(void *) = which == 0   ? slot->t->peer_identity
-                              : which == 1 ? slot->t->sni
-                                           : slot->t->alpn;
-    return fn ? fn(slot->ctx) : SLC_STR_NULL;
+    slc_str_t (*fn)(void *) = which == 0   ? io->t->peer_identity
+                              : which == 1 ? io->t->sni
+                                           : io->t->alpn;
+    return fn ? fn(io->tctx) : SLC_STR_NULL;
 }
 
 static slc_str_t h_conn_peer_identity(slc_conn_t *c)

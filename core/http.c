@@ -11,7 +11,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -176,14 +175,14 @@ static void on_dconn_timer(evutil_socket_t fd, short what, void *arg)
         /* A partial head that never completed: slow or stuck client. */
         static const char r408[] = "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
                                    "connection: close\r\n\r\n";
-        bufferevent_write(dc->bev, r408, sizeof(r408) - 1);
+        sio_write(&dc->io, r408, sizeof(r408) - 1);
         stat_inc(stats_getf(dc->w->stats,
                             "sluice_downstream_protocol_errors_total{listener=\"%s\","
                             "reason=\"header_timeout\"}",
                             dc->ls->name));
         dc->closing = true;
-        bufferevent_disable(dc->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0)
+        sio_read_enable(&dc->io, false);
+        if (sio_pending(&dc->io) == 0)
             dconn_close(dc);
         return;
     }
@@ -192,16 +191,16 @@ static void on_dconn_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- downstream connection ------------------------------------------- */
 
-static void on_dconn_read(struct bufferevent *bev, void *arg)
+static void on_dconn_read(sio_t *io, void *arg)
 {
-    (void)bev;
+    (void)io;
     dconn_process(arg);
 }
 
-static void on_dconn_write(struct bufferevent *bev, void *arg)
+static void on_dconn_write(sio_t *io, void *arg)
 {
     dconn_t *dc = arg;
-    size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+    size_t out = sio_pending(io);
     if (dc->s && dc->s->state == ST_RESP_BODY) {
         stream_pump_response(dc->s);
         return;
@@ -212,11 +211,11 @@ static void on_dconn_write(struct bufferevent *bev, void *arg)
 
 static void stream_abort_downstream(stream_t *s);
 
-static void on_dconn_event(struct bufferevent *bev, short what, void *arg)
+static void on_dconn_event(sio_t *io, int what, void *arg)
 {
     dconn_t *dc = arg;
-    (void)bev;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+    (void)io;
+    if (what & (SIO_EOF | SIO_ERROR)) {
         if (dc->s) {
             /* A response that is only waiting for its last bytes to flush can
              * still complete; anything else ends as a downstream reset. */
@@ -270,12 +269,11 @@ void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, i
     socklen_t ll = sizeof(local);
     if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0)
         sa_str((struct sockaddr *)&local, dc->local, sizeof(dc->local), NULL, 0);
-    dc->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!dc->bev) {
-        close(fd);
-        free(dc);
-        return;
-    }
+    sio_init(&dc->io, &w->sioloop, fd, on_dconn_read, on_dconn_write, on_dconn_event, dc);
+    /* Input above HIGH_WM stops reading from the socket: that is the
+     * request-side backpressure. Output drained below LOW_WM calls us back. */
+    dc->io.read_high = HIGH_WM;
+    dc->io.write_low = LOW_WM;
     evtimer_assign(&dc->timer, w->base, on_dconn_timer, dc);
     event_assign(&dc->kick, w->base, -1, 0, on_dconn_kick, dc);
     dc->st = worker_lstats(w, ls->name);
@@ -300,24 +298,13 @@ void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, i
                 return;
             }
         }
-        if (dc->tr.t) {
+        if (dc->io.t) {
             /* The transport's code lives in this generation's module. */
             dc->pinned = w->cur;
             worker_hold(dc->pinned);
-            struct bufferevent *top = transport_wrap(&dc->tr, dc->bev);
-            if (!top) {
-                dconn_close(dc);
-                return;
-            }
-            dc->bev = top;
         }
     }
-    bufferevent_setcb(dc->bev, on_dconn_read, on_dconn_write, on_dconn_event, dc);
-    /* Input above HIGH_WM stops reading from the socket: that is the
-     * request-side backpressure. Output drains below LOW_WM call us back. */
-    bufferevent_setwatermark(dc->bev, EV_READ, 0, HIGH_WM);
-    bufferevent_setwatermark(dc->bev, EV_WRITE, LOW_WM, 0);
-    bufferevent_enable(dc->bev, EV_READ | EV_WRITE);
+    sio_read_enable(&dc->io, true);
     dconn_arm_timer(dc);
 }
 
@@ -331,8 +318,7 @@ static void dconn_close(dconn_t *dc)
     }
     evtimer_del(&dc->timer);
     event_del(&dc->kick);
-    transport_close(&dc->tr);
-    bufferevent_free(dc->bev); /* a transport's filter layer frees the socket under it */
+    sio_close(&dc->io); /* frees the transport too */
     if (dc->prev)
         dc->prev->next = dc->next;
     else
@@ -344,6 +330,14 @@ static void dconn_close(dconn_t *dc)
     if (dc->pinned)
         worker_release(w, dc->pinned);
     free(dc);
+}
+
+void dconn_close_all(worker_t *w)
+{
+    /* Past the drain deadline: whatever is still open ends now, so every
+     * stream and pinned generation is released before the worker exits. */
+    while (w->conns)
+        dconn_close(w->conns);
 }
 
 void dconn_drain_all(worker_t *w)
@@ -370,7 +364,7 @@ static void proto_error(dconn_t *dc, int status, const char *reason)
                      "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
                      "connection: close\r\n\r\n%s\n",
                      status, texts[t], strlen(texts[t]) + 1, texts[t]);
-    bufferevent_write(dc->bev, buf, (size_t)n);
+    sio_write(&dc->io, buf, (size_t)n);
     stat_inc(stats_getf(dc->w->stats,
                         "sluice_downstream_protocol_errors_total{listener=\"%s\",reason=\"%s\"}",
                         dc->ls->name, reason));
@@ -380,9 +374,8 @@ static void proto_error(dconn_t *dc, int status, const char *reason)
     /* Whatever else the client sent is not trusted: stop reading, close once
      * the reply is out. */
     dc->closing = true;
-    bufferevent_disable(dc->bev, EV_READ);
-    evbuffer_drain(bufferevent_get_input(dc->bev),
-                   evbuffer_get_length(bufferevent_get_input(dc->bev)));
+    sio_read_enable(&dc->io, false);
+    evbuffer_drain(dc->io.in, evbuffer_get_length(dc->io.in));
     evtimer_del(&dc->timer);
 }
 
@@ -657,7 +650,7 @@ static void after_phase(stream_t *s, int phase)
         s->state = ST_UPSTREAM;
         if (s->expect_continue && !s->req_done) {
             static const char c100[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            bufferevent_write(s->dc->bev, c100, sizeof(c100) - 1);
+            sio_write(&s->dc->io, c100, sizeof(c100) - 1);
         }
         upstream_begin(s);
         return;
@@ -665,10 +658,6 @@ static void after_phase(stream_t *s, int phase)
         if (s->local_reply) {
             upstream_abort(s);
             stream_respond(s);
-            return;
-        }
-        if (s->up->tr.t && !s->up->tr.raw && upstream_wrap(s->up) != 0) {
-            stream_upstream_failed(s, 502, SLC_RF_UF, "upstream transport failed\n");
             return;
         }
         stream_upstream_ready(s);
@@ -725,13 +714,14 @@ static void body_hooks(stream_t *s, int phase, struct evbuffer *src, size_t n, b
  * |dst| is NULL) for a Content-Length or chunked body, keeping chunked
  * framing when |keep_framing|. Returns 1 when the body is complete, 0 when
  * it needs more input or |dst| is full, -1 on a framing error. */
-static int move_body(stream_t *s, int phase, struct evbuffer *src, struct evbuffer *dst,
-                     h1_body_t kind, uint64_t *left, h1_chunked_t *ch, bool keep_framing,
-                     uint64_t *counted, const char **reason)
+static int move_body(stream_t *s, int phase, struct evbuffer *src, sio_t *dsio, h1_body_t kind,
+                     uint64_t *left, h1_chunked_t *ch, bool keep_framing, uint64_t *counted,
+                     const char **reason)
 {
+    struct evbuffer *dst = dsio ? dsio->out : NULL;
     for (;;) {
         size_t avail = evbuffer_get_length(src);
-        if (dst && evbuffer_get_length(dst) >= HIGH_WM)
+        if (dsio && sio_pending(dsio) >= HIGH_WM)
             return 0;
         if (kind == H1_BODY_LENGTH || kind == H1_BODY_EOF) {
             if (kind == H1_BODY_LENGTH && *left == 0) {
@@ -793,15 +783,16 @@ void stream_pump_request(stream_t *s)
 {
     if (s->req_done || !s->req_pumping || !s->up)
         return;
-    struct evbuffer *in = bufferevent_get_input(s->dc->bev);
-    struct evbuffer *out = bufferevent_get_output(s->up->bev);
+    struct evbuffer *in = s->dc->io.in;
     const char *reason = NULL;
     if (s->in_pump_req)
         return;
     s->in_pump_req = true;
-    int r = move_body(s, PH_REQ_BODY, in, out, s->req_body, &s->req_left, &s->req_chunked, true,
-                      &s->req_bytes, &reason);
+    int r = move_body(s, PH_REQ_BODY, in, &s->up->io, s->req_body, &s->req_left, &s->req_chunked,
+                      true, &s->req_bytes, &reason);
     s->in_pump_req = false;
+    sio_mark(&s->up->io);
+    sio_unthrottle(&s->dc->io);
     if (r == 1) {
         s->req_done = true;
     } else if (r < 0) {
@@ -984,8 +975,9 @@ static void write_response_head(stream_t *s)
         PUT_LIT(buf, o, "connection: keep-alive\r\n");
     buf[o++] = '\r';
     buf[o++] = '\n';
-    struct evbuffer *out = bufferevent_get_output(dc->bev);
+    struct evbuffer *out = dc->io.out;
     evbuffer_add(out, buf, o);
+    sio_mark(&dc->io);
     s->resp_head_sent = true;
     s->state = ST_RESP_BODY;
     if (s->local_reply) {
@@ -1019,7 +1011,8 @@ void stream_on_response_head(stream_t *s, const h1_response_t *r)
     s->up->keep_alive = r->keep_alive;
     /* |r| points into the upstream input: everything is copied, drain it
      * before filters run (they may end the stream and free the upstream). */
-    evbuffer_drain(bufferevent_get_input(s->up->bev), r->head_len);
+    evbuffer_drain(s->up->io.in, r->head_len);
+    sio_unthrottle(&s->up->io);
     s->state = ST_RESP_FILTERS;
     s->phase = PH_RESP_HEADERS;
     s->phase_at = 0;
@@ -1030,8 +1023,7 @@ void stream_pump_response(stream_t *s)
 {
     if (s->state != ST_RESP_BODY || !s->up)
         return;
-    struct evbuffer *in = bufferevent_get_input(s->up->bev);
-    struct evbuffer *out = bufferevent_get_output(s->dc->bev);
+    struct evbuffer *in = s->up->io.in;
     if (s->resp_body == H1_BODY_NONE) {
         stream_finish(s);
         return;
@@ -1040,9 +1032,13 @@ void stream_pump_response(stream_t *s)
     if (s->in_pump_resp)
         return;
     s->in_pump_resp = true;
-    int r = move_body(s, PH_RESP_BODY, in, out, s->resp_body, &s->resp_left, &s->resp_chunked,
+    uconn_t *up = s->up;
+    dconn_t *dc = s->dc;
+    int r = move_body(s, PH_RESP_BODY, in, &dc->io, s->resp_body, &s->resp_left, &s->resp_chunked,
                       s->resp_chunk_passthrough, &s->resp_bytes, &reason);
     s->in_pump_resp = false;
+    sio_mark(&dc->io);
+    sio_unthrottle(&up->io);
     if (r == 1) {
         stream_finish(s);
     } else if (r < 0) {
@@ -1051,12 +1047,9 @@ void stream_pump_response(stream_t *s)
         s->dc->closing = true;
         upstream_abort(s);
         stream_finish(s);
-    } else if (evbuffer_get_length(out) >= HIGH_WM) {
-        /* Client is slow: stop reading the upstream until it drains. */
-        bufferevent_disable(s->up->bev, EV_READ);
-    } else {
-        bufferevent_enable(s->up->bev, EV_READ);
     }
+    /* A slow client: move_body stopped at HIGH_WM, the upstream's input fills
+     * to its read_high and reading pauses until on_dconn_write pumps again. */
 }
 
 void stream_upstream_eof(stream_t *s)
@@ -1144,14 +1137,14 @@ static void stream_finish(stream_t *s)
     stream_free(s);
     if (close || dc->closing) {
         dc->closing = true;
-        bufferevent_disable(dc->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0)
+        sio_read_enable(&dc->io, false);
+        if (sio_pending(&dc->io) == 0)
             dconn_close(dc);
         return;
     }
-    dc->head_seen = evbuffer_get_length(bufferevent_get_input(dc->bev)) > 0;
+    dc->head_seen = evbuffer_get_length(dc->io.in) > 0;
     dconn_arm_timer(dc);
-    bufferevent_enable(dc->bev, EV_READ);
+    sio_read_enable(&dc->io, true);
     if (dc->head_seen)
         event_active(&dc->kick, EV_READ, 0);
 }
@@ -1186,7 +1179,7 @@ static void dconn_process(dconn_t *dc)
     }
     if (dc->closing)
         return;
-    struct evbuffer *in = bufferevent_get_input(dc->bev);
+    struct evbuffer *in = dc->io.in;
     size_t avail = evbuffer_get_length(in);
     if (avail == 0)
         return;
@@ -1219,13 +1212,14 @@ static void dconn_process(dconn_t *dc)
     }
     if (r == H1_ERROR) {
         proto_error(dc, status ? status : 400, reason ? reason : "malformed");
-        if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0)
+        if (sio_pending(&dc->io) == 0)
             dconn_close(dc);
         return;
     }
     dc->head_seen = false;
     stream_t *s = stream_begin(dc, g, gl, &req, p);
     evbuffer_drain(in, req.head_len);
+    sio_unthrottle(&dc->io);
     if (!s) {
         proto_error(dc, 431, "head_too_large");
         return;

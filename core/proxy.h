@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "gen.h"
 #include "h1.h"
+#include "sio.h"
 #include "stats.h"
 
 #include <event2/event.h>
@@ -87,6 +88,7 @@ typedef struct worker {
     struct server *srv;
     pthread_t thread;
     struct event_base *base;
+    sio_loop_t sioloop;
     int notify[2];
     struct event *notify_ev;
     holder_t *cur;
@@ -122,20 +124,6 @@ enum stream_state {
     ST_RESP_BODY,    /* streaming the response */
     ST_DONE,
 };
-
-/* transport_slot: a filter-installed transport on one connection. When set,
- * the connection's bufferevent is a filter bufferevent over |raw| (the
- * socket): reads pass through t->recv, writes through t->send. */
-typedef struct transport_slot {
-    const slc_transport_t *t;
-    void *ctx;
-    bool ready, failed;
-    slc_conn_t *conn;
-    struct bufferevent *raw;    /* the socket bufferevent underneath */
-    struct bufferevent *top;    /* the filter layer the codec uses */
-    struct evbuffer *plain_dst; /* set while t->recv runs */
-    struct evbuffer *wire_dst;  /* set while t->send runs */
-} transport_slot_t;
 
 struct slc_req {
     arena_t arena;
@@ -202,7 +190,7 @@ typedef struct dconn {
     int kind; /* CONN_DOWNSTREAM */
     struct dconn *prev, *next;
     worker_t *w;
-    struct bufferevent *bev;
+    sio_t io;
     lsock_t *ls;
     lstats_t *st;
     stream_t *s;
@@ -213,7 +201,6 @@ typedef struct dconn {
     bool head_seen;    /* some bytes of the next head have arrived */
     uint64_t progress; /* stream_progress at the last idle check */
     uint64_t requests;
-    transport_slot_t tr;
     holder_t *pinned;
 } dconn_t;
 
@@ -222,12 +209,11 @@ typedef struct uconn {
     struct uconn *next; /* idle list */
     worker_t *w;
     upool_t *pool;
-    struct bufferevent *bev;
+    sio_t io;
     stream_t *s;
     cstats_t *cst;
     bool connected, reused, keep_alive;
     uint64_t requests;
-    transport_slot_t tr;
 } uconn_t;
 
 /* put_dec writes |v| in decimal at |p| and returns the length (no NUL). */
@@ -263,6 +249,7 @@ uint64_t now_us(worker_t *w);
 /* http.c: downstream side and streams */
 void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen);
 void dconn_drain_all(worker_t *w);
+void dconn_close_all(worker_t *w);
 void stream_resume(stream_t *s);
 slc_status_t stream_local_reply(stream_t *s, int status, slc_str_t ctype, slc_str_t body);
 void stream_chain_continue(stream_t *s);
@@ -275,7 +262,6 @@ void upstream_begin(stream_t *s);
 void upstream_abort(stream_t *s);   /* drop s->up without reuse */
 void upstream_release(stream_t *s); /* response done: pool or close */
 void upstream_pools_free(worker_t *w);
-int upstream_wrap(uconn_t *uc); /* put uc->tr under the codec */
 /* stream side hooks called by upstream.c */
 void stream_on_response_head(stream_t *s, const h1_response_t *r);
 void stream_pump_response(stream_t *s);
@@ -284,13 +270,8 @@ void stream_upstream_ready(stream_t *s); /* connected: run upstream-connect filt
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body);
 void stream_upstream_eof(stream_t *s);
 
-/* transport.c */
-/* transport_wrap puts |slot|'s transport between |raw| and the codec and
- * returns the bufferevent the codec uses from now on (NULL on failure). */
-struct bufferevent *transport_wrap(transport_slot_t *slot, struct bufferevent *raw);
-slc_status_t transport_emit(transport_slot_t *slot, slc_emit_t dir, const uint8_t *p, size_t n);
-transport_slot_t *transport_slot_of(slc_conn_t *c);
-void transport_close(transport_slot_t *slot);
+/* conn_sio: the socket behind an SDK connection handle. */
+sio_t *conn_sio(slc_conn_t *c);
 
 /* hostapi.c */
 extern const slc_host_t host_table;

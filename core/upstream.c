@@ -4,7 +4,6 @@
 #include "server.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -41,10 +40,9 @@ static upool_t *pool_get(worker_t *w, const char *addr)
 
 static void uconn_free(uconn_t *uc)
 {
-    transport_close(&uc->tr);
     if (uc->connected && uc->cst)
         stat_add(uc->cst->cx_active, -1);
-    bufferevent_free(uc->bev);
+    sio_close(&uc->io); /* and the transport, if a filter installed one */
     free(uc);
 }
 
@@ -79,7 +77,7 @@ void upstream_pools_free(worker_t *w)
 static void read_response_head(stream_t *s)
 {
     uconn_t *uc = s->up;
-    struct evbuffer *in = bufferevent_get_input(uc->bev);
+    struct evbuffer *in = uc->io.in;
     for (;;) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
@@ -109,6 +107,7 @@ static void read_response_head(stream_t *s)
             /* Interim responses are ours to answer (100-continue was sent
              * to the client already): drop them. */
             evbuffer_drain(in, r.head_len);
+            sio_unthrottle(&uc->io);
             continue;
         }
         uc->requests++;
@@ -117,11 +116,11 @@ static void read_response_head(stream_t *s)
     }
 }
 
-static void on_up_read(struct bufferevent *bev, void *arg)
+static void on_up_read(sio_t *io, void *arg)
 {
     uconn_t *uc = arg;
     stream_t *s = uc->s;
-    (void)bev;
+    (void)io;
     if (!s) {
         /* An idle pooled connection must stay silent. */
         pool_unlink(uc);
@@ -134,24 +133,21 @@ static void on_up_read(struct bufferevent *bev, void *arg)
         stream_pump_response(s);
 }
 
-static void on_up_write(struct bufferevent *bev, void *arg)
+static void on_up_write(sio_t *io, void *arg)
 {
     uconn_t *uc = arg;
-    (void)bev;
+    (void)io;
     if (uc->s && uc->s->req_pumping)
         stream_pump_request(uc->s);
 }
 
 static void upstream_connect(stream_t *s);
 
-static void on_up_event(struct bufferevent *bev, short what, void *arg)
+static void on_up_event(sio_t *io, int what, void *arg)
 {
     uconn_t *uc = arg;
     stream_t *s = uc->s;
-    if (what & BEV_EVENT_CONNECTED) {
-        int one = 1;
-        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        bufferevent_set_timeouts(bev, NULL, NULL);
+    if (what & SIO_CONNECTED) {
         uc->connected = true;
         stat_inc(uc->cst->cx_total);
         stat_inc(uc->cst->cx_active);
@@ -162,7 +158,7 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
         stream_chain_continue(s);
         return;
     }
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+    if (!(what & (SIO_EOF | SIO_ERROR | SIO_TIMEOUT)))
         return;
     if (!s) {
         /* Idle connection closed by the upstream, or idle timeout. */
@@ -173,13 +169,13 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     if (!uc->connected) {
         stat_inc(uc->cst->connect_fail);
         log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d", s->cluster->name,
-                  s->ep->addr, (what & BEV_EVENT_TIMEOUT) != 0);
+                  s->ep->addr, (what & SIO_TIMEOUT) != 0);
         stream_upstream_failed(s, 502, SLC_RF_UF,
                                "upstream connect error or disconnect/reset before headers\n");
         return;
     }
     if (s->state == ST_UPSTREAM && uc->reused && s->req_bytes == 0 &&
-        evbuffer_get_length(bufferevent_get_input(bev)) == 0 && s->attempts < 2) {
+        evbuffer_get_length(io->in) == 0 && s->attempts < 2) {
         /* The upstream closed a kept-alive connection as we reused it: no
          * byte of the response or the body went anywhere, so a fresh
          * connection is safe. */
@@ -195,29 +191,13 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     stream_upstream_eof(s);
 }
 
-static void on_up_read(struct bufferevent *bev, void *arg);
-static void on_up_write(struct bufferevent *bev, void *arg);
-static void on_up_event(struct bufferevent *bev, short what, void *arg);
-
-int upstream_wrap(uconn_t *uc)
-{
-    struct bufferevent *top = transport_wrap(&uc->tr, uc->bev);
-    if (!top)
-        return -1;
-    uc->bev = top;
-    bufferevent_setcb(top, on_up_read, on_up_write, on_up_event, uc);
-    bufferevent_setwatermark(top, EV_READ, 0, UP_HIGH_WM);
-    bufferevent_setwatermark(top, EV_WRITE, UP_LOW_WM, 0);
-    bufferevent_enable(top, EV_READ | EV_WRITE);
-    return 0;
-}
-
 static void attach(stream_t *s, uconn_t *uc)
 {
     uc->s = s;
     s->up = uc;
-    bufferevent_setcb(uc->bev, on_up_read, on_up_write, on_up_event, uc);
-    bufferevent_set_timeouts(uc->bev, NULL, NULL);
+    sio_setcb(&uc->io, on_up_read, on_up_write, on_up_event, uc);
+    sio_timer(&uc->io, 0);
+    sio_read_enable(&uc->io, true);
 }
 
 static void upstream_connect(stream_t *s)
@@ -231,16 +211,15 @@ static void upstream_connect(stream_t *s)
     uc->w = w;
     uc->pool = pool_get(w, ep->addr);
     uc->cst = s->cst;
-    uc->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_setwatermark(uc->bev, EV_READ, 0, UP_HIGH_WM);
-    bufferevent_setwatermark(uc->bev, EV_WRITE, UP_LOW_WM, 0);
-    attach(s, uc);
-    /* libevent applies the write timeout to the connect attempt. */
-    struct timeval tv = {(time_t)(ep->cluster->conf->connect_timeout_ms / 1000),
-                         (suseconds_t)((ep->cluster->conf->connect_timeout_ms % 1000) * 1000)};
-    bufferevent_set_timeouts(uc->bev, NULL, &tv);
-    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(uc->bev, (const struct sockaddr *)&ep->sa, ep->salen) != 0) {
+    uc->s = s;
+    s->up = uc;
+    int rc = sio_connect(&uc->io, &w->sioloop, (const struct sockaddr *)&ep->sa, ep->salen,
+                         ep->cluster->conf->connect_timeout_ms, on_up_read, on_up_write,
+                         on_up_event, uc);
+    uc->io.read_high = UP_HIGH_WM;
+    uc->io.write_low = UP_LOW_WM;
+    uc->io.reading = true; /* enabled once connected */
+    if (rc != 0) {
         /* Immediate failure (e.g. no route): the event callback may not run. */
         stat_inc(uc->cst->connect_fail);
         stream_upstream_failed(s, 502, SLC_RF_UF,
@@ -361,11 +340,11 @@ void stream_upstream_ready(stream_t *s)
     }
     buf[o++] = '\r';
     buf[o++] = '\n';
-    bufferevent_write(uc->bev, buf, o);
+    sio_write(&uc->io, buf, o);
     s->req_pumping = true;
     stream_pump_request(s);
     /* The response may already be waiting (fast upstream, reused conn). */
-    if (s->up && s->state == ST_UPSTREAM && evbuffer_get_length(bufferevent_get_input(s->up->bev)))
+    if (s->up && s->state == ST_UPSTREAM && evbuffer_get_length(s->up->io.in))
         read_response_head(s);
 }
 
@@ -389,16 +368,13 @@ void upstream_release(stream_t *s)
     upool_t *p = uc->pool;
     const conf_cluster_t *cc = s->ep->cluster->conf;
     if (!uc->keep_alive || w->draining || p->nidle >= cc->max_idle ||
-        evbuffer_get_length(bufferevent_get_input(uc->bev)) != 0 ||
-        evbuffer_get_length(bufferevent_get_output(uc->bev)) != 0) {
+        evbuffer_get_length(uc->io.in) != 0 || sio_pending(&uc->io) != 0) {
         uconn_free(uc);
         return;
     }
     /* Idle: any read event (data or EOF) or the idle timeout closes it. */
-    struct timeval tv = {(time_t)(cc->idle_timeout_ms / 1000),
-                         (suseconds_t)((cc->idle_timeout_ms % 1000) * 1000)};
-    bufferevent_set_timeouts(uc->bev, &tv, NULL);
-    bufferevent_enable(uc->bev, EV_READ);
+    sio_timer(&uc->io, cc->idle_timeout_ms);
+    sio_read_enable(&uc->io, true);
     uc->next = p->idle;
     p->idle = uc;
     p->nidle++;

@@ -4,7 +4,6 @@
 #include "server.h"
 
 #include <errno.h>
-#include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -282,12 +281,14 @@ static void *worker_main(void *arg)
     event_base_dispatch(w->base);
 
     /* Shutdown: close what is left, drop the generation. */
+    dconn_close_all(w);
     while (w->levs) {
         lev_t *lv = w->levs;
         w->levs = lv->next;
         lev_free(w, lv);
     }
     upstream_pools_free(w);
+    sio_loop_cleanup(&w->sioloop);
     if (w->cur) {
         holder_t *h = w->cur;
         h->current = false;
@@ -311,6 +312,7 @@ int worker_start(worker_t *w)
         return -1;
     if (pipe2(w->notify, O_NONBLOCK | O_CLOEXEC) != 0)
         return -1;
+    sio_loop_init(&w->sioloop, w->base);
     w->notify_ev = event_new(w->base, w->notify[0], EV_READ | EV_PERSIST, on_notify, w);
     event_add(w->notify_ev, NULL);
     arena_pool_init(&w->arena_pool, 256);

@@ -422,6 +422,21 @@ class Sluice(Proc):
     def sighup(self):
         self.signal(signal.SIGHUP)
 
+    SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                         "WARNING: ThreadSanitizer")
+
+    def stop(self, timeout=10):
+        """stop stops sluice like Proc.stop and then fails the test if the
+        sanitizer build reported anything (ASan, LSan at exit, UBSan)."""
+        rc = super().stop(timeout)
+        text = self.log_text()
+        for marker in self.SANITIZER_MARKERS:
+            i = text.find(marker)
+            if i >= 0:
+                raise AssertionError("sanitizer report in %s:\n%s"
+                                     % (self.log_path, text[max(0, i - 200):i + 4000]))
+        return rc
+
     def metrics(self):
         return metrics(self.admin_port)
 
