@@ -215,11 +215,24 @@ static void on_dconn_event(sio_t *io, int what, void *arg)
 {
     dconn_t *dc = arg;
     (void)io;
-    if (what & (SIO_EOF | SIO_ERROR)) {
+    if (what & SIO_ERROR) {
+        dconn_close(dc); /* aborts a stream in flight */
+        return;
+    }
+    if (what & SIO_EOF) {
+        /* Half-close: the client sent all it will send. A request already
+         * complete is still answered (then we close); pipelined requests
+         * already buffered are served first; a request cut short ends as a
+         * downstream reset. */
+        dc->eof = true;
         if (dc->s) {
-            /* A response that is only waiting for its last bytes to flush can
-             * still complete; anything else ends as a downstream reset. */
-            stream_abort_downstream(dc->s);
+            if (!dc->s->req_done)
+                dconn_close(dc);
+            return; /* stream_finish serves what is buffered, then closes */
+        }
+        if (evbuffer_get_length(dc->io.in)) {
+            dconn_process(dc);
+            return;
         }
         dconn_close(dc);
     }
@@ -1143,6 +1156,12 @@ static void stream_finish(stream_t *s)
         return;
     }
     dc->head_seen = evbuffer_get_length(dc->io.in) > 0;
+    if (dc->eof && !dc->head_seen) {
+        dc->closing = true;
+        if (sio_pending(&dc->io) == 0)
+            dconn_close(dc);
+        return;
+    }
     dconn_arm_timer(dc);
     sio_read_enable(&dc->io, true);
     if (dc->head_seen)
@@ -1204,6 +1223,10 @@ static void dconn_process(dconn_t *dc)
                          lc->max_headers + 1 < MAX_HDRS_HARD ? lc->max_headers + 1 : MAX_HDRS_HARD,
                          &req, &status, &reason);
     if (r == H1_INCOMPLETE) {
+        if (dc->eof) { /* the rest of this head will never come */
+            dconn_close(dc);
+            return;
+        }
         if (!dc->head_seen) {
             dc->head_seen = true;
             dconn_arm_timer(dc); /* the header timeout runs from the first byte */

@@ -198,6 +198,7 @@ typedef struct dconn {
     struct event kick;  /* deferred "process the input again" */
     char peer[64], local[64], peer_ip[48];
     bool closing;      /* close once the output drains */
+    bool eof;          /* the client half-closed: serve what is buffered, then close */
     bool head_seen;    /* some bytes of the next head have arrived */
     uint64_t progress; /* stream_progress at the last idle check */
     uint64_t requests;

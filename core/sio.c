@@ -168,8 +168,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             return;
         GUARD_POP(s, g);
     }
-    if (eof && !s->dead)
+    if (eof == SIO_EOF && !s->dead) {
+        s->eof = true;
+        event_del(&s->rev);
+        s->on_event(s, SIO_EOF, s->arg);
+    } else if (eof && !s->dead) {
         fail(s, eof);
+    }
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
@@ -304,7 +309,7 @@ void sio_close(sio_t *s)
 void sio_read_enable(sio_t *s, bool on)
 {
     s->reading = on;
-    if (s->fd < 0 || s->dead || s->connecting)
+    if (s->fd < 0 || s->dead || s->eof || s->connecting)
         return;
     if (on && !s->throttled)
         event_add(&s->rev, NULL);
@@ -317,7 +322,7 @@ void sio_unthrottle(sio_t *s)
     if (!s->throttled || evbuffer_get_length(s->in) >= s->read_high)
         return;
     s->throttled = false;
-    if (s->reading && !s->dead && !s->connecting)
+    if (s->reading && !s->dead && !s->eof && !s->connecting)
         event_add(&s->rev, NULL);
 }
 

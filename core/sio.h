@@ -33,6 +33,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* Events. SIO_EOF only ends the read side: the owner may keep writing
+ * (an HTTP client that half-closes after its request still gets the
+ * response). SIO_ERROR ends the socket. */
 enum {
     SIO_EOF = 1,
     SIO_ERROR = 2,
@@ -68,6 +71,7 @@ struct sio {
     bool wev_armed;
     bool dirty;
     bool dead; /* error seen: no more I/O */
+    bool eof;  /* the peer closed its sending side; we may still write */
     bool ready_for_write_cb;
     sio_t *next_dirty;
     void *guard_top; /* innermost callback guard (sio.c) */

@@ -1,5 +1,7 @@
 """Basic HTTP/1.1 proxying through router + lb to real upstreams."""
 
+import socket
+import time
 import os
 import re
 
@@ -74,6 +76,37 @@ class ProxyBasic(h.SluiceTestCase):
                 self.assertEqual(body, b"x" * n)
         finally:
             c.close()
+
+    def _half_close(self, raw):
+        """_half_close sends |raw|, shuts down our sending side, and returns
+        everything sluice sends until it closes."""
+        sock = socket.create_connection(("127.0.0.1", self.s.port), timeout=5)
+        try:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)
+            data = b""
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+            self.fail("sluice did not close after a half-closed client: %r" % data[:200])
+        finally:
+            sock.close()
+
+    def test_half_close_after_pipelined_requests_is_answered(self):
+        # nc-style clients send their requests and shut down writing: every
+        # complete request is still answered, then sluice closes.
+        data = self._half_close(b"GET /bytes?n=5 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                b"GET /bytes?n=9 HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(data.count(b"HTTP/1.1 200"), 2, data)
+        self.assertTrue(data.endswith(b"x" * 9), data[-40:])
+
+    def test_half_close_mid_body_gets_no_response(self):
+        # A body cut short can never be completed: no response, just close.
+        data = self._half_close(b"POST /echo HTTP/1.1\r\nHost: x\r\ncontent-length: 10\r\n\r\nabc")
+        self.assertEqual(data, b"")
 
     def test_post_content_length_echo(self):
         r = h.curl(["-H", "Expect:", "-H", "Content-Type: application/octet-stream",
