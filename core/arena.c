@@ -50,7 +50,7 @@ void arena_init(arena_t *a, arena_pool_t *pool, size_t budget)
     a->budget = budget;
 }
 
-static arena_chunk_t *chunk_get(arena_t *a, size_t need)
+__attribute__((unused)) static arena_chunk_t *chunk_get(arena_t *a, size_t need)
 {
     arena_chunk_t *c;
     if (need <= ARENA_CHUNK_SIZE && a->pool && a->pool->free) {

@@ -240,7 +240,7 @@ static void load_listeners(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
     if (!seq_of(d, list, "listeners"))
         return;
     size_t n = cfg_len(list);
-    if (n == 0)
+    if (n == 0 && list) /* absent: the binder already said "missing required key" */
         diag_errorf(d, list, "at least one listener is needed");
     c->listeners = cfg_tree_alloc(c->tree, (n ? n : 1) * sizeof(*c->listeners));
     for (size_t i = 0; i < n; i++) {
@@ -256,7 +256,14 @@ static void load_listeners(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
         for (size_t j = 0; j < c->nlisteners; j++) {
             if (strcmp(c->listeners[j].name, lc.name) == 0)
                 diag_errorf(d, cfg_get(item, "name"), "duplicate listener name '%s'", lc.name);
-            if (strcmp(c->listeners[j].address, lc.address) == 0)
+            /* Compare what the addresses mean, not how they are spelled
+             * ("localhost:80" is "127.0.0.1:80"): with SO_REUSEPORT both
+             * would bind and silently split the connections. */
+            struct sockaddr_storage other;
+            int olen;
+            if (conf_parse_address(c->listeners[j].address, &other, &olen) == 0 &&
+                conf_parse_address(lc.address, &ss, &len) == 0 && olen == len &&
+                memcmp(&other, &ss, (size_t)len) == 0)
                 diag_errorf(d, cfg_get(item, "address"),
                             "address '%s' is already used by listener '%s'", lc.address,
                             c->listeners[j].name);

@@ -124,7 +124,8 @@ static int build_filters(gen_t *g, const slc_host_t *host, slc_diag_t *d)
         fi->name = cf->name;
         fi->conf = cf;
         fi->wctx = calloc((size_t)g->nworkers, sizeof(void *));
-        if (!fi->wctx)
+        fi->wfailed = calloc((size_t)g->nworkers, 1);
+        if (!fi->wctx || !fi->wfailed)
             abort();
         char *path = module_path(c, cf->module);
         char err[1024];
@@ -146,6 +147,16 @@ static int build_filters(gen_t *g, const slc_host_t *host, slc_diag_t *d)
         d->metric_new = build_metric_new;
         size_t before = d->nerrors;
         const slc_cfg_node_t *node = cf->config;
+        if (!node || node->type == SLC_CFG_NULL) {
+            /* The SDK promises a map: an empty one, marked where the filter
+             * is declared so its diagnostics still have a location. */
+            struct slc_cfg_node *empty = cfg_tree_alloc(c->tree, sizeof(*empty));
+            empty->type = SLC_CFG_MAP;
+            empty->line = cf->node->line;
+            empty->col = cf->node->col;
+            empty->path = cf->node->path;
+            node = empty;
+        }
         slc_status_t st = fi->desc.config_new(host, node, &fi->cfg, d);
         if (st != SLC_OK && d->nerrors == before)
             diag_errorf(d, node ? node : cf->node,
@@ -198,22 +209,17 @@ static void chain_build(gen_t *g, glistener_t *gl)
         if (d->on_complete)
             ch->ph[PH_COMPLETE][ch->nph[PH_COMPLETE]++] = (uint16_t)k;
     }
-    /* The listener-level identity: what a connection depends on for its
-     * whole life. Only connection-phase filters (transports) and the address
-     * matter; request filters are taken per request from the current
-     * generation, so changing them never disturbs open connections. */
-    size_t cap = strlen(l->address) + 64;
-    for (size_t i = 0; i < ch->nph[PH_CONNECTION]; i++)
-        cap += strlen(ch->f[ch->ph[PH_CONNECTION][i]]->name) + 64;
-    gl->signature = calloc(1, cap);
-    if (!gl->signature)
+    size_t cap = 32;
+    for (size_t i = 0; i < ch->nph[PH_UP_CONNECT]; i++)
+        cap += strlen(ch->f[ch->ph[PH_UP_CONNECT][i]]->name) + 32;
+    ch->up_sig = calloc(1, cap);
+    if (!ch->up_sig)
         abort();
-    strcat(gl->signature, l->address);
-    for (size_t i = 0; i < ch->nph[PH_CONNECTION]; i++) {
-        finst_t *fi = ch->f[ch->ph[PH_CONNECTION][i]];
-        char part[128];
-        snprintf(part, sizeof(part), "|%s@%p", fi->name, (void *)fi->mod);
-        strcat(gl->signature, part);
+    if (ch->nph[PH_UP_CONNECT]) {
+        size_t o = (size_t)snprintf(ch->up_sig, cap, "g%llu", (unsigned long long)g->id);
+        for (size_t i = 0; i < ch->nph[PH_UP_CONNECT]; i++)
+            o += (size_t)snprintf(ch->up_sig + o, cap - o, "|%s",
+                                  ch->f[ch->ph[PH_UP_CONNECT][i]]->name);
     }
 }
 
@@ -228,6 +234,7 @@ gen_t *gen_build(conf_t *conf, int nworkers, const slc_host_t *host, slc_diag_t 
     build_clusters(g);
     if (build_filters(g, host, d) != 0)
         goto fail;
+    g->id = atomic_fetch_add(&next_gen_id, 1);
     g->listeners = calloc(conf->nlisteners, sizeof(*g->listeners));
     if (!g->listeners)
         abort();
@@ -236,7 +243,6 @@ gen_t *gen_build(conf_t *conf, int nworkers, const slc_host_t *host, slc_diag_t 
         gl->conf = &conf->listeners[i];
         chain_build(g, gl);
     }
-    g->id = atomic_fetch_add(&next_gen_id, 1);
     return g;
 fail:
     gen_free(g);
@@ -263,7 +269,7 @@ void gen_free(gen_t *g)
         for (int p = 0; p < PH_COUNT; p++)
             free(ch->ph[p]);
         free(ch->with_ctx);
-        free(g->listeners[i].signature);
+        free(ch->up_sig);
     }
     free(g->listeners);
     for (size_t i = 0; i < g->nfilters; i++) {
@@ -281,6 +287,7 @@ void gen_free(gen_t *g)
             free(m);
         }
         free(fi->wctx);
+        free(fi->wfailed);
         module_unref(fi->mod);
     }
     free(g->filters);

@@ -61,7 +61,8 @@ typedef struct finst {
     module_t *mod;
     slc_filter_desc_t desc; /* copy, zero-extended to our struct size */
     void *cfg;
-    void **wctx; /* [nworkers], set by each worker in worker_init */
+    void **wctx;      /* [nworkers], set by each worker in worker_init */
+    uint8_t *wfailed; /* [nworkers], 1 where worker_init failed */
     struct slc_metric *metrics;
     void **allocs; /* cfg_alloc blocks, freed after config_free */
     size_t nallocs, capallocs;
@@ -87,12 +88,16 @@ typedef struct chain {
     size_t nph[PH_COUNT];
     uint16_t *with_ctx; /* positions having request_new */
     size_t nwith_ctx;
+    /* up_sig keys upstream pools: "" when no filter touches upstream
+     * connections; otherwise those filters and the generation, so a
+     * connection a transport filter set up is only reused by streams of the
+     * same chain and configuration. */
+    char *up_sig;
 } chain_t;
 
 typedef struct glistener {
     const conf_listener_t *conf;
     chain_t chain;
-    char *signature; /* listener-level identity: address + connection filters */
     struct lsock *lsock;
 } glistener_t;
 

@@ -404,7 +404,12 @@ static void stream_add_proxy_headers(stream_t *s)
 {
     dconn_t *dc = s->dc;
     slc_str_t xff = SLC_STR("x-forwarded-for");
-    hdr_t *h = hdrs_find(&s->req_hdrs, xff);
+    /* Append to the LAST field: with several, the list is their
+     * concatenation, and the hop we add must end it. */
+    hdr_t *h = NULL;
+    for (size_t i = 0; i < s->req_hdrs.n; i++)
+        if (name_eq(s->req_hdrs.v[i].name, xff))
+            h = &s->req_hdrs.v[i];
     size_t iplen = strlen(dc->peer_ip);
     if (h) {
         size_t n = h->value.len + 2 + iplen;
@@ -490,6 +495,7 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
     s->client_keep_alive = req->keep_alive;
     s->scheme = SLC_STR("http");
     slc_str_t target = {REBASE(req->target), req->target_len};
+    bool absolute = false;
     if (target.len > 7 && (strncasecmp(target.ptr, "http://", 7) == 0 ||
                            (target.len > 8 && strncasecmp(target.ptr, "https://", 8) == 0))) {
         /* absolute-form: the authority inside wins over Host (RFC 9112 3.2.2). */
@@ -499,6 +505,7 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
         const char *slash = memchr(a, '/', (size_t)(end - a));
         s->authority = (slc_str_t){a, (size_t)((slash ? slash : end) - a)};
         s->path = slash ? (slc_str_t){slash, (size_t)(end - slash)} : SLC_STR("/");
+        absolute = true;
     } else {
         s->path = target;
         if (req->host)
@@ -510,6 +517,8 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
                   (slc_str_t){REBASE(h->value), h->value_len});
     }
 #undef REBASE
+    if (absolute && s->authority.len) /* Host must agree with what we routed on */
+        hdrs_set(s, &s->req_hdrs, SLC_STR("host"), s->authority, false);
     s->req_body = req->body;
     s->req_left = req->content_length;
     if (s->req_body == H1_BODY_CHUNKED)
@@ -525,21 +534,33 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
 /* stream_start creates per-stream filter state and runs the request chain. */
 static void stream_start(stream_t *s)
 {
-    /* Per-stream filter state. */
     chain_t *ch = s->chain;
+    if (s->holder->init_failures) {
+        for (size_t i = 0; i < ch->n; i++) {
+            if (ch->f[i]->wfailed[s->w->id]) {
+                stream_local_reply(s, 500, SLC_STR("text/plain"),
+                                   SLC_STR("filter not initialised on this worker\n"));
+                s->ctx_upto = 0; /* no stream state was made: no on_complete */
+                stream_respond(s);
+                return;
+            }
+        }
+    }
+    /* Per-stream filter state. */
     for (size_t i = 0; i < ch->n; i++)
         s->ctx[i] = ch->f[i]->cfg;
+    s->ctx_upto = ch->n;
     for (size_t k = 0; k < ch->nwith_ctx; k++) {
         size_t i = ch->with_ctx[k];
         finst_t *fi = ch->f[i];
         void *ctx = NULL;
         if (fi->desc.request_new(fi->cfg, fi->wctx[s->w->id], s, &ctx) != SLC_OK) {
+            /* Filters from here on have no stream state: none of their
+             * hooks may run (they would get their config as ctx). */
+            s->ctx_upto = i;
             stream_local_reply(s, 500, SLC_STR("text/plain"),
                                SLC_STR("filter could not start the stream\n"));
-            s->state = ST_RESP_FILTERS;
-            s->phase = PH_RESP_HEADERS;
-            s->phase_at = 0;
-            run_phase(s);
+            stream_respond(s);
             return;
         }
         s->ctx[i] = ctx;
@@ -578,6 +599,10 @@ static void run_phase(stream_t *s)
     s->in_chain = true;
     while (s->phase_at < ch->nph[phase]) {
         size_t pos = ch->ph[phase][s->phase_at];
+        if (pos >= s->ctx_upto) {
+            s->phase_at++;
+            continue;
+        }
         slc_action_t a = call_hook(s, phase, pos);
         if (a == SLC_PAUSE) {
             s->paused = true;
@@ -673,6 +698,10 @@ static void after_phase(stream_t *s, int phase)
             stream_respond(s);
             return;
         }
+        if (s->up->io.t && !s->up->pinned) {
+            s->up->pinned = s->holder;
+            worker_hold(s->holder);
+        }
         stream_upstream_ready(s);
         return;
     case PH_RESP_HEADERS:
@@ -701,6 +730,8 @@ static void body_hooks(stream_t *s, int phase, struct evbuffer *src, size_t n, b
             for (size_t p = 0; p < ch->nph[phase]; p++) {
                 size_t pos = ch->ph[phase][p];
                 finst_t *fi = ch->f[pos];
+                if (pos >= s->ctx_upto)
+                    continue;
                 slc_str_t chunk = {iov[i].iov_base, len};
                 if (phase == PH_REQ_BODY)
                     fi->desc.on_request_body(s->ctx[pos], s, chunk, false);
@@ -715,6 +746,8 @@ static void body_hooks(stream_t *s, int phase, struct evbuffer *src, size_t n, b
         for (size_t p = 0; p < ch->nph[phase]; p++) {
             size_t pos = ch->ph[phase][p];
             finst_t *fi = ch->f[pos];
+            if (pos >= s->ctx_upto)
+                continue;
             if (phase == PH_REQ_BODY)
                 fi->desc.on_request_body(s->ctx[pos], s, SLC_STR_NULL, true);
             else
@@ -964,8 +997,15 @@ static void write_response_head(stream_t *s)
     }
     buf[o++] = '\r';
     buf[o++] = '\n';
+    /* Framing is ours: whatever the upstream or a filter put in the list,
+     * only the content-length / transfer-encoding written below go out
+     * (except a bodiless response's content-length, e.g. HEAD or 304). */
+    bool keep_cl = s->resp_body == H1_BODY_NONE && !s->local_reply;
     for (size_t i = 0; i < s->resp_hdrs.n; i++) {
         hdr_t *h = &s->resp_hdrs.v[i];
+        if (h1_is_hop_by_hop(h->name.ptr, h->name.len) ||
+            (!keep_cl && h1_token_eq(h->name.ptr, h->name.len, "content-length")))
+            continue;
         memcpy(buf + o, h->name.ptr, h->name.len);
         o += h->name.len;
         buf[o++] = ':';
@@ -1038,6 +1078,7 @@ void stream_pump_response(stream_t *s)
         return;
     struct evbuffer *in = s->up->io.in;
     if (s->resp_body == H1_BODY_NONE) {
+        s->resp_read = true;
         stream_finish(s);
         return;
     }
@@ -1053,6 +1094,7 @@ void stream_pump_response(stream_t *s)
     sio_mark(&dc->io);
     sio_unthrottle(&up->io);
     if (r == 1) {
+        s->resp_read = true;
         stream_finish(s);
     } else if (r < 0) {
         s->flags |= SLC_RF_UR;
@@ -1106,7 +1148,8 @@ static void stream_complete_hooks(stream_t *s)
     chain_t *ch = s->chain;
     for (size_t p = 0; p < ch->nph[PH_COMPLETE]; p++) {
         size_t pos = ch->ph[PH_COMPLETE][p];
-        ch->f[pos]->desc.on_complete(s->ctx[pos], s);
+        if (pos < s->ctx_upto)
+            ch->f[pos]->desc.on_complete(s->ctx[pos], s);
     }
 }
 
@@ -1131,7 +1174,10 @@ static void stream_finish(stream_t *s)
         return;
     s->state = ST_DONE;
     if (s->up) {
-        if (s->resp_close || !s->req_done)
+        /* Pool the connection only after a response read to its end; a
+         * local reply sent instead (e.g. by a response filter) leaves the
+         * upstream's body unread on it. */
+        if (s->resp_close || !s->req_done || s->local_reply || !s->resp_read)
             upstream_abort(s);
         else
             upstream_release(s);

@@ -49,6 +49,7 @@ typedef struct lsock {
 typedef struct holder {
     gen_t *gen;
     size_t refs;
+    size_t init_failures; /* filters whose worker_init failed here */
     bool current;
     struct holder *next; /* retired list */
 } holder_t;
@@ -63,6 +64,7 @@ typedef struct lev {
 typedef struct upool {
     struct upool *next; /* hash chain */
     char addr[64];
+    char *sig;          /* chain_t.up_sig (owned) */
     struct uconn *idle; /* LIFO of idle connections */
     size_t nidle;
 } upool_t;
@@ -104,7 +106,6 @@ typedef struct worker {
     uint64_t rr;
     uint64_t rng[2];
     bool draining;
-    const struct timeval *tv_common[4];
     stat_t *streams_active;
 } worker_t;
 
@@ -139,6 +140,8 @@ struct slc_req {
     size_t phase_at; /* index into chain->ph[phase] */
     bool paused, in_chain, local_reply, closing_after;
     bool in_pump_req, in_pump_resp; /* re-entrancy guards */
+    bool resp_read;                 /* the upstream response was read to its end */
+    size_t ctx_upto;                /* chain positions below this have stream state */
 
     /* request */
     slc_str_t method, path, authority, scheme;
@@ -215,6 +218,7 @@ typedef struct uconn {
     cstats_t *cst;
     bool connected, reused, keep_alive;
     uint64_t requests;
+    holder_t *pinned; /* a transport's code lives in this generation's module */
 } uconn_t;
 
 /* put_dec writes |v| in decimal at |p| and returns the length (no NUL). */
@@ -240,6 +244,9 @@ static inline size_t put_dec(char *p, uint64_t v)
 /* worker.c */
 int worker_start(worker_t *w);
 void worker_notify(worker_t *w, char msg);
+void worker_notify_gen(worker_t *w, gen_t *g);
+/* worker_drain_notes: after the thread ended, drop references in unread notes. */
+void worker_drain_notes(worker_t *w);
 lstats_t *worker_lstats(worker_t *w, const char *listener);
 cstats_t *worker_cstats(worker_t *w, const char *cluster);
 void worker_hold(holder_t *h);

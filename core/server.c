@@ -95,12 +95,41 @@ static int listen_one(const struct sockaddr_storage *ss, int len, char *err, siz
     return fd;
 }
 
+/* in_use_elsewhere: SO_REUSEPORT lets a second process bind our address
+ * and silently take a share of its connections. Before opening sockets we
+ * own none of, try a plain bind: EADDRINUSE means someone else has it. */
+static bool in_use_elsewhere(server_t *srv, const struct sockaddr_storage *ss, int len)
+{
+    for (lsock_t *ls = srv->lsocks; ls; ls = ls->next) {
+        struct sockaddr_storage o;
+        int ol;
+        if (conf_parse_address(ls->address, &o, &ol) == 0 && ol == len &&
+            memcmp(&o, ss, (size_t)len) == 0)
+            return false; /* ours (a renamed listener): sharing is intended */
+    }
+    if (ss->ss_family == AF_INET && ((const struct sockaddr_in *)ss)->sin_port == 0)
+        return false;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    bool busy = bind(fd, (const struct sockaddr *)ss, (socklen_t)len) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return busy;
+}
+
 static lsock_t *lsock_open(server_t *srv, const conf_listener_t *l, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     int len;
     if (conf_parse_address(l->address, &ss, &len) != 0) {
         snprintf(err, errlen, "cannot parse address '%s'", l->address);
+        return NULL;
+    }
+    if (in_use_elsewhere(srv, &ss, len)) {
+        snprintf(err, errlen, "cannot bind listener '%s' to '%s': address already in use", l->name,
+                 l->address);
         return NULL;
     }
     lsock_t *ls = calloc(1, sizeof(*ls));
@@ -255,7 +284,7 @@ static void publish(server_t *srv, gen_t *g)
     atomic_store(&st->value, (int64_t)g->id);
     count_gens(srv);
     for (int i = 0; i < srv->nworkers; i++)
-        worker_notify(&srv->workers[i], 'g');
+        worker_notify_gen(&srv->workers[i], g);
     if (old)
         gen_release_main(srv, old);
 }
@@ -286,6 +315,12 @@ static void reload(server_t *srv)
         return;
     }
     diag_cleanup(&d);
+    gen_t *cur = atomic_load(&srv->current);
+    const char *was = cur && cur->conf->admin_address ? cur->conf->admin_address : "";
+    const char *now = g->conf->admin_address ? g->conf->admin_address : "";
+    if (strcmp(was, now) != 0)
+        log_warn("'admin.address' changed; it takes effect at the next restart",
+                 "running=%s wanted=%s", srv->admin_bound, now);
     if ((int)g->conf->workers != srv->nworkers)
         log_warn("'workers' changed; it takes effect at the next restart", "running=%d wanted=%u",
                  srv->nworkers, g->conf->workers);
@@ -419,13 +454,13 @@ int server_run(const char *path)
     /* Counters exist at 0 before their first event. */
     stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"success\"}");
     stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"failure\"}");
-    publish(srv, g);
     for (int i = 0; i < srv->nworkers; i++) {
         if (worker_start(&srv->workers[i]) != 0) {
             log_error("cannot start worker", "worker=%d", i);
             abort();
         }
     }
+    publish(srv, g); /* workers pick it up from their notify pipes */
     srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_sighup, srv);
     srv->sig_term = evsignal_new(srv->base, SIGTERM, on_sigterm, srv);
     srv->sig_int = evsignal_new(srv->base, SIGINT, on_sigterm, srv);
@@ -436,8 +471,10 @@ int server_run(const char *path)
              (unsigned long long)g->id, srv->admin_bound);
     event_base_dispatch(srv->base);
 
-    for (int i = 0; i < srv->nworkers; i++)
+    for (int i = 0; i < srv->nworkers; i++) {
         pthread_join(srv->workers[i].thread, NULL);
+        worker_drain_notes(&srv->workers[i]); /* references in unread notes */
+    }
     /* Workers dropped their holds; the current generation is ours to drop. */
     on_gen_dead(srv->gen_pipe[0], EV_READ, srv);
     gen_t *cur = atomic_exchange(&srv->current, NULL);

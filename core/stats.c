@@ -55,7 +55,7 @@ stat_t *stats_get(stats_shard_t *s, const char *key)
     }
     static _Atomic int warned;
     if (!atomic_exchange(&warned, 1))
-        log_warn("metrics table full; further series are dropped", "series=\"%s\"", key);
+        log_warn("metrics table full; further series are dropped", "series_count=%zu", s->used);
     return &overflow_slot;
 }
 
@@ -107,15 +107,24 @@ typedef struct series {
     int64_t value;
 } series_t;
 
-static int series_cmp(const void *a, const void *b)
-{
-    return strcmp(((const series_t *)a)->key, ((const series_t *)b)->key);
-}
-
 static size_t family_len(const char *key)
 {
     const char *b = strchr(key, '{');
     return b ? (size_t)(b - key) : strlen(key);
+}
+
+/* series_cmp orders by family name first, so "x{a=1}" never lands after
+ * "x_total" and splits family "x" in two (Prometheus rejects that). */
+static int series_cmp(const void *a, const void *b)
+{
+    const char *ka = ((const series_t *)a)->key, *kb = ((const series_t *)b)->key;
+    size_t la = family_len(ka), lb = family_len(kb);
+    int c = strncmp(ka, kb, la < lb ? la : lb);
+    if (c != 0)
+        return c;
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return strcmp(ka + la, kb + lb);
 }
 
 static int collect(stats_shard_t *const *shards, size_t n, series_t **out)

@@ -23,16 +23,19 @@ static uint64_t hash_addr(const char *s)
     return h;
 }
 
-static upool_t *pool_get(worker_t *w, const char *addr)
+static upool_t *pool_get(worker_t *w, const char *addr, const char *sig)
 {
-    size_t b = hash_addr(addr) % UPOOL_BUCKETS;
+    size_t b = (hash_addr(addr) ^ hash_addr(sig)) % UPOOL_BUCKETS;
     for (upool_t *p = w->pools[b]; p; p = p->next)
-        if (strcmp(p->addr, addr) == 0)
+        if (strcmp(p->addr, addr) == 0 && strcmp(p->sig, sig) == 0)
             return p;
     upool_t *p = calloc(1, sizeof(*p));
     if (!p)
         abort();
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->sig = strdup(sig);
+    if (!p->sig)
+        abort();
     p->next = w->pools[b];
     w->pools[b] = p;
     return p;
@@ -43,6 +46,8 @@ static void uconn_free(uconn_t *uc)
     if (uc->connected && uc->cst)
         stat_add(uc->cst->cx_active, -1);
     sio_close(&uc->io); /* and the transport, if a filter installed one */
+    if (uc->pinned)
+        worker_release(uc->w, uc->pinned);
     free(uc);
 }
 
@@ -69,6 +74,7 @@ void upstream_pools_free(worker_t *w)
                 p->idle = uc->next;
                 uconn_free(uc);
             }
+            free(p->sig);
             free(p);
         }
     }
@@ -143,6 +149,15 @@ static void on_up_write(sio_t *io, void *arg)
 
 static void upstream_connect(stream_t *s);
 
+static bool method_idempotent(slc_str_t m)
+{
+    static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
+        if (m.len == strlen(idem[i]) && memcmp(m.ptr, idem[i], m.len) == 0)
+            return true;
+    return false;
+}
+
 static void on_up_event(sio_t *io, int what, void *arg)
 {
     uconn_t *uc = arg;
@@ -175,10 +190,11 @@ static void on_up_event(sio_t *io, int what, void *arg)
         return;
     }
     if (s->state == ST_UPSTREAM && uc->reused && s->req_bytes == 0 &&
-        evbuffer_get_length(io->in) == 0 && s->attempts < 2) {
-        /* The upstream closed a kept-alive connection as we reused it: no
-         * byte of the response or the body went anywhere, so a fresh
-         * connection is safe. */
+        evbuffer_get_length(io->in) == 0 && s->attempts < 2 && method_idempotent(s->method)) {
+        /* The upstream closed a kept-alive connection as we reused it, and
+         * no byte of a response came back. The request may still have
+         * reached it, so only an idempotent one (RFC 9110 9.2.2) is sent
+         * again, on a fresh connection. */
         log_debug("pooled upstream connection closed; retrying on a new one", "upstream=%s",
                   s->ep->addr);
         upstream_abort(s);
@@ -209,7 +225,7 @@ static void upstream_connect(stream_t *s)
         abort();
     uc->kind = CONN_UPSTREAM;
     uc->w = w;
-    uc->pool = pool_get(w, ep->addr);
+    uc->pool = pool_get(w, ep->addr, s->chain->up_sig);
     uc->cst = s->cst;
     uc->s = s;
     s->up = uc;
@@ -262,7 +278,7 @@ void upstream_begin(stream_t *s)
             evtimer_add(s->timeout_ev, &tv);
         }
     }
-    upool_t *p = pool_get(w, s->ep->addr);
+    upool_t *p = pool_get(w, s->ep->addr, s->chain->up_sig);
     if (p->idle) {
         uconn_t *uc = p->idle;
         p->idle = uc->next;
@@ -308,6 +324,10 @@ void stream_upstream_ready(stream_t *s)
     bool have_host = false;
     for (size_t i = 0; i < s->req_hdrs.n; i++) {
         hdr_t *h = &s->req_hdrs.v[i];
+        /* Framing is ours (written below), whatever a filter added. */
+        if (h1_is_hop_by_hop(h->name.ptr, h->name.len) ||
+            h1_token_eq(h->name.ptr, h->name.len, "content-length"))
+            continue;
         if (h->name.len == 4 && strncasecmp(h->name.ptr, "host", 4) == 0)
             have_host = true;
         memcpy(buf + o, h->name.ptr, h->name.len);

@@ -204,27 +204,33 @@ static void sync_listeners(worker_t *w, gen_t *g)
     }
 }
 
-/* switch_gen moves this worker to the server's current generation. */
-static void switch_gen(worker_t *w)
+/* switch_gen moves this worker to |g|. The reference it holds on |g| was
+ * taken by the main thread on our behalf when it published |g| (see
+ * worker_notify_gen), so |g| cannot be freed between the publication and
+ * this switch, however fast reloads follow each other. */
+static void switch_gen(worker_t *w, gen_t *g)
 {
-    gen_t *g = atomic_load_explicit(&w->srv->current, memory_order_acquire);
-    if (!g || (w->cur && w->cur->gen == g)) {
-        if (g)
-            sync_listeners(w, g);
+    if (w->cur && w->cur->gen == g) {
+        gen_unref(g); /* cannot be the last: our holder has one too */
         return;
-    }
-    gen_ref(g);
-    for (size_t i = 0; i < g->nfilters; i++) {
-        finst_t *fi = &g->filters[i];
-        if (fi->cfg && fi->desc.worker_init &&
-            fi->desc.worker_init(fi->cfg, w->id, &fi->wctx[w->id]) != SLC_OK)
-            log_error("filter worker_init failed", "filter=%s worker=%d", fi->name, w->id);
     }
     holder_t *h = calloc(1, sizeof(*h));
     if (!h)
         abort();
     h->gen = g;
     h->current = true;
+    for (size_t i = 0; i < g->nfilters; i++) {
+        finst_t *fi = &g->filters[i];
+        if (fi->cfg && fi->desc.worker_init &&
+            fi->desc.worker_init(fi->cfg, w->id, &fi->wctx[w->id]) != SLC_OK) {
+            /* Streams through this filter on this worker get a 500 instead
+             * of running it with no worker state. */
+            fi->wfailed[w->id] = 1;
+            h->init_failures++;
+            log_error("filter worker_init failed; its streams on this worker get 500",
+                      "filter=%s worker=%d", fi->name, w->id);
+        }
+    }
     holder_t *old = w->cur;
     w->cur = h;
     sync_listeners(w, g);
@@ -239,16 +245,23 @@ static void switch_gen(worker_t *w)
               (unsigned long long)g->id);
 }
 
+/* Notes on the pipe are fixed-size, far below PIPE_BUF, so each write is
+ * atomic and a read never splits one. */
+typedef struct note {
+    char kind; /* 'g' generation, 'd' drain, 'q' quit */
+    gen_t *gen;
+} note_t;
+
 static void on_notify(evutil_socket_t fd, short what, void *arg)
 {
     worker_t *w = arg;
-    char buf[64];
+    note_t notes[32];
     (void)what;
-    ssize_t n = read(fd, buf, sizeof(buf));
-    for (ssize_t i = 0; i < n; i++) {
-        switch (buf[i]) {
+    ssize_t n = read(fd, notes, sizeof(notes));
+    for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(note_t); i++) {
+        switch (notes[i].kind) {
         case 'g':
-            switch_gen(w);
+            switch_gen(w, notes[i].gen);
             break;
         case 'd':
             if (!w->draining) {
@@ -265,10 +278,29 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void notify(worker_t *w, note_t note)
+{
+    if (write(w->notify[1], &note, sizeof(note)) != (ssize_t)sizeof(note))
+        log_error("cannot notify worker", "worker=%d note=%c", w->id, note.kind);
+}
+
 void worker_notify(worker_t *w, char msg)
 {
-    ssize_t n = write(w->notify[1], &msg, 1);
-    (void)n; /* the pipe is non-blocking and never fills with 1-byte notes */
+    notify(w, (note_t){msg, NULL});
+}
+
+void worker_drain_notes(worker_t *w)
+{
+    note_t note;
+    while (read(w->notify[0], &note, sizeof(note)) == (ssize_t)sizeof(note))
+        if (note.kind == 'g' && gen_unref(note.gen))
+            server_gen_dead(w->srv, note.gen);
+}
+
+void worker_notify_gen(worker_t *w, gen_t *g)
+{
+    gen_ref(g); /* the worker's reference, handed over with the note */
+    notify(w, (note_t){'g', g});
 }
 
 static void *worker_main(void *arg)
@@ -277,8 +309,7 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "sluice-w%d", w->id);
     pthread_setname_np(pthread_self(), name);
-    switch_gen(w);
-    event_base_dispatch(w->base);
+    event_base_dispatch(w->base); /* the first note is the first generation */
 
     /* Shutdown: close what is left, drop the generation. */
     dconn_close_all(w);

@@ -610,7 +610,7 @@ def rss_kib(pid):
 class RssSampler:
     """RssSampler samples a PID's RSS every |interval| s in a thread."""
 
-    def __init__(self, pid, interval=0.1):
+    def __init__(self, pid, interval=0.02):
         self.pid, self.interval = pid, interval
         self.samples = []
         self._stop = threading.Event()

@@ -92,10 +92,10 @@ class LargeBody(h.SluiceTestCase):
         self.assertEqual(body, b"received %d\n" % GIB)
         self.check_rss(smp, "upload content-length")
 
-    def test_echo_64mib_both_ways(self):
+    def test_echo_256mib_both_ways(self):
         # request and response bodies streaming at the same time
         with h.RssSampler(self.s.pid) as smp:
-            gen = subprocess.Popen(["head", "-c", str(64 << 20), "/dev/zero"], stdout=subprocess.PIPE)
+            gen = subprocess.Popen(["head", "-c", str(256 << 20), "/dev/zero"], stdout=subprocess.PIPE)
             try:
                 p = subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "60",
                                     "-T", "-", "-X", "POST", "-o", "/dev/null",
@@ -108,8 +108,8 @@ class LargeBody(h.SluiceTestCase):
                     gen.kill()
                 gen.wait(10)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.split(), ["200", str(64 << 20)])
-        self.check_rss(smp, "echo 64 MiB")
+        self.assertEqual(p.stdout.split(), ["200", str(256 << 20)])
+        self.check_rss(smp, "echo 256 MiB")
 
 
 if __name__ == "__main__":

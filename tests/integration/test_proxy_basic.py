@@ -105,7 +105,7 @@ class ProxyBasic(h.SluiceTestCase):
 
     def test_half_close_mid_body_gets_no_response(self):
         # A body cut short can never be completed: no response, just close.
-        data = self._half_close(b"POST /echo HTTP/1.1\r\nHost: x\r\ncontent-length: 10\r\n\r\nabc")
+        data = self._half_close(b"POST /sink HTTP/1.1\r\nHost: x\r\ncontent-length: 10\r\n\r\nabc")
         self.assertEqual(data, b"")
 
     def test_post_content_length_echo(self):

@@ -9,7 +9,8 @@
  *
  * THREADS: functions taking an slc_req_t or slc_conn_t run on the worker
  * that owns it and nowhere else. cfg_* and diag_* run on the main thread
- * inside config_new. log and metric_add may be called from any thread.
+ * inside config_new. log may be called from any thread; metric_add only on
+ * the stream's worker (it writes that worker's shard).
  *
  * Filters normally use the static inline wrappers at the bottom, which call
  * through the module-wide `slc_host` that SLC_FILTER_DEFINE sets.

@@ -1,0 +1,466 @@
+/* Unit tests for core/module.c: loading filter shared objects.
+ *
+ * Self-contained: the group setup compiles fixtures/tiny_module.c with
+ * `cc -shared` into a private directory, in the variants the tests need
+ * (good, rewritten, wrong ABI, newer minor, no entry point, ...). The SDK
+ * headers come from the source tree, found from __FILE__. If no compiler is
+ * available every test skips.
+ *
+ * "Is it still mapped" is answered by /proc/self/maps: module_load dlopens a
+ * private copy that it unlinks at once, so the copy shows up there as
+ * "<tmpdir>/sluice-modules.XXXXXX/<n>-<file> (deleted)" exactly while the
+ * module is loaded. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "module.h"
+
+static char srcroot[PATH_MAX]; /* the repository */
+static char tmpdir[256];       /* this run's build and scratch directory */
+static bool have_cc;
+
+/* ---- building fixtures ---------------------------------------------- */
+
+/* find_srcroot derives the repository from this file's path
+ * (<root>/tests/unit/core/test_module.c). */
+static int find_srcroot(void)
+{
+    char here[PATH_MAX];
+    if (!realpath(__FILE__, here))
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        char *slash = strrchr(here, '/');
+        if (!slash)
+            return -1;
+        *slash = '\0';
+    }
+    snprintf(srcroot, sizeof(srcroot), "%s", here);
+    return 0;
+}
+
+/* build_tiny compiles fixtures/tiny_module.c with |defs| into
+ * <tmpdir>/<name>. Returns 0 on success. */
+static int build_tiny(const char *name, const char *defs)
+{
+    char cmd[5 * PATH_MAX];
+    const char *cc = getenv("CC");
+    snprintf(cmd, sizeof(cmd),
+             "%s -std=c11 -shared -fPIC -O0 -I'%s/sdk/include' %s -o '%s/%s' "
+             "'%s/tests/unit/core/fixtures/tiny_module.c'",
+             cc && *cc ? cc : "cc", srcroot, defs, tmpdir, name, srcroot);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "test_module: build failed (%d): %s\n", rc, cmd);
+    return rc == 0 ? 0 : -1;
+}
+
+static void fixture_path(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/%s", tmpdir, name);
+}
+
+/* copy_to copies <tmpdir>/<from> over <tmpdir>/<to>: with |in_place| by
+ * truncating and rewriting the same inode, else by rename of a new file. */
+static void copy_to(const char *from, const char *to, bool in_place)
+{
+    char src[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX + 8];
+    fixture_path(src, sizeof(src), from);
+    fixture_path(dst, sizeof(dst), to);
+    snprintf(tmp, sizeof(tmp), "%s.new", dst);
+    const char *target = in_place ? dst : tmp;
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    FILE *out = fopen(target, "wb"); /* O_TRUNC: same inode when it exists */
+    assert_non_null(out);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(chmod(target, 0755), 0);
+    if (!in_place)
+        assert_int_equal(rename(tmp, dst), 0);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    log_set_level(SLC_LOG_WARN); /* no "module loaded" lines in the output */
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof(tmpdir), "%s/test_module.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpdir) || find_srcroot() != 0)
+        return -1;
+    char sdk[PATH_MAX + 32];
+    snprintf(sdk, sizeof(sdk), "%s/sdk/include/sluice/filter.h", srcroot);
+    if (access(sdk, R_OK) != 0)
+        return -1;
+    const char *cc = getenv("CC");
+    char probe[256];
+    snprintf(probe, sizeof(probe), "%s --version >/dev/null 2>&1", cc && *cc ? cc : "cc");
+    have_cc = system(probe) == 0;
+    if (!have_cc)
+        return 0;
+    char defs[128];
+    snprintf(defs, sizeof(defs), "-DTINY_ABI='((2u<<16)|0u)'");
+    int rc = build_tiny("good.so", "") | build_tiny("v2.so", "-DTINY_MARK=2 -DTINY_PAD=4096") |
+             build_tiny("v3.so", "-DTINY_MARK=3 -DTINY_PAD=8192") |
+             build_tiny("wrong_major.so", defs) |
+             build_tiny("newer_minor.so", "-DTINY_ABI='((SLC_ABI_MAJOR<<16)|(SLC_ABI_MINOR+1))'") |
+             build_tiny("no_entry.so", "-DTINY_NO_ENTRY") |
+             build_tiny("null_desc.so", "-DTINY_NULL_DESC") |
+             build_tiny("small_desc.so", "-DTINY_STRUCT_SIZE=8") |
+             build_tiny("unnamed.so", "-DTINY_UNNAMED");
+    return rc == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    module_tmpdir_cleanup();
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+#define NEED_CC()                                                                                  \
+    do {                                                                                           \
+        if (!have_cc)                                                                              \
+            skip();                                                                                \
+    } while (0)
+
+/* ---- observing mappings ----------------------------------------------- */
+
+/* copy_name stores the private copy's file name of |m| (from dladdr on its
+ * descriptor, which lives in the copy). */
+static void copy_name(const module_t *m, char *out, size_t size)
+{
+    Dl_info info;
+    assert_int_not_equal(dladdr(m->desc, &info), 0);
+    assert_non_null(info.dli_fname);
+    snprintf(out, size, "%s", info.dli_fname);
+}
+
+/* maps_count counts lines of /proc/self/maps containing |needle|. */
+static int maps_count(const char *needle)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[PATH_MAX + 256];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+static void *config_mark(const module_t *m)
+{
+    void *cfg = NULL;
+    assert_non_null(m->desc->config_new);
+    assert_int_equal(m->desc->config_new(NULL, NULL, &cfg, NULL), SLC_OK);
+    return cfg;
+}
+
+/* load_fail loads <tmpdir>/<name>, expects failure, and checks that no
+ * module mapping was left behind. The message goes to |err|. */
+static void load_fail(const char *name, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    fixture_path(path, sizeof(path), name);
+    int before = maps_count("/sluice-modules.");
+    err[0] = '\0';
+    module_t *m = module_load(path, NULL, err, errlen);
+    if (m)
+        fail_msg("module_load('%s') succeeded", path);
+    assert_int_equal(maps_count("/sluice-modules."), before);
+    assert_non_null(strstr(err, path)); /* every message names the file */
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+static void test_load_good_module(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512] = "";
+    fixture_path(path, sizeof(path), "good.so");
+    module_t *m = module_load(path, NULL, err, sizeof(err));
+    if (!m)
+        fail_msg("module_load: %s", err);
+    assert_string_equal(m->desc->name, "tiny");
+    assert_string_equal(m->desc->version, "1.1.0");
+    assert_int_equal(m->desc->abi_version, SLC_ABI_VERSION);
+    assert_int_equal(m->refs, 1);
+    assert_string_equal(m->path, path);
+    assert_non_null(m->handle);
+    assert_ptr_equal(config_mark(m), (void *)1);
+    module_unref(m);
+}
+
+static void test_private_copy_is_unlinked(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512] = "", copy[PATH_MAX];
+    fixture_path(path, sizeof(path), "good.so");
+    module_t *m = module_load(path, NULL, err, sizeof(err));
+    assert_non_null(m);
+    copy_name(m, copy, sizeof(copy));
+    /* dlopen saw a private copy, not the operator's file... */
+    assert_string_not_equal(copy, path);
+    assert_non_null(strstr(copy, "/sluice-modules."));
+    /* ...that is already gone from the directory but still mapped. */
+    struct stat st;
+    assert_int_equal(stat(copy, &st), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_true(maps_count(copy) > 0);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", copy);
+    *strrchr(dir, '/') = '\0';
+    DIR *dp = opendir(dir);
+    assert_non_null(dp);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(dp));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            entries++;
+    closedir(dp);
+    assert_int_equal(entries, 0);
+    module_unref(m);
+}
+
+static void test_same_path_twice_is_shared_and_unref_unloads(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512] = "", copy[PATH_MAX];
+    fixture_path(path, sizeof(path), "good.so");
+    module_t *a = module_load(path, NULL, err, sizeof(err));
+    assert_non_null(a);
+    module_t *b = module_load(path, NULL, err, sizeof(err));
+    assert_ptr_equal(b, a);
+    assert_int_equal(a->refs, 2);
+    module_ref(a);
+    assert_int_equal(a->refs, 3);
+    copy_name(a, copy, sizeof(copy));
+
+    module_unref(a);
+    module_unref(a);
+    assert_int_equal(a->refs, 1);
+    assert_true(maps_count(copy) > 0); /* still loaded */
+    assert_ptr_equal(config_mark(a), (void *)1);
+
+    module_unref(a); /* last reference: dlclose'd */
+    assert_int_equal(maps_count(copy), 0);
+
+    /* Loading again after that maps a fresh copy with one reference. */
+    module_t *c = module_load(path, NULL, err, sizeof(err));
+    assert_non_null(c);
+    assert_int_equal(c->refs, 1);
+    char copy2[PATH_MAX];
+    copy_name(c, copy2, sizeof(copy2));
+    assert_string_not_equal(copy2, copy);
+    module_unref(c);
+    module_unref(NULL); /* harmless */
+}
+
+static void test_rewritten_file_loads_new_module(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512] = "", copy1[PATH_MAX], copy2[PATH_MAX];
+    copy_to("good.so", "live.so", false);
+    fixture_path(path, sizeof(path), "live.so");
+    module_t *old = module_load(path, NULL, err, sizeof(err));
+    assert_non_null(old);
+    copy_name(old, copy1, sizeof(copy1));
+
+    /* Replace the file (new inode, size and mtime), as an operator
+     * installing a new build does. */
+    copy_to("v2.so", "live.so", false);
+    module_t *neu = module_load(path, NULL, err, sizeof(err));
+    if (!neu)
+        fail_msg("module_load: %s", err);
+    assert_ptr_not_equal(neu, old);
+    assert_ptr_not_equal(neu->handle, old->handle);
+    assert_int_equal(old->refs, 1);
+    assert_int_equal(neu->refs, 1);
+    assert_string_equal(neu->desc->version, "1.2.0");
+    copy_name(neu, copy2, sizeof(copy2));
+    assert_string_not_equal(copy1, copy2);
+
+    /* The old code is still mapped and callable, and distinct. */
+    assert_ptr_equal(config_mark(old), (void *)1);
+    assert_ptr_equal(config_mark(neu), (void *)2);
+    assert_string_equal(old->desc->version, "1.1.0");
+
+    /* The path now resolves to the new module. */
+    module_t *again = module_load(path, NULL, err, sizeof(err));
+    assert_ptr_equal(again, neu);
+    assert_int_equal(neu->refs, 2);
+    module_unref(again);
+
+    /* Releasing the old one unmaps only the old copy. */
+    module_unref(old);
+    assert_int_equal(maps_count(copy1), 0);
+    assert_true(maps_count(copy2) > 0);
+    assert_ptr_equal(config_mark(neu), (void *)2);
+    module_unref(neu);
+    assert_int_equal(maps_count(copy2), 0);
+}
+
+static void test_rewritten_in_place_loads_new_module(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512] = "";
+    copy_to("v2.so", "inplace.so", false);
+    fixture_path(path, sizeof(path), "inplace.so");
+    struct stat st1, st2;
+    assert_int_equal(stat(path, &st1), 0);
+    module_t *old = module_load(path, NULL, err, sizeof(err));
+    assert_non_null(old);
+
+    /* Same inode, new contents (cp over it): the private copy keeps the
+     * old code intact, and the new contents load as a new module. */
+    copy_to("v3.so", "inplace.so", true);
+    assert_int_equal(stat(path, &st2), 0);
+    assert_int_equal(st1.st_ino, st2.st_ino);
+    module_t *neu = module_load(path, NULL, err, sizeof(err));
+    if (!neu)
+        fail_msg("module_load: %s", err);
+    assert_ptr_not_equal(neu, old);
+    assert_ptr_equal(config_mark(old), (void *)2);
+    assert_ptr_equal(config_mark(neu), (void *)3);
+    module_unref(old);
+    assert_ptr_equal(config_mark(neu), (void *)3);
+    module_unref(neu);
+}
+
+/* ---- refusals ---------------------------------------------------------- */
+
+static void test_wrong_abi_major_refused(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char err[512], want[128];
+    load_fail("wrong_major.so", err, sizeof(err));
+    snprintf(want, sizeof(want), "built for ABI 2.0, host is %u.%u", SLC_ABI_MAJOR, SLC_ABI_MINOR);
+    if (!strstr(err, want))
+        fail_msg("error \"%s\" lacks \"%s\"", err, want);
+    assert_non_null(strstr(err, "(tiny)")); /* the module's own name */
+}
+
+static void test_newer_minor_refused(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char err[512], want[128];
+    load_fail("newer_minor.so", err, sizeof(err));
+    snprintf(want, sizeof(want), "built for ABI %u.%u, host is %u.%u", SLC_ABI_MAJOR,
+             SLC_ABI_MINOR + 1, SLC_ABI_MAJOR, SLC_ABI_MINOR);
+    if (!strstr(err, want))
+        fail_msg("error \"%s\" lacks \"%s\"", err, want);
+}
+
+static void test_no_entry_symbol(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char err[512];
+    load_fail("no_entry.so", err, sizeof(err));
+    assert_non_null(strstr(err, "slc_filter_entry"));
+    assert_non_null(strstr(err, "no entry point"));
+}
+
+static void test_entry_returns_null(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char err[512];
+    load_fail("null_desc.so", err, sizeof(err));
+    assert_non_null(strstr(err, "returned no descriptor"));
+}
+
+static void test_descriptor_too_small_or_unnamed(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char err[512];
+    load_fail("small_desc.so", err, sizeof(err));
+    assert_non_null(strstr(err, "descriptor too small (8 bytes)"));
+    load_fail("unnamed.so", err, sizeof(err));
+    assert_non_null(strstr(err, "unnamed"));
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], err[512], want[PATH_MAX + 128];
+    fixture_path(path, sizeof(path), "absent.so");
+    assert_null(module_load(path, NULL, err, sizeof(err)));
+    snprintf(want, sizeof(want), "cannot load filter module '%s': %s", path, strerror(ENOENT));
+    assert_string_equal(err, want);
+}
+
+static void test_not_a_shared_object(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512];
+    fixture_path(path, sizeof(path), "garbage.so");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("this is not an ELF file\n", f);
+    fclose(f);
+    load_fail("garbage.so", err, sizeof(err));
+    /* dlerror names the private copy; the message must not. */
+    if (strstr(err, "sluice-modules."))
+        fail_msg("error names the private copy: %s", err);
+}
+
+static void test_small_error_buffer(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], err[16];
+    fixture_path(path, sizeof(path), "absent-with-a-long-name.so");
+    memset(err, 'x', sizeof(err));
+    assert_null(module_load(path, NULL, err, sizeof(err)));
+    assert_int_equal(strnlen(err, sizeof(err)), sizeof(err) - 1); /* truncated, terminated */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_load_good_module),
+        cmocka_unit_test(test_private_copy_is_unlinked),
+        cmocka_unit_test(test_same_path_twice_is_shared_and_unref_unloads),
+        cmocka_unit_test(test_rewritten_file_loads_new_module),
+        cmocka_unit_test(test_rewritten_in_place_loads_new_module),
+        cmocka_unit_test(test_wrong_abi_major_refused),
+        cmocka_unit_test(test_newer_minor_refused),
+        cmocka_unit_test(test_no_entry_symbol),
+        cmocka_unit_test(test_entry_returns_null),
+        cmocka_unit_test(test_descriptor_too_small_or_unnamed),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_not_a_shared_object),
+        cmocka_unit_test(test_small_error_buffer),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
