@@ -49,6 +49,8 @@ struct slc_diag {
     void *(*instance_alloc)(void *build, size_t size);
     slc_metric_t *(*metric_new)(void *build, slc_metric_kind_t kind, const char *name,
                                 const char *help);
+    slc_metric_t *(*metric_new_labeled)(void *build, slc_metric_kind_t kind, const char *name,
+                                        const char *help, const char *label, const char *value);
 };
 
 /* cfg_tree_load parses |path| (file) into a tree. On a YAML syntax error it

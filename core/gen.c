@@ -5,8 +5,53 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static _Atomic uint64_t next_gen_id = 1;
+static ep_state_t *ep_states; /* main thread only */
+
+uint64_t gen_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000);
+}
+
+static ep_state_t *ep_state_get(const char *cluster, const char *addr)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s|%s", cluster, addr);
+    for (ep_state_t *e = ep_states; e; e = e->next) {
+        if (strcmp(e->key, key) == 0) {
+            e->gens++;
+            return e;
+        }
+    }
+    ep_state_t *e = calloc(1, sizeof(*e));
+    if (!e)
+        abort();
+    e->key = strdup(key);
+    if (!e->key)
+        abort();
+    e->gens = 1;
+    e->next = ep_states;
+    ep_states = e;
+    return e;
+}
+
+static void ep_state_put(ep_state_t *st)
+{
+    if (!st || --st->gens > 0)
+        return;
+    for (ep_state_t **pp = &ep_states; *pp; pp = &(*pp)->next) {
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    }
+    free(st->key);
+    free(st);
+}
 
 typedef struct build_ctx {
     gen_t *g;
@@ -54,6 +99,28 @@ static slc_metric_t *build_metric_new(void *build, slc_metric_kind_t kind, const
         abort();
     m->next = b->fi->metrics;
     b->fi->metrics = m;
+    return m;
+}
+
+static slc_metric_t *build_metric_new_labeled(void *build, slc_metric_kind_t kind, const char *name,
+                                              const char *help, const char *label,
+                                              const char *value)
+{
+    build_ctx_t *b = build;
+    struct slc_metric *m = build_metric_new(build, kind, name, help);
+    char *key;
+    /* Label values are config text (cluster names): keep the exposition
+     * parseable whatever they contain. */
+    char safe[128];
+    size_t o = 0;
+    for (const char *p = value ? value : ""; *p && o < sizeof(safe) - 1; p++)
+        safe[o++] = (*p == '"' || *p == '\\' || *p == '\n') ? '_' : *p;
+    safe[o] = '\0';
+    if (asprintf(&key, "sluice_%s{filter=\"%s\",%s=\"%s\"}", name, b->fi->name,
+                 label ? label : "label", safe) < 0)
+        abort();
+    free(m->key);
+    m->key = key;
     return m;
 }
 
@@ -108,6 +175,8 @@ static void build_clusters(gen_t *g)
             snprintf(ep->addr, sizeof(ep->addr), "%s", c->clusters[i].endpoints[e]);
             conf_parse_address(ep->addr, &ep->sa, &ep->salen);
             ep->cluster = cl;
+            ep->index = e;
+            ep->st = ep_state_get(cl->name, ep->addr);
         }
     }
 }
@@ -145,6 +214,7 @@ static int build_filters(gen_t *g, const slc_host_t *host, slc_diag_t *d)
         d->cluster_lookup = build_cluster_lookup;
         d->instance_alloc = build_alloc;
         d->metric_new = build_metric_new;
+        d->metric_new_labeled = build_metric_new_labeled;
         size_t before = d->nerrors;
         const slc_cfg_node_t *node = cf->config;
         if (!node || node->type == SLC_CFG_NULL) {
@@ -199,6 +269,8 @@ static void chain_build(gen_t *g, glistener_t *gl)
             ch->ph[PH_UP_CONNECT][ch->nph[PH_UP_CONNECT]++] = (uint16_t)i;
         if (d->on_connection)
             ch->ph[PH_CONNECTION][ch->nph[PH_CONNECTION]++] = (uint16_t)i;
+        if (d->on_upstream_result)
+            ch->ph[PH_UP_RESULT][ch->nph[PH_UP_RESULT]++] = (uint16_t)i;
     }
     for (size_t k = ch->n; k-- > 0;) {
         const slc_filter_desc_t *d = &ch->f[k]->desc;
@@ -291,8 +363,11 @@ void gen_free(gen_t *g)
         module_unref(fi->mod);
     }
     free(g->filters);
-    for (size_t i = 0; i < g->nclusters; i++)
+    for (size_t i = 0; i < g->nclusters; i++) {
+        for (size_t e = 0; e < g->clusters[i].neps; e++)
+            ep_state_put(g->clusters[i].eps[e].st);
         free(g->clusters[i].eps);
+    }
     free(g->clusters);
     conf_free(g->conf);
     free(g);

@@ -26,14 +26,35 @@
 
 struct lsock;
 
+/* ep_state: what an endpoint accumulates at run time, shared by all
+ * workers (atomics) and kept across generations for the same cluster name
+ * and address, so a reload neither forgets an ejection nor resets counts.
+ * Created and freed on the main thread (refcounted by generations). */
+typedef struct ep_state {
+    struct ep_state *next;
+    char *key;                      /* "cluster|ip:port" */
+    int gens;                       /* generations using it (main thread only) */
+    _Atomic uint32_t active;        /* live requests, all workers */
+    _Atomic uint64_t ejected_until; /* now_ms clock; 0 = not ejected */
+    _Atomic bool hc_unhealthy;      /* failed active health checks */
+} ep_state_t;
+
 struct slc_endpoint {
     char addr[64]; /* "ip:port" */
     struct sockaddr_storage sa;
     int salen;
     struct slc_cluster *cluster;
-    _Atomic uint32_t active; /* live requests, all workers */
-    _Atomic bool unhealthy;
+    size_t index;
+    ep_state_t *st;
 };
+
+/* gen_now_ms: the monotonic clock endpoint ejections are measured in. */
+uint64_t gen_now_ms(void);
+static inline bool endpoint_usable(const struct slc_endpoint *e, uint64_t now)
+{
+    return !atomic_load_explicit(&e->st->hc_unhealthy, memory_order_relaxed) &&
+           atomic_load_explicit(&e->st->ejected_until, memory_order_relaxed) <= now;
+}
 
 struct slc_cluster {
     const char *name; /* tree-arena */
@@ -77,6 +98,7 @@ enum {
     PH_RESP_BODY,    /* reverse */
     PH_COMPLETE,     /* reverse */
     PH_CONNECTION,
+    PH_UP_RESULT, /* chain order */
     PH_COUNT
 };
 

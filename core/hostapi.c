@@ -72,12 +72,13 @@ static slc_str_t h_endpoint_address(const slc_endpoint_t *e)
 
 static uint32_t h_endpoint_active_requests(const slc_endpoint_t *e)
 {
-    return atomic_load_explicit(&((slc_endpoint_t *)e)->active, memory_order_relaxed);
+    return atomic_load_explicit(&e->st->active, memory_order_relaxed);
 }
 
+/* Healthy = not failing active health checks and not ejected right now. */
 static bool h_endpoint_healthy(const slc_endpoint_t *e)
 {
-    return !atomic_load_explicit(&((slc_endpoint_t *)e)->unhealthy, memory_order_relaxed);
+    return endpoint_usable(e, gen_now_ms());
 }
 
 /* ---- the stream -------------------------------------------------------- */
@@ -410,6 +411,99 @@ static slc_str_t h_conn_alpn(slc_conn_t *c)
     return fact(c, 2);
 }
 
+/* ---- ABI 1.1 ----------------------------------------------------------- */
+
+static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
+{
+    if (r->state != ST_REQ_FILTERS && r->state != ST_UPSTREAM)
+        return SLC_ESTATE;
+    if (!p) {
+        r->retry = NULL;
+        return SLC_OK;
+    }
+    slc_retry_policy_t *c = arena_alloc(&r->arena, sizeof(*c));
+    if (!c)
+        return SLC_ENOMEM;
+    size_t n = p->struct_size && p->struct_size < sizeof(*c) ? p->struct_size : sizeof(*c);
+    memcpy(c, p, n);
+    c->struct_size = sizeof(*c);
+    r->retry = c->max_retries ? c : NULL;
+    if (r->retry && !r->replay) {
+        r->replay = evbuffer_new();
+        if (!r->replay)
+            return SLC_ENOMEM;
+    }
+    return SLC_OK;
+}
+
+static bool h_upstream_tried(slc_req_t *r, const slc_endpoint_t *e)
+{
+    return stream_tried(r, e);
+}
+
+static slc_status_t h_route_set_mirror(slc_req_t *r, const slc_cluster_t *c)
+{
+    if (r->state != ST_REQ_FILTERS)
+        return SLC_ESTATE;
+    r->mirror = c;
+    if (c && !r->replay) {
+        r->replay = evbuffer_new();
+        if (!r->replay)
+            return SLC_ENOMEM;
+    }
+    return SLC_OK;
+}
+
+static void h_endpoint_eject(const slc_endpoint_t *e, uint64_t until_ms)
+{
+    atomic_store_explicit(&e->st->ejected_until, until_ms, memory_order_relaxed);
+}
+
+static uint64_t h_endpoint_ejected_until(const slc_endpoint_t *e)
+{
+    uint64_t u = atomic_load_explicit(&e->st->ejected_until, memory_order_relaxed);
+    return u > gen_now_ms() ? u : 0;
+}
+
+static uint64_t h_now_ms(void)
+{
+    return gen_now_ms();
+}
+
+static slc_metric_t *h_metric_new_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                          const char *help, const char *label, const char *value)
+{
+    return d->metric_new_labeled ? d->metric_new_labeled(d->build, kind, name, help, label, value)
+                                 : NULL;
+}
+
+static void h_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
+{
+    if (!m || worker_id < 0)
+        return;
+    stat_t *st = m->per_worker[worker_id];
+    if (!st) {
+        st = stats_get(worker_stats(worker_id), m->key);
+        m->per_worker[worker_id] = st;
+    }
+    stat_add(st, v);
+}
+
+static size_t h_endpoint_index(const slc_endpoint_t *e)
+{
+    return e->index;
+}
+
+static const slc_cluster_t *h_endpoint_cluster(const slc_endpoint_t *e)
+{
+    return e->cluster;
+}
+
+static uint32_t h_req_attempts(slc_req_t *r)
+{
+    return r->attempts;
+}
+
 const slc_host_t host_table = {
     .abi_version = SLC_ABI_VERSION,
     .struct_size = sizeof(slc_host_t),
@@ -467,4 +561,15 @@ const slc_host_t host_table = {
     .conn_peer_identity = h_conn_peer_identity,
     .conn_sni = h_conn_sni,
     .conn_alpn = h_conn_alpn,
+    .route_set_retry = h_route_set_retry,
+    .upstream_tried = h_upstream_tried,
+    .route_set_mirror = h_route_set_mirror,
+    .endpoint_eject = h_endpoint_eject,
+    .endpoint_ejected_until = h_endpoint_ejected_until,
+    .now_ms = h_now_ms,
+    .metric_new_labeled = h_metric_new_labeled,
+    .metric_add_global = h_metric_add_global,
+    .endpoint_index = h_endpoint_index,
+    .endpoint_cluster = h_endpoint_cluster,
+    .req_attempts = h_req_attempts,
 };

@@ -32,6 +32,9 @@ static void stream_respond(stream_t *s);
 static void run_phase(stream_t *s);
 static void after_phase(stream_t *s, int phase);
 static void write_response_head(stream_t *s);
+static void replay_keep(stream_t *s, size_t before);
+static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status);
+static void retry_schedule(stream_t *s);
 
 /* ---- headers --------------------------------------------------------- */
 
@@ -117,6 +120,23 @@ static void strip_hop_by_hop(hdrs_t *h)
             h->v[o++] = h->v[i];
     }
     h->n = o;
+}
+
+/* ---- upstream attempts ------------------------------------------------ */
+
+bool stream_tried(const stream_t *s, const slc_endpoint_t *e)
+{
+    for (uint32_t i = 0; i < s->ntried; i++)
+        if (s->tried[i] == e)
+            return true;
+    return false;
+}
+
+void stream_uncount_ep(stream_t *s)
+{
+    if (s->counted_ep)
+        atomic_fetch_sub_explicit(&s->counted_ep->st->active, 1, memory_order_relaxed);
+    s->counted_ep = NULL;
 }
 
 /* ---- timers ----------------------------------------------------------- */
@@ -641,16 +661,25 @@ void stream_chain_continue(stream_t *s)
     run_phase(s);
 }
 
+/* route_default_endpoint: round robin over usable endpoints when no filter
+ * chose one; on a retry, endpoints already tried come last. */
 static void route_default_endpoint(stream_t *s)
 {
     const slc_cluster_t *c = s->cluster;
+    uint64_t now = gen_now_ms();
+    const slc_endpoint_t *fallback = NULL;
     for (size_t k = 0; k < c->neps; k++) {
         const slc_endpoint_t *e = &c->eps[(s->w->rr++) % c->neps];
-        if (!atomic_load_explicit(&e->unhealthy, memory_order_relaxed)) {
+        if (!endpoint_usable(e, now))
+            continue;
+        if (!stream_tried(s, e)) {
             s->ep = e;
             return;
         }
+        if (!fallback)
+            fallback = e;
     }
+    s->ep = fallback;
 }
 
 static void after_phase(stream_t *s, int phase)
@@ -686,9 +715,10 @@ static void after_phase(stream_t *s, int phase)
             return;
         }
         s->state = ST_UPSTREAM;
-        if (s->expect_continue && !s->req_done) {
+        if (s->expect_continue && !s->req_done && !s->sent_100) {
             static const char c100[] = "HTTP/1.1 100 Continue\r\n\r\n";
             sio_write(&s->dc->io, c100, sizeof(c100) - 1);
+            s->sent_100 = true;
         }
         upstream_begin(s);
         return;
@@ -834,13 +864,18 @@ void stream_pump_request(stream_t *s)
     if (s->in_pump_req)
         return;
     s->in_pump_req = true;
+    size_t before = s->replay && !s->replay_broken ? evbuffer_get_length(s->up->io.out) : 0;
     int r = move_body(s, PH_REQ_BODY, in, &s->up->io, s->req_body, &s->req_left, &s->req_chunked,
                       true, &s->req_bytes, &reason);
+    if (s->replay && !s->replay_broken)
+        replay_keep(s, before);
     s->in_pump_req = false;
     sio_mark(&s->up->io);
     sio_unthrottle(&s->dc->io);
     if (r == 1) {
         s->req_done = true;
+        if (s->mirror)
+            mirror_start(s);
     } else if (r < 0) {
         stat_inc(stats_getf(
             s->w->stats, "sluice_downstream_protocol_errors_total{listener=\"%s\",reason=\"%s\"}",
@@ -849,6 +884,33 @@ void stream_pump_request(stream_t *s)
         s->closing_after = true;
         stream_upstream_failed(s, 400, SLC_RF_DPE, "malformed request body\n");
     }
+}
+
+/* replay_keep copies the body bytes just moved into the upstream output
+ * (from offset |before|, not yet flushed) into the replay buffer, for a
+ * retry or the mirror. Past REPLAY_LIMIT the body is no longer replayable. */
+static void replay_keep(stream_t *s, size_t before)
+{
+    struct evbuffer *out = s->up->io.out;
+    size_t n = evbuffer_get_length(out) - before;
+    if (n == 0)
+        return;
+    if (evbuffer_get_length(s->replay) + n > REPLAY_LIMIT) {
+        s->replay_broken = true;
+        return;
+    }
+    struct evbuffer_ptr at;
+    evbuffer_ptr_set(out, &at, before, EVBUFFER_PTR_SET);
+    struct evbuffer_iovec v[16];
+    int k = evbuffer_peek(out, (ev_ssize_t)n, &at, v, 16);
+    size_t copied = 0;
+    for (int i = 0; i < k && i < 16 && copied < n; i++) {
+        size_t len = v[i].iov_len < n - copied ? v[i].iov_len : n - copied;
+        evbuffer_add(s->replay, v[i].iov_base, len);
+        copied += len;
+    }
+    if (copied != n)
+        s->replay_broken = true;
 }
 
 /* drain_request_body discards an unread request body after a local reply,
@@ -1045,6 +1107,13 @@ static void write_response_head(stream_t *s)
 
 void stream_on_response_head(stream_t *s, const h1_response_t *r)
 {
+    if (s->try_ev)
+        event_del(s->try_ev);
+    stream_report_attempt(s, SLC_ATTEMPT_RESPONSE, r->status);
+    if (retry_wanted(s, SLC_ATTEMPT_RESPONSE, r->status)) {
+        retry_schedule(s); /* the connection goes, body unread */
+        return;
+    }
     /* Copy the head into the arena: the upstream buffer is drained next. */
     const char *base = r->reason ? r->reason : NULL;
     (void)base;
@@ -1116,9 +1185,13 @@ void stream_upstream_eof(stream_t *s)
         stream_finish(s);
         return;
     }
+    if (s->state == ST_UPSTREAM) {
+        stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UC,
+                              "upstream connect error or disconnect/reset before headers\n");
+        return;
+    }
     stream_upstream_failed(s, 502, SLC_RF_UC,
-                           "upstream connect error or disconnect/reset "
-                           "before headers\n");
+                           "upstream connect error or disconnect/reset before headers\n");
 }
 
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body)
@@ -1141,6 +1214,112 @@ void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *
     run_phase(s);
 }
 
+/* ---- retries ------------------------------------------------------------ */
+
+void stream_report_attempt(stream_t *s, slc_attempt_result_t res, int status)
+{
+    chain_t *ch = s->chain;
+    for (size_t p = 0; p < ch->nph[PH_UP_RESULT]; p++) {
+        size_t pos = ch->ph[PH_UP_RESULT][p];
+        if (pos < s->ctx_upto)
+            ch->f[pos]->desc.on_upstream_result(s->ctx[pos], s, s->ep, res, status);
+    }
+}
+
+/* retry_wanted: does the policy cover this outcome, and can we still? */
+static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status)
+{
+    const slc_retry_policy_t *p = s->retry;
+    if (!p || s->retries_done >= p->max_retries || s->resp_head_sent || s->w->draining)
+        return false;
+    if (s->req_bytes && (!s->replay || s->replay_broken))
+        return false; /* the body already sent cannot be sent again */
+    uint32_t on = p->retry_on;
+    switch (res) {
+    case SLC_ATTEMPT_CONNECT_FAILURE:
+        return on & (SLC_RETRY_CONNECT_FAILURE | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
+    case SLC_ATTEMPT_RESET:
+        return on & (SLC_RETRY_RESET | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
+    case SLC_ATTEMPT_TIMEOUT: /* a per-try timeout counts as a 504 */
+        return on & (SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
+    case SLC_ATTEMPT_RESPONSE:
+        if ((on & SLC_RETRY_5XX) && status >= 500 && status <= 599)
+            return true;
+        if ((on & SLC_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
+            return true;
+        if (on & SLC_RETRY_RETRIABLE_STATUS)
+            for (uint32_t i = 0; i < p->nretriable_statuses && i < 8; i++)
+                if (p->retriable_statuses[i] == status)
+                    return true;
+        return false;
+    }
+    return false;
+}
+
+static void on_backoff(evutil_socket_t fd, short what, void *arg)
+{
+    stream_t *s = arg;
+    (void)fd;
+    (void)what;
+    /* A new upstream_select round: the lb sees upstream_tried. */
+    s->ep = NULL;
+    s->phase = PH_UP_SELECT;
+    s->phase_at = 0;
+    run_phase(s);
+}
+
+static void event_free_cb(void *ev)
+{
+    event_del(ev);
+}
+
+/* retry_schedule drops the current attempt and starts the next one after
+ * an exponential backoff with full jitter (Envoy's: base 25 ms, capped at
+ * ten times the base). */
+static void retry_schedule(stream_t *s)
+{
+    if (s->up)
+        upstream_abort(s);
+    if (s->try_ev)
+        event_del(s->try_ev);
+    stream_uncount_ep(s);
+    s->retries_done++;
+    s->status = 0;
+    s->reason = SLC_STR_NULL;
+    s->resp_hdrs.n = 0;
+    s->state = ST_UPSTREAM;
+    s->req_pumping = false;
+    uint64_t base = s->retry->backoff_base_ms ? s->retry->backoff_base_ms : 25;
+    uint64_t cap = base * 10, span = base << (s->retries_done - 1 < 10 ? s->retries_done - 1 : 10);
+    if (span > cap)
+        span = cap;
+    uint64_t ms = span ? worker_rand(s->w) % (span + 1) : 0;
+    if (!s->backoff_ev) {
+        s->backoff_ev = arena_alloc(&s->arena, event_get_struct_event_size());
+        if (!s->backoff_ev) {
+            stream_upstream_failed(s, 503, SLC_RF_UF, "retry failed: out of stream memory\n");
+            return;
+        }
+        evtimer_assign(s->backoff_ev, s->w->base, on_backoff, s);
+        arena_defer(&s->arena, event_free_cb, s->backoff_ev);
+    }
+    struct timeval tv;
+    evtimer_add(s->backoff_ev, ms_tv(&tv, ms));
+    log_debug("retrying upstream request", "cluster=%s attempt=%u backoff_ms=%llu",
+              s->cluster->name, s->retries_done + 1, (unsigned long long)ms);
+}
+
+void stream_attempt_failed(stream_t *s, slc_attempt_result_t res, int status, uint32_t flag,
+                           const char *body)
+{
+    stream_report_attempt(s, res, 0);
+    if (retry_wanted(s, res, 0)) {
+        retry_schedule(s);
+        return;
+    }
+    stream_upstream_failed(s, status, flag, body);
+}
+
 /* ---- end of stream ----------------------------------------------------- */
 
 static void stream_complete_hooks(stream_t *s)
@@ -1159,8 +1338,9 @@ static void stream_free(stream_t *s)
     holder_t *h = s->holder;
     if (s->timeout_ev)
         event_del(s->timeout_ev);
-    if (s->ep_counted)
-        atomic_fetch_sub_explicit(&((slc_endpoint_t *)s->ep)->active, 1, memory_order_relaxed);
+    stream_uncount_ep(s);
+    if (s->replay)
+        evbuffer_free(s->replay);
     stat_add(w->streams_active, -1);
     arena_t a = s->arena; /* the stream itself lives in the arena */
     arena_reset(&a);

@@ -85,6 +85,8 @@ typedef struct cstats {
     stat_t *requests, *connect_fail, *timeouts, *cx_total, *cx_active, *resets;
 } cstats_t;
 
+typedef struct shadow shadow_t; /* mirror.c */
+
 typedef struct worker {
     int id;
     struct server *srv;
@@ -102,6 +104,7 @@ typedef struct worker {
     cstats_t *cstats;
     upool_t *pools[UPOOL_BUCKETS];
     struct dconn *conns;   /* all open downstream connections */
+    shadow_t *shadows;     /* mirrored requests in flight */
     _Atomic size_t nconns; /* read by the main thread while draining */
     uint64_t rr;
     uint64_t rng[2];
@@ -165,7 +168,18 @@ struct slc_req {
     /* upstream */
     struct uconn *up;
     uint32_t attempts;
-    bool ep_counted;
+    const slc_endpoint_t *counted_ep; /* endpoint whose active count we hold */
+
+    /* retries and mirroring (ABI 1.1) */
+    slc_retry_policy_t *retry; /* arena copy; NULL = none */
+    uint32_t retries_done;
+    const slc_endpoint_t *tried[8];
+    uint32_t ntried;
+    struct evbuffer *replay; /* copy of the body bytes sent upstream */
+    bool replay_broken;      /* the body outgrew the replay buffer */
+    bool sent_100;
+    struct event *try_ev, *backoff_ev;
+    const slc_cluster_t *mirror;
 
     /* response */
     int status;
@@ -252,6 +266,9 @@ cstats_t *worker_cstats(worker_t *w, const char *cluster);
 void worker_hold(holder_t *h);
 void worker_release(worker_t *w, holder_t *h);
 void worker_uuid(worker_t *w, char out[37]);
+uint64_t worker_rand(worker_t *w);
+/* worker_stats: worker |id|'s metrics shard (server.c). */
+stats_shard_t *worker_stats(int id);
 uint64_t now_us(worker_t *w);
 
 /* http.c: downstream side and streams */
@@ -277,6 +294,18 @@ void stream_pump_request(stream_t *s);
 void stream_upstream_ready(stream_t *s); /* connected: run upstream-connect filters, send */
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body);
 void stream_upstream_eof(stream_t *s);
+/* stream_attempt_failed: the current upstream attempt ended without a
+ * usable response. Reports it, retries if the policy allows, else answers
+ * |status| with |flag|. */
+void stream_attempt_failed(stream_t *s, slc_attempt_result_t res, int status, uint32_t flag,
+                           const char *body);
+/* stream_report_attempt runs on_upstream_result filters. */
+void stream_report_attempt(stream_t *s, slc_attempt_result_t res, int status);
+bool stream_tried(const stream_t *s, const slc_endpoint_t *e);
+void stream_uncount_ep(stream_t *s);
+void mirror_start(stream_t *s); /* request complete: send the copy */
+void mirror_free_all(worker_t *w);
+#define REPLAY_LIMIT (64 * 1024)
 
 /* conn_sio: the socket behind an SDK connection handle. */
 sio_t *conn_sio(slc_conn_t *c);

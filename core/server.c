@@ -48,6 +48,13 @@ static void describe_core_metrics(void)
                    "Configuration generations still in memory (current + draining).");
 }
 
+static server_t *the_server; /* for worker_stats; one server per process */
+
+stats_shard_t *worker_stats(int id)
+{
+    return the_server->workers[id].stats;
+}
+
 gen_t *server_load(const char *path, int nworkers, slc_diag_t *d)
 {
     conf_t *c = conf_load(path, d);
@@ -405,6 +412,7 @@ int server_run(const char *path)
     if (!srv)
         abort();
     describe_core_metrics();
+    the_server = srv;
     srv->config_path = strdup(path);
     slc_diag_t d;
     diag_init(&d, NULL);

@@ -102,7 +102,8 @@ static void read_response_head(stream_t *s)
             log_debug("malformed upstream response", "cluster=%s upstream=%s reason=%s",
                       s->cluster->name, s->ep->addr, reason ? reason : "?");
             stat_inc(uc->cst->resets);
-            stream_upstream_failed(s, 502, SLC_RF_UR, "upstream sent a malformed response\n");
+            stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UR,
+                                  "upstream sent a malformed response\n");
             return;
         }
         if (r.status >= 100 && r.status < 200) {
@@ -185,8 +186,8 @@ static void on_up_event(sio_t *io, int what, void *arg)
         stat_inc(uc->cst->connect_fail);
         log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d", s->cluster->name,
                   s->ep->addr, (what & SIO_TIMEOUT) != 0);
-        stream_upstream_failed(s, 502, SLC_RF_UF,
-                               "upstream connect error or disconnect/reset before headers\n");
+        stream_attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
+                              "upstream connect error or disconnect/reset before headers\n");
         return;
     }
     if (s->state == ST_UPSTREAM && uc->reused && s->req_bytes == 0 &&
@@ -238,8 +239,8 @@ static void upstream_connect(stream_t *s)
     if (rc != 0) {
         /* Immediate failure (e.g. no route): the event callback may not run. */
         stat_inc(uc->cst->connect_fail);
-        stream_upstream_failed(s, 502, SLC_RF_UF,
-                               "upstream connect error or disconnect/reset before headers\n");
+        stream_attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
+                              "upstream connect error or disconnect/reset before headers\n");
     }
 }
 
@@ -250,6 +251,9 @@ static void on_route_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->cst)
         stat_inc(s->cst->timeouts);
+    if (s->up && s->state == ST_UPSTREAM)
+        stream_report_attempt(s, SLC_ATTEMPT_TIMEOUT, 0);
+    /* The route timeout bounds the whole request, retries included. */
     stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
 }
 
@@ -258,15 +262,46 @@ static void event_del_cb(void *ev)
     event_del(ev);
 }
 
+static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    stream_t *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->cst)
+        stat_inc(s->cst->timeouts);
+    if (s->resp_head_sent) {
+        stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
+        return;
+    }
+    stream_attempt_failed(s, SLC_ATTEMPT_TIMEOUT, 504, SLC_RF_UT, "upstream request timeout\n");
+}
+
 void upstream_begin(stream_t *s)
 {
     worker_t *w = s->w;
-    if (!s->ep_counted) {
-        atomic_fetch_add_explicit(&((slc_endpoint_t *)s->ep)->active, 1, memory_order_relaxed);
-        s->ep_counted = true;
+    if (s->counted_ep != s->ep) {
+        stream_uncount_ep(s);
+        atomic_fetch_add_explicit(&s->ep->st->active, 1, memory_order_relaxed);
+        s->counted_ep = s->ep;
     }
+    if (s->ntried < sizeof(s->tried) / sizeof(s->tried[0]) && !stream_tried(s, s->ep))
+        s->tried[s->ntried++] = s->ep;
     stat_inc(s->cst->requests);
     s->attempts++;
+    if (s->retry && s->retry->per_try_timeout_ms) {
+        if (!s->try_ev) {
+            s->try_ev = arena_alloc(&s->arena, event_get_struct_event_size());
+            if (s->try_ev) {
+                evtimer_assign(s->try_ev, w->base, on_try_timeout, s);
+                arena_defer(&s->arena, event_del_cb, s->try_ev);
+            }
+        }
+        if (s->try_ev) {
+            struct timeval tv = {(time_t)(s->retry->per_try_timeout_ms / 1000),
+                                 (suseconds_t)((s->retry->per_try_timeout_ms % 1000) * 1000)};
+            evtimer_add(s->try_ev, &tv);
+        }
+    }
     s->upstream_start_us = now_us(w);
     if (s->timeout_ms && !s->timeout_ev) {
         s->timeout_ev = arena_alloc(&s->arena, event_get_struct_event_size());
@@ -361,7 +396,14 @@ void stream_upstream_ready(stream_t *s)
     buf[o++] = '\r';
     buf[o++] = '\n';
     sio_write(&uc->io, buf, o);
+    if (s->replay && evbuffer_get_length(s->replay)) {
+        /* A retry: the body bytes the failed attempt took, again. */
+        size_t n = evbuffer_get_length(s->replay);
+        evbuffer_add(uc->io.out, evbuffer_pullup(s->replay, (ev_ssize_t)n), n);
+    }
     s->req_pumping = true;
+    if (s->req_done && s->mirror)
+        mirror_start(s); /* bodiless (or replayed) request: complete already */
     stream_pump_request(s);
     /* The response may already be waiting (fast upstream, reused conn). */
     if (s->up && s->state == ST_UPSTREAM && evbuffer_get_length(s->up->io.in))

@@ -33,6 +33,11 @@ static uint64_t rng_next(worker_t *w)
     return w->rng[1] + s0;
 }
 
+uint64_t worker_rand(worker_t *w)
+{
+    return rng_next(w);
+}
+
 void worker_uuid(worker_t *w, char out[37])
 {
     uint8_t b[16];
@@ -319,6 +324,7 @@ static void *worker_main(void *arg)
         lev_free(w, lv);
     }
     upstream_pools_free(w);
+    mirror_free_all(w);
     sio_loop_cleanup(&w->sioloop);
     if (w->cur) {
         holder_t *h = w->cur;

@@ -34,6 +34,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 SOURCE_DIR = os.environ.get("SLUICE_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
 BUILD_DIR = os.environ.get("SLUICE_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+
+
+def _abi_version():
+    """_abi_version reads "MAJOR.MINOR" from the SDK's version.h, so tests
+    follow ABI bumps instead of hard-coding them."""
+    with open(os.path.join(SOURCE_DIR, "sdk", "include", "sluice", "version.h")) as f:
+        text = f.read()
+    major = re.search(r"#define SLC_ABI_MAJOR\s+(\d+)", text).group(1)
+    minor = re.search(r"#define SLC_ABI_MINOR\s+(\d+)", text).group(1)
+    return "%s.%s" % (major, minor)
+
+
+ABI = _abi_version()
 SLUICE_BIN = os.environ.get("SLUICE_BIN") or os.path.join(BUILD_DIR, "core", "sluice")
 FILTER_DIR = os.environ.get("SLUICE_FILTER_DIR") or os.path.join(BUILD_DIR, "filters")
 TEST_FILTER_DIR = os.environ.get("SLUICE_TEST_FILTER_DIR") or os.path.join(BUILD_DIR, "tests", "filters")

@@ -156,7 +156,7 @@ class Admin(h.SluiceTestCase):
             self.assertIn(mod, byname, r.text())
             kv = byname[mod]
             self.assertEqual(kv.get("instance"), inst, kv)
-            self.assertEqual(kv.get("abi"), "1.0", kv)
+            self.assertEqual(kv.get("abi"), h.ABI, kv)
             self.assertRegex(kv.get("version", ""), r"^\d+\.\d+\.\d+$")
             self.assertTrue(kv.get("path", "").endswith("/%s.so" % mod), kv)
 

@@ -99,6 +99,15 @@ typedef struct slc_filter_desc {
     /* on_complete always runs once per stream that reached request_new,
      * whatever happened (log, span, outlier stats). */
     void (*on_complete)(void *ctx, slc_req_t *r);
+
+    /* ---- ABI 1.1 ------------------------------------------------------- */
+    /* on_upstream_result runs after every upstream attempt of the stream
+     * (retries included), in chain order, with the endpoint tried and what
+     * came of it; |status| is the response status for SLC_ATTEMPT_RESPONSE,
+     * else 0. For outlier detection and accounting; it cannot change the
+     * stream. */
+    void (*on_upstream_result)(void *ctx, slc_req_t *r, const slc_endpoint_t *e,
+                               slc_attempt_result_t result, int status);
 } slc_filter_desc_t;
 
 /* SLC_FILTER_DEFINE(desc_var) defines the module's entry function. It keeps

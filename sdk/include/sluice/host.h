@@ -168,6 +168,40 @@ struct slc_host {
     slc_str_t (*conn_peer_identity)(slc_conn_t *c);
     slc_str_t (*conn_sni)(slc_conn_t *c);
     slc_str_t (*conn_alpn)(slc_conn_t *c);
+
+    /* ---- ABI 1.1 -------------------------------------------------------- */
+    /* route_set_retry sets the stream's retry policy (copied). Retries go to
+     * a new upstream_select round (the lb should skip upstream_tried
+     * endpoints), after a backoff, and only while the request body is still
+     * replayable (it fits the core's replay buffer, 64 KiB). */
+    slc_status_t (*route_set_retry)(slc_req_t *r, const slc_retry_policy_t *p);
+    /* upstream_tried: |e| was already attempted by this stream. */
+    bool (*upstream_tried)(slc_req_t *r, const slc_endpoint_t *e);
+    /* route_set_mirror sends a copy of the request (headers and body, up to
+     * the replay limit) to |c|, fire-and-forget: its response is discarded
+     * and its failures never affect the stream. NULL clears it. */
+    slc_status_t (*route_set_mirror)(slc_req_t *r, const slc_cluster_t *c);
+    /* endpoint_eject takes |e| out of load balancing until |until_ms|
+     * (now_ms clock; 0 returns it now). Shared by all workers and kept
+     * across reloads for the same cluster name and address. */
+    void (*endpoint_eject)(const slc_endpoint_t *e, uint64_t until_ms);
+    /* endpoint_ejected_until: 0 if not ejected. */
+    uint64_t (*endpoint_ejected_until)(const slc_endpoint_t *e);
+    /* now_ms: monotonic milliseconds (the worker loop's cached clock). */
+    uint64_t (*now_ms)(void);
+    /* metric_new_labeled registers "sluice_<name>{filter="<instance>",
+     * <label>="<value>"}" (e.g. label "cluster"). Config time only. */
+    slc_metric_t *(*metric_new_labeled)(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                        const char *help, const char *label, const char *value);
+    /* metric_add_global adds to a metric outside any stream (timers,
+     * worker_init): lock-free on worker |worker_id|'s shard. */
+    void (*metric_add_global)(int worker_id, slc_metric_t *m, int64_t v);
+    /* endpoint_index: the position of |e| in its cluster. */
+    size_t (*endpoint_index)(const slc_endpoint_t *e);
+    /* endpoint_cluster: the cluster |e| belongs to. */
+    const slc_cluster_t *(*endpoint_cluster)(const slc_endpoint_t *e);
+    /* req_attempts: upstream attempts made so far (1 during the first). */
+    uint32_t (*req_attempts)(slc_req_t *r);
 };
 
 /* slc_host_has tells whether |h| has table entry |field| (newer minors). */

@@ -143,6 +143,38 @@ typedef struct slc_stream_info {
     uint32_t attempts;          /* upstream attempts made */
 } slc_stream_info_t;
 
+/* Retry conditions (Envoy's / Istio's retryOn vocabulary), a bit set. */
+enum {
+    SLC_RETRY_CONNECT_FAILURE = 1u << 0,  /* connect refused, failed or timed out */
+    SLC_RETRY_REFUSED_STREAM = 1u << 1,   /* HTTP/2 REFUSED_STREAM (no-op on HTTP/1.1) */
+    SLC_RETRY_UNAVAILABLE = 1u << 2,      /* gRPC unavailable (no-op until gRPC) */
+    SLC_RETRY_CANCELLED = 1u << 3,        /* gRPC cancelled (no-op until gRPC) */
+    SLC_RETRY_RETRIABLE_STATUS = 1u << 4, /* a status in retriable_statuses */
+    SLC_RETRY_5XX = 1u << 5,              /* any 5xx, a reset, or a per-try timeout */
+    SLC_RETRY_GATEWAY_ERROR = 1u << 6,    /* 502, 503, 504, a reset or per-try timeout */
+    SLC_RETRY_RESET = 1u << 7,            /* the upstream reset before a response */
+};
+
+/* slc_retry_policy_t is a route's retry decision (route_set_retry). Fields
+ * may be appended; set struct_size. */
+typedef struct slc_retry_policy {
+    uint32_t struct_size;
+    uint32_t max_retries;        /* retries after the first attempt; 0 = none */
+    uint32_t retry_on;           /* SLC_RETRY_* bits */
+    uint64_t per_try_timeout_ms; /* 0 = none (the route timeout still applies) */
+    uint64_t backoff_base_ms;    /* exponential with full jitter, capped at 10x */
+    uint16_t retriable_statuses[8];
+    uint32_t nretriable_statuses;
+} slc_retry_policy_t;
+
+/* What one upstream attempt came to (on_upstream_result). */
+typedef enum slc_attempt_result {
+    SLC_ATTEMPT_RESPONSE = 0,        /* a response head arrived (see status) */
+    SLC_ATTEMPT_CONNECT_FAILURE = 1, /* refused, unreachable or connect timeout */
+    SLC_ATTEMPT_RESET = 2,           /* lost before a complete response head */
+    SLC_ATTEMPT_TIMEOUT = 3,         /* per-try or route timeout */
+} slc_attempt_result_t;
+
 typedef enum slc_metric_kind {
     SLC_METRIC_COUNTER = 0,
     SLC_METRIC_GAUGE = 1,

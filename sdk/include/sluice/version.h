@@ -15,6 +15,10 @@
  *    slc_host_has(host, entry) before calling it (struct_size test), so it can
  *    still run on an older host of the same major.
  *
+ * History: 1.0 first release. 1.1 retries, mirroring, endpoint ejection,
+ * monotonic time, labelled metrics (host table) and on_upstream_result
+ * (descriptor).
+ *
  * Only opaque handles, {ptr,len} values, plain enums, the descriptor and the
  * host table cross the boundary, so no build signature is needed.
  */
