@@ -51,6 +51,7 @@ struct slc_diag {
                                 const char *help);
     slc_metric_t *(*metric_new_labeled)(void *build, slc_metric_kind_t kind, const char *name,
                                         const char *help, const char *label, const char *value);
+    slc_status_t (*cluster_pool)(void *build, const slc_cluster_t *c, const slc_pool_options_t *o);
 };
 
 /* cfg_tree_load parses |path| (file) into a tree. On a YAML syntax error it

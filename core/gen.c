@@ -102,6 +102,29 @@ static slc_metric_t *build_metric_new(void *build, slc_metric_kind_t kind, const
     return m;
 }
 
+static slc_status_t build_cluster_pool(void *build, const slc_cluster_t *cc,
+                                       const slc_pool_options_t *o)
+{
+    build_ctx_t *b = build;
+    slc_cluster_t *c = gen_cluster(b->g, cc->name, strlen(cc->name));
+    if (!c || c != cc)
+        return SLC_EINVAL;
+    if (c->pool_owner)
+        return SLC_EINVAL;
+    size_t n = o->struct_size && o->struct_size < sizeof(*o) ? o->struct_size : sizeof(*o);
+    slc_pool_options_t in = {0};
+    memcpy(&in, o, n);
+    if (in.connect_timeout_ms)
+        c->pool.connect_timeout_ms = in.connect_timeout_ms;
+    if (in.idle_timeout_ms)
+        c->pool.idle_timeout_ms = in.idle_timeout_ms;
+    c->pool.max_requests_per_connection = in.max_requests_per_connection;
+    c->pool.max_connections = in.max_connections;
+    c->pool.max_pending_requests = in.max_pending_requests;
+    c->pool_owner = b->fi->name;
+    return SLC_OK;
+}
+
 static slc_metric_t *build_metric_new_labeled(void *build, slc_metric_kind_t kind, const char *name,
                                               const char *help, const char *label,
                                               const char *value)
@@ -215,6 +238,7 @@ static int build_filters(gen_t *g, const slc_host_t *host, slc_diag_t *d)
         d->instance_alloc = build_alloc;
         d->metric_new = build_metric_new;
         d->metric_new_labeled = build_metric_new_labeled;
+        d->cluster_pool = build_cluster_pool;
         size_t before = d->nerrors;
         const slc_cfg_node_t *node = cf->config;
         if (!node || node->type == SLC_CFG_NULL) {

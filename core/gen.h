@@ -59,6 +59,10 @@ static inline bool endpoint_usable(const struct slc_endpoint *e, uint64_t now)
 struct slc_cluster {
     const char *name; /* tree-arena */
     const conf_cluster_t *conf;
+    /* Effective pool options: the cluster's own, overridden by the filter
+     * that called cfg_cluster_pool (pool_owner). */
+    slc_pool_options_t pool;
+    const char *pool_owner;
     struct slc_endpoint *eps;
     size_t neps;
     size_t index; /* position in gen->clusters */

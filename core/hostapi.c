@@ -499,6 +499,14 @@ static const slc_cluster_t *h_endpoint_cluster(const slc_endpoint_t *e)
     return e->cluster;
 }
 
+static slc_status_t h_cfg_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
+                                       const slc_pool_options_t *o)
+{
+    if (!c || !o || !d->cluster_pool)
+        return SLC_EINVAL;
+    return d->cluster_pool(d->build, c, o);
+}
+
 static uint32_t h_req_attempts(slc_req_t *r)
 {
     return r->attempts;
@@ -572,4 +580,5 @@ const slc_host_t host_table = {
     .endpoint_index = h_endpoint_index,
     .endpoint_cluster = h_endpoint_cluster,
     .req_attempts = h_req_attempts,
+    .cfg_cluster_pool = h_cfg_cluster_pool,
 };

@@ -231,7 +231,7 @@ static void upstream_connect(stream_t *s)
     uc->s = s;
     s->up = uc;
     int rc = sio_connect(&uc->io, &w->sioloop, (const struct sockaddr *)&ep->sa, ep->salen,
-                         ep->cluster->conf->connect_timeout_ms, on_up_read, on_up_write,
+                         ep->cluster->pool.connect_timeout_ms, on_up_read, on_up_write,
                          on_up_event, uc);
     uc->io.read_high = UP_HIGH_WM;
     uc->io.write_low = UP_LOW_WM;
@@ -435,7 +435,7 @@ void upstream_release(stream_t *s)
         return;
     }
     /* Idle: any read event (data or EOF) or the idle timeout closes it. */
-    sio_timer(&uc->io, cc->idle_timeout_ms);
+    sio_timer(&uc->io, s->ep->cluster->pool.idle_timeout_ms);
     sio_read_enable(&uc->io, true);
     uc->next = p->idle;
     p->idle = uc;

@@ -202,6 +202,13 @@ struct slc_host {
     const slc_cluster_t *(*endpoint_cluster)(const slc_endpoint_t *e);
     /* req_attempts: upstream attempts made so far (1 during the first). */
     uint32_t (*req_attempts)(slc_req_t *r);
+    /* cfg_cluster_pool sets connection-pool limits on cluster |c| of the
+     * configuration being built (config_new only; one filter per cluster).
+     * The core enforces them: past max_connections a stream waits for a
+     * connection; past max_pending_requests it is answered 503 with flag UO
+     * at once. SLC_EINVAL if another filter already set them. */
+    slc_status_t (*cfg_cluster_pool)(slc_diag_t *d, const slc_cluster_t *c,
+                                     const slc_pool_options_t *o);
 };
 
 /* slc_host_has tells whether |h| has table entry |field| (newer minors). */

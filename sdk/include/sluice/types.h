@@ -175,6 +175,19 @@ typedef enum slc_attempt_result {
     SLC_ATTEMPT_TIMEOUT = 3,         /* per-try or route timeout */
 } slc_attempt_result_t;
 
+/* slc_pool_options_t: connection-pool limits a filter sets on a cluster at
+ * config time (cfg_cluster_pool), enforced by the core. 0 means "keep the
+ * cluster's value" for timeouts and "unlimited" for limits. Fields may be
+ * appended; set struct_size. */
+typedef struct slc_pool_options {
+    uint32_t struct_size;
+    uint64_t connect_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint32_t max_requests_per_connection;
+    uint32_t max_connections;      /* per cluster, all workers together */
+    uint32_t max_pending_requests; /* streams waiting for a connection */
+} slc_pool_options_t;
+
 typedef enum slc_metric_kind {
     SLC_METRIC_COUNTER = 0,
     SLC_METRIC_GAUGE = 1,

@@ -362,6 +362,9 @@ struct slc_endpoint {
     char *addr;
     bool healthy;
     uint32_t active;
+    uint64_t ejected_until; /* fake clock, see fake_set_now_ms */
+    size_t index;
+    const struct slc_cluster *cluster;
 };
 
 struct slc_cluster {
@@ -369,7 +372,22 @@ struct slc_cluster {
     size_t n;
     struct slc_endpoint *eps;
     struct slc_cluster *next;
+    bool pool_set;
+    slc_pool_options_t pool;
 };
+
+/* The fake's monotonic clock for now_ms and ejections (tests set it). */
+static uint64_t fake_clock_ms = 1000000;
+
+void fake_set_now_ms(uint64_t ms)
+{
+    fake_clock_ms = ms;
+}
+
+uint64_t fake_get_now_ms(void)
+{
+    return fake_clock_ms;
+}
 
 struct fake_gen {
     slc_cluster_t *clusters;
@@ -410,6 +428,10 @@ slc_cluster_t *fake_cluster_add(fake_gen_t *g, const char *name, ...)
         c->n++;
     }
     va_end(ap);
+    for (size_t i = 0; i < c->n; i++) {
+        c->eps[i].index = i;
+        c->eps[i].cluster = c;
+    }
     /* Append so that lookups see clusters in declaration order. */
     slc_cluster_t **tail = &g->clusters;
     while (*tail != NULL) {
@@ -474,7 +496,8 @@ static uint32_t fh_endpoint_active_requests(const slc_endpoint_t *e)
 
 static bool fh_endpoint_healthy(const slc_endpoint_t *e)
 {
-    return e->healthy;
+    /* As the core: healthy and not ejected right now. */
+    return e->healthy && e->ejected_until <= fake_clock_ms;
 }
 
 /* ---- diagnostics --------------------------------------------------------- */
@@ -1175,6 +1198,13 @@ struct slc_req {
     /* fake_inst_* */
     fake_inst_t *inst;
     void *ctx;
+    /* ABI 1.1 */
+    bool retry_set;
+    slc_retry_policy_t retry;
+    const slc_endpoint_t *tried[8];
+    size_t ntried;
+    const slc_cluster_t *mirror;
+    uint32_t attempts;
 };
 
 slc_req_t *fake_req_new(fake_gen_t *g, const char *method, const char *authority, const char *path)
@@ -1673,6 +1703,136 @@ uint64_t fake_req_next_timer_ms(const slc_req_t *r)
 
 /* ---- the table ------------------------------------------------------------ */
 
+/* ---- ABI 1.1 --------------------------------------------------------------- */
+
+static slc_status_t fh_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
+{
+    r->retry_set = p != NULL;
+    if (p)
+        r->retry = *p;
+    return SLC_OK;
+}
+
+static bool fh_upstream_tried(slc_req_t *r, const slc_endpoint_t *e)
+{
+    for (size_t i = 0; i < r->ntried; i++)
+        if (r->tried[i] == e)
+            return true;
+    return false;
+}
+
+static slc_status_t fh_route_set_mirror(slc_req_t *r, const slc_cluster_t *c)
+{
+    r->mirror = c;
+    return SLC_OK;
+}
+
+static void fh_endpoint_eject(const slc_endpoint_t *e, uint64_t until_ms)
+{
+    ((slc_endpoint_t *)e)->ejected_until = until_ms;
+}
+
+static uint64_t fh_endpoint_ejected_until(const slc_endpoint_t *e)
+{
+    return e->ejected_until > fake_clock_ms ? e->ejected_until : 0;
+}
+
+static uint64_t fh_now_ms(void)
+{
+    return fake_clock_ms;
+}
+
+static slc_metric_t *fh_metric_new_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                           const char *help, const char *label, const char *value)
+{
+    /* Registered as "name{label=value}" so tests can find each series. */
+    slc_metric_t *m = fh_metric_new(d, kind, name, help);
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s{%s=%s}", name, label ? label : "", value ? value : "");
+    free(m->name);
+    m->name = xstrdup(buf);
+    return m;
+}
+
+static void fh_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
+{
+    (void)worker_id;
+    if (m != NULL)
+        m->value += v;
+}
+
+static size_t fh_endpoint_index(const slc_endpoint_t *e)
+{
+    return e->index;
+}
+
+static const slc_cluster_t *fh_endpoint_cluster(const slc_endpoint_t *e)
+{
+    return e->cluster;
+}
+
+static slc_status_t fh_cfg_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
+                                        const slc_pool_options_t *o)
+{
+    (void)d;
+    slc_cluster_t *m = (slc_cluster_t *)c;
+    if (m->pool_set)
+        return SLC_EINVAL;
+    m->pool_set = true;
+    m->pool = *o;
+    return SLC_OK;
+}
+
+bool fake_cluster_pool(const slc_cluster_t *c, slc_pool_options_t *out)
+{
+    if (c->pool_set && out)
+        *out = c->pool;
+    return c->pool_set;
+}
+
+static uint32_t fh_req_attempts(slc_req_t *r)
+{
+    return r->attempts;
+}
+
+bool fake_req_retry(const slc_req_t *r, slc_retry_policy_t *out)
+{
+    if (r->retry_set && out)
+        *out = r->retry;
+    return r->retry_set;
+}
+
+const slc_cluster_t *fake_req_mirror(const slc_req_t *r)
+{
+    return r->mirror;
+}
+
+void fake_req_mark_tried(slc_req_t *r, const slc_endpoint_t *e)
+{
+    if (r->ntried < 8)
+        r->tried[r->ntried++] = e;
+    r->attempts++;
+}
+
+void fake_endpoint_set_ejected_until(slc_endpoint_t *e, uint64_t until_ms)
+{
+    e->ejected_until = until_ms;
+}
+
+uint64_t fake_endpoint_get_ejected_until(const slc_endpoint_t *e)
+{
+    return e->ejected_until;
+}
+
+void fake_inst_result(fake_inst_t *inst, slc_req_t *r, const slc_endpoint_t *e,
+                      slc_attempt_result_t res, int status)
+{
+    if (r->inst == inst && inst->desc->struct_size >= offsetof(slc_filter_desc_t, on_upstream_result) +
+                                                          sizeof(inst->desc->on_upstream_result) &&
+        inst->desc->on_upstream_result != NULL)
+        inst->desc->on_upstream_result(r->ctx, r, e, res, status);
+}
+
 const slc_host_t fake_host_table = {
     .abi_version = SLC_ABI_VERSION,
     .struct_size = sizeof(slc_host_t),
@@ -1730,6 +1890,18 @@ const slc_host_t fake_host_table = {
     .conn_peer_identity = fh_conn_peer_identity,
     .conn_sni = fh_conn_sni,
     .conn_alpn = fh_conn_alpn,
+    .route_set_retry = fh_route_set_retry,
+    .upstream_tried = fh_upstream_tried,
+    .route_set_mirror = fh_route_set_mirror,
+    .endpoint_eject = fh_endpoint_eject,
+    .endpoint_ejected_until = fh_endpoint_ejected_until,
+    .now_ms = fh_now_ms,
+    .metric_new_labeled = fh_metric_new_labeled,
+    .metric_add_global = fh_metric_add_global,
+    .endpoint_index = fh_endpoint_index,
+    .endpoint_cluster = fh_endpoint_cluster,
+    .req_attempts = fh_req_attempts,
+    .cfg_cluster_pool = fh_cfg_cluster_pool,
 };
 
 /* ---- filter instances ------------------------------------------------------ */

@@ -215,6 +215,22 @@ void fake_inst_complete(fake_inst_t *inst, slc_req_t *r);
 
 /* fake_log_count / fake_log_last: lines logged through the host so far. Set
  * FAKE_HOST_LOG=1 in the environment to also print them on stderr. */
+/* ---- ABI 1.1 ---------------------------------------------------------------
+ * A fake monotonic clock (now_ms, ejections), the route's retry policy and
+ * mirror as recorded, tried endpoints, and a driver for on_upstream_result. */
+void fake_set_now_ms(uint64_t ms);
+uint64_t fake_get_now_ms(void);
+bool fake_req_retry(const slc_req_t *r, slc_retry_policy_t *out);
+const slc_cluster_t *fake_req_mirror(const slc_req_t *r);
+/* fake_req_mark_tried records an attempt at |e| (upstream_tried, req_attempts). */
+void fake_req_mark_tried(slc_req_t *r, const slc_endpoint_t *e);
+void fake_endpoint_set_ejected_until(slc_endpoint_t *e, uint64_t until_ms);
+uint64_t fake_endpoint_get_ejected_until(const slc_endpoint_t *e);
+/* fake_cluster_pool: the pool options a filter set with cfg_cluster_pool. */
+bool fake_cluster_pool(const slc_cluster_t *c, slc_pool_options_t *out);
+void fake_inst_result(fake_inst_t *inst, slc_req_t *r, const slc_endpoint_t *e,
+                      slc_attempt_result_t res, int status);
+
 size_t fake_log_count(void);
 const char *fake_log_last(void);
 void fake_log_set_level(slc_log_level_t min);
