@@ -39,6 +39,39 @@ static ep_state_t *ep_state_get(const char *cluster, const char *addr)
     return e;
 }
 
+static cl_state_t *cl_states; /* main thread only */
+
+static cl_state_t *cl_state_get(const char *name)
+{
+    for (cl_state_t *c = cl_states; c; c = c->next) {
+        if (strcmp(c->name, name) == 0) {
+            c->gens++;
+            return c;
+        }
+    }
+    cl_state_t *c = calloc(1, sizeof(*c));
+    if (!c || !(c->name = strdup(name)))
+        abort();
+    c->gens = 1;
+    c->next = cl_states;
+    cl_states = c;
+    return c;
+}
+
+static void cl_state_put(cl_state_t *st)
+{
+    if (!st || --st->gens > 0)
+        return;
+    for (cl_state_t **pp = &cl_states; *pp; pp = &(*pp)->next) {
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    }
+    free(st->name);
+    free(st);
+}
+
 static void ep_state_put(ep_state_t *st)
 {
     if (!st || --st->gens > 0)
@@ -189,6 +222,10 @@ static void build_clusters(gen_t *g)
         cl->name = c->clusters[i].name;
         cl->conf = &c->clusters[i];
         cl->index = i;
+        cl->pool.struct_size = sizeof(cl->pool);
+        cl->pool.connect_timeout_ms = c->clusters[i].connect_timeout_ms;
+        cl->pool.idle_timeout_ms = c->clusters[i].idle_timeout_ms;
+        cl->st = cl_state_get(cl->name);
         cl->eps =
             calloc(c->clusters[i].nendpoints ? c->clusters[i].nendpoints : 1, sizeof(*cl->eps));
         if (!cl->eps)
@@ -390,6 +427,7 @@ void gen_free(gen_t *g)
     for (size_t i = 0; i < g->nclusters; i++) {
         for (size_t e = 0; e < g->clusters[i].neps; e++)
             ep_state_put(g->clusters[i].eps[e].st);
+        cl_state_put(g->clusters[i].st);
         free(g->clusters[i].eps);
     }
     free(g->clusters);

@@ -39,6 +39,16 @@ typedef struct ep_state {
     _Atomic bool hc_unhealthy;      /* failed active health checks */
 } ep_state_t;
 
+/* cl_state: a cluster's run-time counters, shared by workers and kept
+ * across generations (like ep_state). */
+typedef struct cl_state {
+    struct cl_state *next;
+    char *name;
+    int gens;
+    _Atomic uint32_t connections; /* open upstream connections, all workers */
+    _Atomic uint32_t pending;     /* streams waiting for a connection */
+} cl_state_t;
+
 struct slc_endpoint {
     char addr[64]; /* "ip:port" */
     struct sockaddr_storage sa;
@@ -63,6 +73,7 @@ struct slc_cluster {
      * that called cfg_cluster_pool (pool_owner). */
     slc_pool_options_t pool;
     const char *pool_owner;
+    cl_state_t *st;
     struct slc_endpoint *eps;
     size_t neps;
     size_t index; /* position in gen->clusters */

@@ -1197,6 +1197,7 @@ void stream_upstream_eof(stream_t *s)
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body)
 {
     s->flags |= flag;
+    upstream_cancel_pending(s);
     if (s->up)
         upstream_abort(s);
     if (s->resp_head_sent) {
@@ -1278,6 +1279,7 @@ static void event_free_cb(void *ev)
  * ten times the base). */
 static void retry_schedule(stream_t *s)
 {
+    upstream_cancel_pending(s);
     if (s->up)
         upstream_abort(s);
     if (s->try_ev)
@@ -1338,6 +1340,7 @@ static void stream_free(stream_t *s)
     holder_t *h = s->holder;
     if (s->timeout_ev)
         event_del(s->timeout_ev);
+    upstream_cancel_pending(s);
     stream_uncount_ep(s);
     if (s->replay)
         evbuffer_free(s->replay);

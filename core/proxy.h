@@ -82,7 +82,7 @@ typedef struct lstats {
 typedef struct cstats {
     struct cstats *next;
     char *name;
-    stat_t *requests, *connect_fail, *timeouts, *cx_total, *cx_active, *resets;
+    stat_t *requests, *connect_fail, *timeouts, *cx_total, *cx_active, *resets, *overflow, *pending;
 } cstats_t;
 
 typedef struct shadow shadow_t; /* mirror.c */
@@ -103,8 +103,12 @@ typedef struct worker {
     lstats_t *lstats;
     cstats_t *cstats;
     upool_t *pools[UPOOL_BUCKETS];
-    struct dconn *conns;   /* all open downstream connections */
-    shadow_t *shadows;     /* mirrored requests in flight */
+    struct dconn *conns; /* all open downstream connections */
+    shadow_t *shadows;   /* mirrored requests in flight */
+    /* streams waiting for a connection, FIFO; pend_ev polls while non-empty
+     * because connections freed on other workers do not notify us. */
+    struct slc_req *pend_head, *pend_tail;
+    struct event *pend_ev;
     _Atomic size_t nconns; /* read by the main thread while draining */
     uint64_t rr;
     uint64_t rng[2];
@@ -180,6 +184,9 @@ struct slc_req {
     bool sent_100;
     struct event *try_ev, *backoff_ev;
     const slc_cluster_t *mirror;
+    /* waiting for a connection (cluster at max_connections) */
+    bool pending;
+    struct slc_req *pend_prev, *pend_next;
 
     /* response */
     int status;
@@ -230,6 +237,7 @@ typedef struct uconn {
     sio_t io;
     stream_t *s;
     cstats_t *cst;
+    cl_state_t *clst; /* counted in clst->connections while open */
     bool connected, reused, keep_alive;
     uint64_t requests;
     holder_t *pinned; /* a transport's code lives in this generation's module */
@@ -287,6 +295,9 @@ void upstream_begin(stream_t *s);
 void upstream_abort(stream_t *s);   /* drop s->up without reuse */
 void upstream_release(stream_t *s); /* response done: pool or close */
 void upstream_pools_free(worker_t *w);
+/* upstream_cancel_pending: the stream no longer waits for a connection. */
+void upstream_cancel_pending(stream_t *s);
+void upstream_worker_init(worker_t *w);
 /* stream side hooks called by upstream.c */
 void stream_on_response_head(stream_t *s, const h1_response_t *r);
 void stream_pump_response(stream_t *s);

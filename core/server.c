@@ -41,6 +41,13 @@ static void describe_core_metrics(void)
     stats_describe("sluice_upstream_resets_total", "counter",
                    "Upstream connections lost or malformed before a complete response head.");
     stats_describe("sluice_streams_active", "gauge", "Requests in flight.");
+    stats_describe(
+        "sluice_upstream_overflow_total", "counter",
+        "Requests refused at once because the cluster's pending queue was full (503 UO).");
+    stats_describe("sluice_upstream_pending", "gauge",
+                   "Requests waiting for a connection (cluster at max_connections).");
+    stats_describe("sluice_mirror_requests_total", "counter",
+                   "Mirrored (shadow) requests by cluster and result (sent or why not).");
     stats_describe("sluice_config_reloads_total", "counter", "Configuration reloads, by result.");
     stats_describe("sluice_config_generation", "gauge",
                    "Id of the configuration generation serving new requests.");

@@ -45,6 +45,12 @@ static void uconn_free(uconn_t *uc)
 {
     if (uc->connected && uc->cst)
         stat_add(uc->cst->cx_active, -1);
+    if (uc->clst) {
+        atomic_fetch_sub_explicit(&uc->clst->connections, 1, memory_order_relaxed);
+        uc->clst = NULL;
+        if (uc->w->pend_head)
+            event_active(uc->w->pend_ev, EV_TIMEOUT, 0); /* a slot freed: look */
+    }
     sio_close(&uc->io); /* and the transport, if a filter installed one */
     if (uc->pinned)
         worker_release(uc->w, uc->pinned);
@@ -65,6 +71,10 @@ static void pool_unlink(uconn_t *uc)
 
 void upstream_pools_free(worker_t *w)
 {
+    if (w->pend_ev) {
+        event_free(w->pend_ev);
+        w->pend_ev = NULL;
+    }
     for (size_t b = 0; b < UPOOL_BUCKETS; b++) {
         while (w->pools[b]) {
             upool_t *p = w->pools[b];
@@ -149,6 +159,9 @@ static void on_up_write(sio_t *io, void *arg)
 }
 
 static void upstream_connect(stream_t *s);
+static void upstream_dispatch(stream_t *s);
+static void pend_add(worker_t *w, stream_t *s);
+static bool worker_has_pending(worker_t *w, const slc_cluster_t *c);
 
 static bool method_idempotent(slc_str_t m)
 {
@@ -228,11 +241,13 @@ static void upstream_connect(stream_t *s)
     uc->w = w;
     uc->pool = pool_get(w, ep->addr, s->chain->up_sig);
     uc->cst = s->cst;
+    uc->clst = ep->cluster->st;
+    atomic_fetch_add_explicit(&uc->clst->connections, 1, memory_order_relaxed);
     uc->s = s;
     s->up = uc;
-    int rc = sio_connect(&uc->io, &w->sioloop, (const struct sockaddr *)&ep->sa, ep->salen,
-                         ep->cluster->pool.connect_timeout_ms, on_up_read, on_up_write,
-                         on_up_event, uc);
+    int rc =
+        sio_connect(&uc->io, &w->sioloop, (const struct sockaddr *)&ep->sa, ep->salen,
+                    ep->cluster->pool.connect_timeout_ms, on_up_read, on_up_write, on_up_event, uc);
     uc->io.read_high = UP_HIGH_WM;
     uc->io.write_low = UP_LOW_WM;
     uc->io.reading = true; /* enabled once connected */
@@ -313,6 +328,15 @@ void upstream_begin(stream_t *s)
             evtimer_add(s->timeout_ev, &tv);
         }
     }
+    upstream_dispatch(s);
+}
+
+/* upstream_dispatch gives the stream a connection: a pooled one, a new one
+ * within the cluster's max_connections, or a place in the pending queue
+ * (503 UO at once past max_pending_requests). */
+static void upstream_dispatch(stream_t *s)
+{
+    worker_t *w = s->w;
     upool_t *p = pool_get(w, s->ep->addr, s->chain->up_sig);
     if (p->idle) {
         uconn_t *uc = p->idle;
@@ -325,7 +349,113 @@ void upstream_begin(stream_t *s)
         stream_upstream_ready(s);
         return;
     }
+    const slc_cluster_t *c = s->ep->cluster;
+    uint32_t maxc = c->pool.max_connections;
+    if (maxc && atomic_load_explicit(&c->st->connections, memory_order_relaxed) >= maxc) {
+        uint32_t maxp = c->pool.max_pending_requests;
+        if (maxp && atomic_load_explicit(&c->st->pending, memory_order_relaxed) >= maxp) {
+            stat_inc(s->cst->overflow);
+            stream_upstream_failed(s, 503, SLC_RF_UO, "upstream connection pool overflow\n");
+            return;
+        }
+        pend_add(w, s);
+        return;
+    }
     upstream_connect(s);
+}
+
+/* ---- the pending queue ------------------------------------------------- */
+
+static void pend_add(worker_t *w, stream_t *s)
+{
+    s->pending = true;
+    s->pend_next = NULL;
+    s->pend_prev = w->pend_tail;
+    if (w->pend_tail)
+        w->pend_tail->pend_next = s;
+    else
+        w->pend_head = s;
+    w->pend_tail = s;
+    atomic_fetch_add_explicit(&s->ep->cluster->st->pending, 1, memory_order_relaxed);
+    stat_inc(s->cst->pending);
+    if (!evtimer_pending(w->pend_ev, NULL)) {
+        struct timeval tv = {0, 5000};
+        evtimer_add(w->pend_ev, &tv);
+    }
+}
+
+void upstream_cancel_pending(stream_t *s)
+{
+    if (!s->pending)
+        return;
+    worker_t *w = s->w;
+    if (s->pend_prev)
+        s->pend_prev->pend_next = s->pend_next;
+    else
+        w->pend_head = s->pend_next;
+    if (s->pend_next)
+        s->pend_next->pend_prev = s->pend_prev;
+    else
+        w->pend_tail = s->pend_prev;
+    s->pending = false;
+    s->pend_prev = s->pend_next = NULL;
+    atomic_fetch_sub_explicit(&s->ep->cluster->st->pending, 1, memory_order_relaxed);
+    stat_add(s->cst->pending, -1);
+}
+
+/* pend_kick hands connections to waiting streams, oldest first, while the
+ * limits allow. Connections freed on other workers do not notify this one,
+ * so a timer polls while anything waits. */
+static bool worker_has_pending(worker_t *w, const slc_cluster_t *c)
+{
+    for (stream_t *s = w->pend_head; s; s = s->pend_next)
+        if (s->ep->cluster->st == c->st)
+            return true;
+    return false;
+}
+
+static bool pend_can_go(worker_t *w, stream_t *s)
+{
+    const slc_cluster_t *c = s->ep->cluster;
+    if (!c->pool.max_connections ||
+        atomic_load_explicit(&c->st->connections, memory_order_relaxed) < c->pool.max_connections)
+        return true;
+    return pool_get(w, s->ep->addr, s->chain->up_sig)->idle != NULL;
+}
+
+static void pend_kick(worker_t *w)
+{
+    /* Dispatching may end streams (a connect failing at once), so restart
+     * from the head after each one; bounded in case other workers keep
+     * taking the freed slots. */
+    size_t budget = 64;
+    for (stream_t *s = w->pend_head; s && budget; budget--) {
+        if (!pend_can_go(w, s)) {
+            s = s->pend_next;
+            continue;
+        }
+        upstream_cancel_pending(s);
+        upstream_dispatch(s);
+        s = w->pend_head;
+    }
+    if (w->pend_head && !evtimer_pending(w->pend_ev, NULL)) {
+        struct timeval tv = {0, 5000};
+        evtimer_add(w->pend_ev, &tv);
+    }
+}
+
+static void on_pend(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pend_kick(arg);
+}
+
+void upstream_worker_init(worker_t *w)
+{
+    w->pend_ev = evtimer_new(w->base, on_pend, w);
+    if (!w->pend_ev)
+        abort();
 }
 
 static bool method_has_body(slc_str_t m)
@@ -429,8 +559,17 @@ void upstream_release(stream_t *s)
     uc->s = NULL;
     upool_t *p = uc->pool;
     const conf_cluster_t *cc = s->ep->cluster->conf;
+    uint32_t maxr = s->ep->cluster->pool.max_requests_per_connection;
+    /* An idle connection still counts against max_connections, and streams
+     * waiting on another worker cannot use it: when others wait and nothing
+     * here does, give the slot back instead of pooling the connection. */
+    bool others_wait =
+        s->ep->cluster->pool.max_connections &&
+        atomic_load_explicit(&s->ep->cluster->st->pending, memory_order_relaxed) > 0 &&
+        !worker_has_pending(w, s->ep->cluster);
     if (!uc->keep_alive || w->draining || p->nidle >= cc->max_idle ||
-        evbuffer_get_length(uc->io.in) != 0 || sio_pending(&uc->io) != 0) {
+        (maxr && uc->requests >= maxr) || others_wait || evbuffer_get_length(uc->io.in) != 0 ||
+        sio_pending(&uc->io) != 0) {
         uconn_free(uc);
         return;
     }
@@ -440,4 +579,6 @@ void upstream_release(stream_t *s)
     uc->next = p->idle;
     p->idle = uc;
     p->nidle++;
+    if (w->pend_head)
+        event_active(w->pend_ev, EV_TIMEOUT, 0); /* an idle connection to hand out */
 }

@@ -97,6 +97,8 @@ cstats_t *worker_cstats(worker_t *w, const char *cluster)
     c->cx_active =
         stats_getf(w->stats, "sluice_upstream_connections_active{cluster=\"%s\"}", cluster);
     c->resets = stats_getf(w->stats, "sluice_upstream_resets_total{cluster=\"%s\"}", cluster);
+    c->overflow = stats_getf(w->stats, "sluice_upstream_overflow_total{cluster=\"%s\"}", cluster);
+    c->pending = stats_getf(w->stats, "sluice_upstream_pending{cluster=\"%s\"}", cluster);
     c->next = w->cstats;
     w->cstats = c;
     return c;
@@ -350,6 +352,7 @@ int worker_start(worker_t *w)
     if (pipe2(w->notify, O_NONBLOCK | O_CLOEXEC) != 0)
         return -1;
     sio_loop_init(&w->sioloop, w->base);
+    upstream_worker_init(w);
     w->notify_ev = event_new(w->base, w->notify[0], EV_READ | EV_PERSIST, on_notify, w);
     event_add(w->notify_ev, NULL);
     arena_pool_init(&w->arena_pool, 256);

@@ -1,0 +1,208 @@
+"""The core's traffic machinery (ABI 1.1), driven through the tests/filters
+policy module so it is tested apart from the router/lb/circuit-breaker
+filters: retries (connect failure, status, per-try timeout, body replay),
+mirroring, connection-pool limits with pending overflow, connect timeout."""
+
+import http.server
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+
+import harness as h
+
+RETRY_CONNECT_FAILURE = 1
+RETRY_RETRIABLE_STATUS = 16
+RETRY_5XX = 32
+
+
+class CountingServer:
+    """CountingServer is an HTTP origin on 127.0.0.1 that counts requests and
+    remembers their Host headers (a mirror target)."""
+
+    def __init__(self):
+        self.count = 0
+        self.hosts = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.count += 1
+                outer.hosts.append(self.headers.get("host", ""))
+                n = int(self.headers.get("content-length", "0") or 0)
+                if n:
+                    self.rfile.read(n)
+                self.send_response(200)
+                self.send_header("content-length", "3")
+                self.end_headers()
+                self.wfile.write(b"ok\n")
+
+            do_POST = do_GET
+
+            def log_message(self, *a):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.srv = Server(("127.0.0.1", 0), Handler)
+        self.port = self.srv.server_address[1]
+        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.t.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+class Blackhole:
+    """Blackhole listens with a backlog of 0 and never accepts; once its
+    queue is full, new SYNs are dropped, so a connect hangs until the
+    connecting side's own timeout."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(0)
+        self.port = self.ls.getsockname()[1]
+        self.fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(s)
+        time.sleep(0.2)
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.ls.close()
+
+
+class CoreTraffic(h.SluiceTestCase):
+    def start(self, policy, clusters, route_cluster="c", cluster_extra=None):
+        up = self.upstream("U")
+        cl = []
+        for name, eps in clusters.items():
+            eps = [up.addr if e == "UP" else e for e in eps]
+            c = h.cluster(name, eps)
+            if cluster_extra and name in cluster_extra:
+                c.update(cluster_extra[name])
+            cl.append(c)
+        filters = [h.router_filter([h.route_to(route_cluster, prefix="/")]),
+                   {"name": "policy", "module": h.test_module("policy"), "config": policy}]
+        cfg = h.build_config(h.free_port(), h.free_port(), filters, cl, workers=2)
+        # no lb filter: the core's own round robin (which skips tried hosts)
+        return self.sluice(cfg), up
+
+    def upstream_requests(self, s, cluster="c"):
+        return h.mval(s.metrics(), "sluice_upstream_requests_total", cluster=cluster)
+
+    def test_retry_hides_connect_failures(self):
+        s, up = self.start({"retries": 2, "retry_on": RETRY_CONNECT_FAILURE, "backoff": "5ms"},
+                           {"c": ["127.0.0.1:%d" % h.closed_port(), "UP"]})
+        codes = [h.curl([s.url("/hello")]).status for _ in range(30)]
+        self.assertEqual(codes, [200] * 30)
+        self.assertGreater(h.mval(s.metrics(), "sluice_upstream_connect_failures_total"), 0,
+                           "the dead endpoint was never tried: the test proves nothing")
+
+    def test_without_retries_connect_failures_show(self):
+        s, up = self.start({"retries": 0}, {"c": ["127.0.0.1:%d" % h.closed_port(), "UP"]})
+        codes = [h.curl([s.url("/hello")]).status for _ in range(10)]
+        self.assertIn(502, codes)
+
+    def test_retry_on_status_exhausts_attempts(self):
+        s, up = self.start({"retries": 2, "retry_on": RETRY_RETRIABLE_STATUS,
+                            "retriable_status": 503, "backoff": "5ms"}, {"c": ["UP"]})
+        before = self.upstream_requests(s)
+        r = h.curl([s.url("/status/503")])
+        self.assertEqual(r.status, 503)
+        self.assertEqual(self.upstream_requests(s) - before, 3, "1 attempt + 2 retries")
+        before = self.upstream_requests(s)
+        self.assertEqual(h.curl([s.url("/status/500")]).status, 500)
+        self.assertEqual(self.upstream_requests(s) - before, 1, "500 is not in the list")
+
+    def test_per_try_timeout(self):
+        s, up = self.start({"retries": 1, "retry_on": RETRY_5XX, "per_try_timeout": "200ms",
+                            "backoff": "5ms"}, {"c": ["UP"]})
+        before = self.upstream_requests(s)
+        t0 = time.monotonic()
+        r = h.curl([s.url("/slow?ms=3000")])
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 504, r)
+        self.assertGreaterEqual(took, 0.39)
+        self.assertLess(took, 1.5)
+        self.assertEqual(self.upstream_requests(s) - before, 2)
+
+    def test_body_replayed_on_retry(self):
+        s, up = self.start({"retries": 2, "retry_on": RETRY_CONNECT_FAILURE, "backoff": "5ms"},
+                           {"c": ["127.0.0.1:%d" % h.closed_port(), "UP"]})
+        body = bytes((i * 7) % 251 for i in range(20000))
+        path = "%s/body.bin" % self.tdir
+        with open(path, "wb") as f:
+            f.write(body)
+        for _ in range(6):  # round robin puts the dead endpoint first half the time
+            r = h.curl(["-H", "Expect:", "--data-binary", "@" + path, s.url("/echo")])
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, body)
+
+    def test_mirror_sends_copies(self):
+        mirror = CountingServer()
+        self.addCleanup(mirror.close)
+        s, up = self.start({"mirror": "shadow"},
+                           {"c": ["UP"], "shadow": ["127.0.0.1:%d" % mirror.port]})
+        for _ in range(20):
+            self.assertEqual(h.curl([s.url("/hello")]).status, 200)
+        h.wait_for(lambda: mirror.count >= 20, 5)
+        self.assertEqual(mirror.count, 20)
+        self.assertTrue(all(x.endswith("-shadow") for x in mirror.hosts), mirror.hosts[:3])
+        m = s.metrics()
+        self.assertEqual(h.mval(m, "sluice_mirror_requests_total", cluster="shadow",
+                                result="sent"), 20)
+
+    def test_mirror_failure_never_reaches_the_client(self):
+        s, up = self.start({"mirror": "shadow"},
+                           {"c": ["UP"], "shadow": ["127.0.0.1:%d" % h.closed_port()]})
+        codes = [h.curl([s.url("/hello")]).status for _ in range(10)]
+        self.assertEqual(codes, [200] * 10)
+
+    def test_pool_limit_pending_then_overflow(self):
+        s, up = self.start({"pool_cluster": "c", "max_connections": 1, "max_pending": 1},
+                           {"c": ["UP"]})
+        slow = s.url("/slow?ms=1500")
+        procs = []
+        for _ in range(2):  # one takes the connection, one waits
+            procs.append(subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                           "--max-time", "10", slow],
+                                          stdout=subprocess.PIPE, text=True, env=h.CLIENT_ENV))
+            time.sleep(0.15)
+        t0 = time.monotonic()
+        r = h.curl([s.url("/hello")])
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 503, r)
+        self.assertLess(took, 0.3, "overflow must answer at once, not after a timeout")
+        outs = [p.communicate(timeout=15)[0] for p in procs]
+        self.assertEqual(outs, ["200", "200"], "the waiting request must be served in turn")
+        self.assertEqual(h.mval(s.metrics(), "sluice_upstream_overflow_total", cluster="c"), 1)
+
+    def test_connect_timeout(self):
+        bh = Blackhole()
+        self.addCleanup(bh.close)
+        s, up = self.start({}, {"c": ["127.0.0.1:%d" % bh.port]},
+                           cluster_extra={"c": {"connect_timeout": "300ms"}})
+        t0 = time.monotonic()
+        r = h.curl([s.url("/hello")], timeout=10)
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 502, r)
+        self.assertGreaterEqual(took, 0.25)
+        self.assertLess(took, 2.5)
+
+
+if __name__ == "__main__":
+    h.main()
