@@ -59,10 +59,26 @@ static const slc_cfg_field_t filter_fields[] = {
 
 typedef struct clusterc {
     char *name;
-    const slc_cfg_node_t *endpoints;
+    const slc_cfg_node_t *endpoints, *health_check;
     uint64_t connect_timeout_ms, idle_timeout_ms;
     uint32_t max_idle;
 } clusterc_t;
+
+typedef struct healthc {
+    char *path, *host;
+    uint64_t interval_ms, timeout_ms;
+    uint32_t healthy, unhealthy;
+} healthc_t;
+static const slc_cfg_field_t health_fields[] = {
+    SLC_FIELD_STR("path", healthc_t, path, .required = true),
+    SLC_FIELD_STR("host", healthc_t, host),
+    SLC_FIELD_DURATION("interval", healthc_t, interval_ms, .dflt = "5s", .min = 10,
+                       .max = 3600 * 1000),
+    SLC_FIELD_DURATION("timeout", healthc_t, timeout_ms, .dflt = "1s", .min = 1, .max = 60 * 1000),
+    SLC_FIELD_U32("healthy_threshold", healthc_t, healthy, .dflt = "2", .min = 1, .max = 100),
+    SLC_FIELD_U32("unhealthy_threshold", healthc_t, unhealthy, .dflt = "3", .min = 1, .max = 100),
+    SLC_FIELD_END,
+};
 static const slc_cfg_field_t cluster_fields[] = {
     SLC_FIELD_STR("name", clusterc_t, name, .required = true),
     SLC_FIELD_NODE("endpoints", clusterc_t, endpoints, .required = true),
@@ -72,6 +88,7 @@ static const slc_cfg_field_t cluster_fields[] = {
     SLC_FIELD_DURATION("idle_timeout", clusterc_t, idle_timeout_ms, .dflt = "1h", .min = 1,
                        .max = 24 * 3600 * 1000),
     SLC_FIELD_U32("max_idle", clusterc_t, max_idle, .dflt = "64", .max = 65536),
+    SLC_FIELD_NODE("health_check", clusterc_t, health_check),
     SLC_FIELD_END,
 };
 
@@ -212,6 +229,23 @@ static void load_clusters(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
         cl->connect_timeout_ms = cc.connect_timeout_ms;
         cl->idle_timeout_ms = cc.idle_timeout_ms;
         cl->max_idle = cc.max_idle;
+        if (cc.health_check && cfg_type(cc.health_check) != SLC_CFG_NULL) {
+            healthc_t hc = {0};
+            if (cfg_bind(d, cc.health_check, health_fields, &hc) == SLC_OK) {
+                if (hc.path[0] != '/')
+                    diag_errorf(d, cfg_get(cc.health_check, "path"),
+                                "expected a path starting with '/', got '%s'", hc.path);
+                if (hc.timeout_ms >= hc.interval_ms)
+                    diag_errorf(d, cfg_get(cc.health_check, "timeout"),
+                                "the timeout must be shorter than the interval");
+                cl->hc.path = hc.path;
+                cl->hc.host = hc.host;
+                cl->hc.interval_ms = hc.interval_ms;
+                cl->hc.timeout_ms = hc.timeout_ms;
+                cl->hc.healthy_threshold = hc.healthy;
+                cl->hc.unhealthy_threshold = hc.unhealthy;
+            }
+        }
         cl->node = item;
         cl->endpoints_node = cc.endpoints;
         if (cfg_type(cc.endpoints) != SLC_CFG_SEQ || cfg_len(cc.endpoints) == 0) {

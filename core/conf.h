@@ -27,6 +27,13 @@ typedef struct conf_cluster {
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;
     uint32_t max_idle;
+    /* active HTTP health checking; path == NULL: off */
+    struct conf_health {
+        const char *path;
+        const char *host;
+        uint64_t interval_ms, timeout_ms;
+        uint32_t healthy_threshold, unhealthy_threshold;
+    } hc;
     const slc_cfg_node_t *node;
 } conf_cluster_t;
 

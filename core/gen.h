@@ -37,6 +37,7 @@ typedef struct ep_state {
     _Atomic uint32_t active;        /* live requests, all workers */
     _Atomic uint64_t ejected_until; /* now_ms clock; 0 = not ejected */
     _Atomic bool hc_unhealthy;      /* failed active health checks */
+    uint32_t hc_ok, hc_fail;        /* consecutive results (main thread only) */
 } ep_state_t;
 
 /* cl_state: a cluster's run-time counters, shared by workers and kept

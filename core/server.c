@@ -46,6 +46,8 @@ static void describe_core_metrics(void)
         "Requests refused at once because the cluster's pending queue was full (503 UO).");
     stats_describe("sluice_upstream_pending", "gauge",
                    "Requests waiting for a connection (cluster at max_connections).");
+    stats_describe("sluice_health_checks_total", "counter",
+                   "Active health checks by cluster and result.");
     stats_describe("sluice_mirror_requests_total", "counter",
                    "Mirrored (shadow) requests by cluster and result (sent or why not).");
     stats_describe("sluice_config_reloads_total", "counter", "Configuration reloads, by result.");
@@ -292,6 +294,9 @@ static void on_gen_dead(evutil_socket_t fd, short what, void *arg)
 static void publish(server_t *srv, gen_t *g)
 {
     gen_t *old = atomic_exchange_explicit(&srv->current, g, memory_order_acq_rel);
+    /* Checkers point into a generation: move them before the old one can go. */
+    health_stop(srv);
+    health_start(srv, g);
     atomic_fetch_add(&srv->gens_alive, 1);
     mark_lsocks(srv, g);
     stat_t *st = stats_get(srv->main_stats, "sluice_config_generation");
@@ -445,6 +450,7 @@ int server_run(const char *path)
     if (pipe2(srv->gen_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
         abort();
     srv->gen_ev = event_new(srv->base, srv->gen_pipe[0], EV_READ | EV_PERSIST, on_gen_dead, srv);
+    sio_loop_init(&srv->mloop, srv->base);
     event_add(srv->gen_ev, NULL);
     char err[512];
     int rc = 1;
@@ -490,6 +496,7 @@ int server_run(const char *path)
         pthread_join(srv->workers[i].thread, NULL);
         worker_drain_notes(&srv->workers[i]); /* references in unread notes */
     }
+    health_stop(srv);
     /* Workers dropped their holds; the current generation is ours to drop. */
     on_gen_dead(srv->gen_pipe[0], EV_READ, srv);
     gen_t *cur = atomic_exchange(&srv->current, NULL);
@@ -499,6 +506,8 @@ int server_run(const char *path)
     rc = 0;
     log_info("stopped", "%s", "");
 out:
+    health_stop(srv);
+    sio_loop_cleanup(&srv->mloop);
     admin_stop(srv);
     for (lsock_t *ls = srv->lsocks; ls; ls = ls->next)
         ls->in_use = false;

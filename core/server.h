@@ -5,6 +5,8 @@
 
 #include "proxy.h"
 
+typedef struct checker checker_t; /* health.c */
+
 typedef struct server {
     char *config_path;
     struct event_base *base; /* main loop: signals, admin, gen frees */
@@ -23,6 +25,8 @@ typedef struct server {
     uint64_t drain_deadline_us;
     int exit_code;
     _Atomic int gens_alive;
+    sio_loop_t mloop;    /* main-thread sockets (health checks) */
+    checker_t *checkers; /* health checks of the current generation */
 } server_t;
 
 /* server_run loads |path|, starts everything and runs until shutdown.
@@ -38,6 +42,10 @@ gen_t *server_load(const char *path, int nworkers, slc_diag_t *d);
 /* server_gen_dead is called on a worker thread when it dropped the last
  * reference of |g|: hands it to the main thread for gen_free. */
 void server_gen_dead(server_t *srv, gen_t *g);
+
+/* health.c: active health checks of |g|'s clusters (main thread). */
+void health_start(server_t *srv, gen_t *g);
+void health_stop(server_t *srv);
 
 /* admin.c */
 int admin_start(server_t *srv, const char *address);

@@ -204,5 +204,37 @@ class CoreTraffic(h.SluiceTestCase):
         self.assertLess(took, 2.5)
 
 
+    def test_health_checks_take_a_dead_endpoint_out_and_back(self):
+        a = self.upstream("A")
+        b = self.upstream("B")
+        hc = {"path": "/hello", "interval": "100ms", "timeout": "80ms",
+              "unhealthy_threshold": 2, "healthy_threshold": 1}
+        cl = h.cluster("c", [a.addr, b.addr])
+        cl["health_check"] = hc
+        filters = [h.router_filter([h.route_to("c", prefix="/")])]
+        s = self.sluice(h.build_config(h.free_port(), h.free_port(), filters, [cl], workers=2))
+
+        def seen(n=40):
+            ups = []
+            for _ in range(n):
+                r = h.curl([s.url("/hello")])
+                self.assertEqual(r.status, 200, r)  # no retries: health checks alone
+                ups.append(r.headers.get("x-upstream"))
+            return set(ups)
+
+        self.assertEqual(seen(), {"A", "B"})
+        port_b = b.port
+        b.stop()
+        # unhealthy after 2 failed checks (~200 ms); give it a little more
+        h.wait_for(lambda: h.mval(s.metrics(), "sluice_health_checks_total", cluster="c",
+                                  result="failure") >= 2, 3)
+        time.sleep(0.3)
+        self.assertEqual(seen(), {"A"}, "the dead endpoint must be out of rotation")
+        b2 = self.upstream("B", ports=[port_b])
+        h.wait_for(lambda: "B" in seen(10), 5)
+        self.assertEqual(seen(), {"A", "B"}, "back in rotation after a good check")
+        del b2
+
+
 if __name__ == "__main__":
     h.main()
