@@ -3,6 +3,8 @@
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 
 typedef struct top {
     uint32_t workers;
-    const slc_cfg_node_t *log, *admin, *filters, *clusters, *listeners;
+    const slc_cfg_node_t *log, *admin, *filters, *clusters, *listeners, *dns;
     char *filter_dir;
     uint64_t drain_timeout_ms;
 } top_t;
@@ -26,6 +28,7 @@ static const slc_cfg_field_t top_fields[] = {
     SLC_FIELD_NODE("filters", top_t, filters),
     SLC_FIELD_NODE("clusters", top_t, clusters),
     SLC_FIELD_NODE("listeners", top_t, listeners, .required = true),
+    SLC_FIELD_NODE("dns", top_t, dns),
     SLC_FIELD_END,
 };
 
@@ -35,6 +38,14 @@ typedef struct logc {
 } logc_t;
 static const slc_cfg_field_t log_fields[] = {
     SLC_FIELD_ENUM("level", logc_t, level, level_names, .dflt = "info"),
+    SLC_FIELD_END,
+};
+
+typedef struct dnsc {
+    const slc_cfg_node_t *nameservers;
+} dnsc_t;
+static const slc_cfg_field_t dns_fields[] = {
+    SLC_FIELD_NODE("nameservers", dnsc_t, nameservers),
     SLC_FIELD_END,
 };
 
@@ -60,9 +71,11 @@ static const slc_cfg_field_t filter_fields[] = {
 typedef struct clusterc {
     char *name;
     const slc_cfg_node_t *endpoints, *health_check;
-    uint64_t connect_timeout_ms, idle_timeout_ms;
+    uint64_t connect_timeout_ms, idle_timeout_ms, dns_refresh_ms;
     uint32_t max_idle;
+    int resolution;
 } clusterc_t;
+static const char *const resolution_names[] = {"static", "dns", NULL};
 
 typedef struct healthc {
     char *path, *host;
@@ -89,6 +102,9 @@ static const slc_cfg_field_t cluster_fields[] = {
                        .max = 24 * 3600 * 1000),
     SLC_FIELD_U32("max_idle", clusterc_t, max_idle, .dflt = "64", .max = 65536),
     SLC_FIELD_NODE("health_check", clusterc_t, health_check),
+    SLC_FIELD_ENUM("resolution", clusterc_t, resolution, resolution_names, .dflt = "static"),
+    SLC_FIELD_DURATION("dns_refresh_rate", clusterc_t, dns_refresh_ms, .dflt = "5s", .min = 100,
+                       .max = 24 * 3600 * 1000),
     SLC_FIELD_END,
 };
 
@@ -229,6 +245,8 @@ static void load_clusters(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
         cl->connect_timeout_ms = cc.connect_timeout_ms;
         cl->idle_timeout_ms = cc.idle_timeout_ms;
         cl->max_idle = cc.max_idle;
+        cl->resolution = cc.resolution;
+        cl->dns_refresh_ms = cc.dns_refresh_ms;
         if (cc.health_check && cfg_type(cc.health_check) != SLC_CFG_NULL) {
             healthc_t hc = {0};
             if (cfg_bind(d, cc.health_check, health_fields, &hc) == SLC_OK) {
@@ -258,10 +276,24 @@ static void load_clusters(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
             const slc_cfg_node_t *en = cfg_at(cc.endpoints, e);
             struct sockaddr_storage ss;
             int len;
-            if (cfg_type(en) != SLC_CFG_SCALAR ||
-                conf_parse_address(cfg_scalar(en).ptr, &ss, &len) != 0) {
-                diag_errorf(d, en, "expected an endpoint \"ip:port\", got '%s'",
-                            cfg_type(en) == SLC_CFG_SCALAR ? cfg_scalar(en).ptr : "(not a scalar)");
+            const char *text = cfg_type(en) == SLC_CFG_SCALAR ? cfg_scalar(en).ptr : NULL;
+            char host[256];
+            int port;
+            if (cc.resolution == CONF_RES_DNS) {
+                if (!text || conf_split_hostport(text, host, sizeof(host), &port) != 0) {
+                    diag_errorf(d, en, "expected an endpoint \"host:port\", got '%s'",
+                                text ? text : "(not a scalar)");
+                    continue;
+                }
+            } else if (!text || conf_parse_address(text, &ss, &len) != 0) {
+                if (text && conf_split_hostport(text, host, sizeof(host), &port) == 0)
+                    diag_errorf(d, en,
+                                "expected an endpoint \"ip:port\", got '%s' (a host name needs "
+                                "'resolution: dns' on the cluster)",
+                                text);
+                else
+                    diag_errorf(d, en, "expected an endpoint \"ip:port\", got '%s'",
+                                text ? text : "(not a scalar)");
                 continue;
             }
             cl->endpoints[cl->nendpoints++] = cfg_scalar(en).ptr;
@@ -351,10 +383,49 @@ static void load_listeners(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
 
 conf_t *conf_load(const char *path, slc_diag_t *d)
 {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_errorf(d, NULL, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 16384;
+            buf = realloc(buf, cap);
+            if (!buf)
+                abort();
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        diag_errorf(d, NULL, "cannot read '%s': %s", path, strerror(errno));
+        free(buf);
+        return NULL;
+    }
+    conf_t *c = conf_load_text(path, buf, len, d);
+    free(buf);
+    return c;
+}
+
+conf_t *conf_load_text(const char *path, const char *text, size_t len, slc_diag_t *d)
+{
     conf_t *c = calloc(1, sizeof(*c));
     if (!c)
         abort();
-    c->tree = cfg_tree_load(path, d);
+    c->text = malloc(len + 1);
+    if (!c->text)
+        abort();
+    memcpy(c->text, text, len);
+    c->text[len] = '\0';
+    c->text_len = len;
+    c->tree = cfg_tree_load_string(path, c->text, len, d);
     d->tree = c->tree;
     c->path = strdup(path);
     char *slash = strrchr(c->path, '/');
@@ -392,8 +463,8 @@ conf_t *conf_load(const char *path, slc_diag_t *d)
     cfg_bind(d, top.admin, admin_fields, &ad);
     c->admin_address = ad.address;
     struct sockaddr_storage ss;
-    int len;
-    if (c->admin_address && conf_parse_address(c->admin_address, &ss, &len) != 0)
+    int sslen;
+    if (c->admin_address && conf_parse_address(c->admin_address, &ss, &sslen) != 0)
         diag_errorf(d, cfg_get(top.admin, "address"), "expected an address \"ip:port\", got '%s'",
                     c->admin_address);
 
@@ -401,6 +472,24 @@ conf_t *conf_load(const char *path, slc_diag_t *d)
         top.filter_dir ? resolve_dir(c->dir, top.filter_dir) : strdup(SLUICE_DEFAULT_FILTER_DIR);
     if (!c->filter_dir)
         abort();
+    if (top.dns && cfg_type(top.dns) != SLC_CFG_NULL) {
+        dnsc_t dc = {0};
+        if (cfg_bind(d, top.dns, dns_fields, &dc) == SLC_OK && dc.nameservers) {
+            if (cfg_type(dc.nameservers) != SLC_CFG_SEQ) {
+                diag_errorf(d, dc.nameservers, "expected a list of \"ip[:port]\" nameservers");
+            } else {
+                size_t n = cfg_len(dc.nameservers);
+                c->nameservers = cfg_tree_alloc(c->tree, (n ? n : 1) * sizeof(char *));
+                for (size_t i = 0; i < n; i++) {
+                    const slc_cfg_node_t *ns = cfg_at(dc.nameservers, i);
+                    if (cfg_type(ns) != SLC_CFG_SCALAR)
+                        diag_errorf(d, ns, "expected a nameserver \"ip[:port]\"");
+                    else
+                        c->nameservers[c->nnameservers++] = cfg_scalar(ns).ptr;
+                }
+            }
+        }
+    }
     load_filters(c, d, top.filters);
     load_clusters(c, d, top.clusters);
     load_listeners(c, d, top.listeners);
@@ -416,10 +505,77 @@ void conf_free(conf_t *c)
     if (!c)
         return;
     cfg_tree_free(c->tree);
+    free(c->text);
     free(c->path);
     free(c->dir);
     free(c->filter_dir);
     free(c);
+}
+
+int conf_split_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (*s == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        h = s + 1;
+        hl = (size_t)(rb - s - 1);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end || p <= 0 || p > 65535)
+        return -1;
+    for (size_t i = 0; i < hl; i++)
+        if (!(isalnum((unsigned char)h[i]) || h[i] == '-' || h[i] == '.' || h[i] == '_' ||
+              h[i] == ':'))
+            return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+const char **conf_dns_names(const conf_t *c, size_t *n)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < c->nclusters; i++)
+        cap += c->clusters[i].nendpoints;
+    const char **names = calloc(cap, sizeof(char *));
+    char **hosts = calloc(cap, sizeof(char *));
+    if (!names || !hosts)
+        abort();
+    *n = 0;
+    for (size_t i = 0; i < c->nclusters; i++) {
+        if (c->clusters[i].resolution != CONF_RES_DNS)
+            continue;
+        for (size_t e = 0; e < c->clusters[i].nendpoints; e++) {
+            char host[256];
+            int port;
+            if (conf_split_hostport(c->clusters[i].endpoints[e], host, sizeof(host), &port) != 0)
+                continue;
+            bool dup = false;
+            for (size_t k = 0; k < *n; k++)
+                dup = dup || strcmp(names[k], host) == 0;
+            if (dup)
+                continue;
+            hosts[*n] = cfg_tree_strdup(c->tree, host);
+            names[*n] = hosts[*n];
+            (*n)++;
+        }
+    }
+    free(hosts);
+    return names;
 }
 
 const conf_filter_t *conf_find_filter(const conf_t *c, const char *name)

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 enum { CONF_PROTO_HTTP = 0, CONF_PROTO_TCP = 1 };
+enum { CONF_RES_STATIC = 0, CONF_RES_DNS = 1 };
 
 typedef struct conf_filter {
     const char *name;
@@ -22,8 +23,10 @@ typedef struct conf_filter {
 typedef struct conf_cluster {
     const char *name;
     const slc_cfg_node_t *endpoints_node;
-    const char **endpoints;
+    const char **endpoints; /* "ip:port", or "host:port" with resolution dns */
     size_t nendpoints;
+    int resolution;          /* CONF_RES_* */
+    uint64_t dns_refresh_ms; /* how often dns endpoints are looked up again */
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;
     uint32_t max_idle;
@@ -54,6 +57,10 @@ typedef struct conf_listener {
 
 typedef struct conf {
     cfg_tree_t *tree;
+    char *text; /* malloc'd: the YAML it was parsed from (DNS rebuilds reuse it) */
+    size_t text_len;
+    const char **nameservers; /* dns.nameservers (tree-arena); none: the system's */
+    size_t nnameservers;
     char *path;       /* malloc'd: the file it was loaded from */
     char *dir;        /* malloc'd: its directory, for relative paths */
     char *filter_dir; /* malloc'd: resolved filter directory */
@@ -73,6 +80,13 @@ typedef struct conf {
  * be initialised by the caller and is bound to the new tree here). Returns
  * NULL if any error was recorded. */
 conf_t *conf_load(const char *path, slc_diag_t *d);
+/* conf_load_text is conf_load over YAML already in memory (copied). */
+conf_t *conf_load_text(const char *path, const char *text, size_t len, slc_diag_t *d);
+/* conf_dns_names lists the distinct host names of `resolution: dns`
+ * clusters (malloc'd array of tree-arena strings; free the array only). */
+const char **conf_dns_names(const conf_t *c, size_t *n);
+/* conf_split_hostport splits "host:port" / "[v6]:port". */
+int conf_split_hostport(const char *s, char *host, size_t hostlen, int *port);
 void conf_free(conf_t *c);
 
 const conf_filter_t *conf_find_filter(const conf_t *c, const char *name);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <time.h>
 
 static _Atomic uint64_t next_gen_id = 1;
@@ -211,32 +213,120 @@ static char *module_path(const conf_t *c, const char *module)
     return p;
 }
 
-static void build_clusters(gen_t *g)
+static gen_resolver_fn resolver;
+static void *resolver_arg;
+
+void gen_set_resolver(gen_resolver_fn fn, void *arg)
+{
+    resolver = fn;
+    resolver_arg = arg;
+}
+
+/* resolve_now: the addresses of |host|, from the server's DNS cache, or
+ * (no server: --validate, unit tests) a blocking getaddrinfo. Returns a
+ * malloc'd array of malloc'd strings. */
+static char **resolve_now(const char *host, size_t *n)
+{
+    *n = 0;
+    if (resolver) {
+        size_t k;
+        const char *const *a = resolver(resolver_arg, host, &k);
+        char **out = calloc(k ? k : 1, sizeof(char *));
+        if (!out)
+            abort();
+        for (size_t i = 0; i < k; i++)
+            if (!(out[(*n)++] = strdup(a[i])))
+                abort();
+        return out;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return calloc(1, sizeof(char *));
+    size_t cap = 4;
+    char **out = calloc(cap, sizeof(char *));
+    for (struct addrinfo *ai = res; ai && out; ai = ai->ai_next) {
+        char ip[INET6_ADDRSTRLEN];
+        const void *src = ai->ai_family == AF_INET
+                              ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                              : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        if (!inet_ntop(ai->ai_family, src, ip, sizeof(ip)))
+            continue;
+        bool dup = false;
+        for (size_t i = 0; i < *n; i++)
+            dup = dup || strcmp(out[i], ip) == 0;
+        if (dup)
+            continue;
+        if (*n == cap && !(out = realloc(out, (cap *= 2) * sizeof(char *))))
+            abort();
+        out[(*n)++] = strdup(ip);
+    }
+    freeaddrinfo(res);
+    if (!out)
+        abort();
+    return out;
+}
+
+static struct slc_endpoint *add_endpoint(slc_cluster_t *cl, size_t *cap, const char *addr)
+{
+    if (cl->neps == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        cl->eps = realloc(cl->eps, *cap * sizeof(*cl->eps));
+        if (!cl->eps)
+            abort();
+    }
+    struct slc_endpoint *ep = &cl->eps[cl->neps];
+    memset(ep, 0, sizeof(*ep));
+    snprintf(ep->addr, sizeof(ep->addr), "%s", addr);
+    conf_parse_address(ep->addr, &ep->sa, &ep->salen);
+    ep->index = cl->neps++;
+    return ep;
+}
+
+static void build_clusters(gen_t *g, slc_diag_t *d)
 {
     conf_t *c = g->conf;
     g->clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*g->clusters));
     if (!g->clusters)
         abort();
     for (size_t i = 0; i < c->nclusters; i++) {
+        const conf_cluster_t *cc = &c->clusters[i];
         slc_cluster_t *cl = &g->clusters[g->nclusters++];
-        cl->name = c->clusters[i].name;
-        cl->conf = &c->clusters[i];
+        cl->name = cc->name;
+        cl->conf = cc;
         cl->index = i;
         cl->pool.struct_size = sizeof(cl->pool);
-        cl->pool.connect_timeout_ms = c->clusters[i].connect_timeout_ms;
-        cl->pool.idle_timeout_ms = c->clusters[i].idle_timeout_ms;
+        cl->pool.connect_timeout_ms = cc->connect_timeout_ms;
+        cl->pool.idle_timeout_ms = cc->idle_timeout_ms;
         cl->st = cl_state_get(cl->name);
-        cl->eps =
-            calloc(c->clusters[i].nendpoints ? c->clusters[i].nendpoints : 1, sizeof(*cl->eps));
-        if (!cl->eps)
+        size_t cap = 0;
+        for (size_t e = 0; e < cc->nendpoints; e++) {
+            if (cc->resolution != CONF_RES_DNS) {
+                add_endpoint(cl, &cap, cc->endpoints[e]);
+                continue;
+            }
+            /* One endpoint per address the name resolves to (STRICT_DNS). */
+            char host[256], addr[300];
+            int port;
+            if (conf_split_hostport(cc->endpoints[e], host, sizeof(host), &port) != 0)
+                continue;
+            size_t n;
+            char **ips = resolve_now(host, &n);
+            if (n == 0 && d)
+                diag_warnf(d, cfg_at(cc->endpoints_node, e),
+                           "'%s' does not resolve (yet): the endpoint is left out", host);
+            for (size_t k = 0; k < n; k++) {
+                snprintf(addr, sizeof(addr), strchr(ips[k], ':') ? "[%s]:%d" : "%s:%d", ips[k],
+                         port);
+                add_endpoint(cl, &cap, addr);
+                free(ips[k]);
+            }
+            free(ips);
+        }
+        if (!cl->eps && !(cl->eps = calloc(1, sizeof(*cl->eps))))
             abort();
-        for (size_t e = 0; e < c->clusters[i].nendpoints; e++) {
-            struct slc_endpoint *ep = &cl->eps[cl->neps++];
-            snprintf(ep->addr, sizeof(ep->addr), "%s", c->clusters[i].endpoints[e]);
-            conf_parse_address(ep->addr, &ep->sa, &ep->salen);
-            ep->cluster = cl;
-            ep->index = e;
-            ep->st = ep_state_get(cl->name, ep->addr);
+        for (size_t e = 0; e < cl->neps; e++) {
+            cl->eps[e].cluster = cl;
+            cl->eps[e].st = ep_state_get(cl->name, cl->eps[e].addr);
         }
     }
 }
@@ -364,7 +454,7 @@ gen_t *gen_build(conf_t *conf, int nworkers, const slc_host_t *host, slc_diag_t 
     atomic_init(&g->refs, 1);
     g->conf = conf;
     g->nworkers = nworkers;
-    build_clusters(g);
+    build_clusters(g, d);
     if (build_filters(g, host, d) != 0)
         goto fail;
     g->id = atomic_fetch_add(&next_gen_id, 1);

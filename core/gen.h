@@ -162,6 +162,11 @@ void gen_ref(gen_t *g);
 bool gen_unref(gen_t *g);
 
 slc_cluster_t *gen_cluster(const gen_t *g, const char *name, size_t len);
+
+/* gen_set_resolver: where `resolution: dns` names get their addresses (the
+ * server's DNS cache); unset, a blocking getaddrinfo. Main thread. */
+typedef const char *const *(*gen_resolver_fn)(void *arg, const char *host, size_t *n);
+void gen_set_resolver(gen_resolver_fn fn, void *arg);
 glistener_t *gen_listener(const gen_t *g, const char *name);
 
 #endif

@@ -46,6 +46,8 @@ static void describe_core_metrics(void)
         "Requests refused at once because the cluster's pending queue was full (503 UO).");
     stats_describe("sluice_upstream_pending", "gauge",
                    "Requests waiting for a connection (cluster at max_connections).");
+    stats_describe("sluice_dns_refreshes_total", "counter",
+                   "Periodic re-resolutions of DNS cluster names, by outcome.");
     stats_describe("sluice_health_checks_total", "counter",
                    "Active health checks by cluster and result.");
     stats_describe("sluice_mirror_requests_total", "counter",
@@ -308,29 +310,47 @@ static void publish(server_t *srv, gen_t *g)
         gen_release_main(srv, old);
 }
 
-static void reload(server_t *srv)
+static void log_diag(const slc_diag_t *d)
 {
+    for (size_t i = 0; i < d->nmsgs; i++)
+        slog(d->msgs[i].is_error ? SLC_LOG_ERROR : SLC_LOG_WARN,
+             d->msgs[i].is_error ? "configuration error" : "configuration warning", "detail=\"%s\"",
+             d->msgs[i].text);
+}
+
+static void reload_failed(server_t *srv, size_t nerrors)
+{
+    log_error("reload failed; the previous configuration keeps serving", "path=%s errors=%zu",
+              srv->config_path, nerrors);
+    stat_inc(stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"failure\"}"));
+    sweep_lsocks(srv);
+}
+
+static void arm_dns_refresh(server_t *srv);
+
+/* build_and_publish builds a generation from |c| (taking it) and, if that
+ * works, serves it. |why| is "reload" (SIGHUP) or "dns" (answers changed). */
+static void build_and_publish(server_t *srv, conf_t *c, const char *why)
+{
+    bool is_reload = strcmp(why, "reload") == 0;
     slc_diag_t d;
     diag_init(&d, NULL);
-    log_info("reloading configuration", "path=%s", srv->config_path);
-    gen_t *g = server_load(srv->config_path, srv->nworkers, &d);
+    gen_t *g = gen_build(c, srv->nworkers, &host_table, &d);
     char err[512] = "";
     if (g && bind_listeners(srv, g, err, sizeof(err)) != 0) {
         gen_free(g);
         g = NULL;
     }
-    for (size_t i = 0; i < d.nmsgs; i++)
-        slog(d.msgs[i].is_error ? SLC_LOG_ERROR : SLC_LOG_WARN,
-             d.msgs[i].is_error ? "configuration error" : "configuration warning", "detail=\"%s\"",
-             d.msgs[i].text);
+    log_diag(&d);
     if (!g) {
         if (err[0])
             log_error("configuration error", "detail=\"%s\"", err);
-        log_error("reload failed; the previous configuration keeps serving", "path=%s errors=%zu",
-                  srv->config_path, d.nerrors + (err[0] ? 1 : 0));
-        stat_inc(stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"failure\"}"));
+        if (is_reload)
+            reload_failed(srv, d.nerrors + (err[0] ? 1 : 0));
+        else
+            log_error("rebuild after DNS changes failed; the previous generation keeps serving",
+                      "errors=%zu", d.nerrors);
         diag_cleanup(&d);
-        sweep_lsocks(srv);
         return;
     }
     diag_cleanup(&d);
@@ -345,9 +365,152 @@ static void reload(server_t *srv)
                  srv->nworkers, g->conf->workers);
     log_set_level((slc_log_level_t)g->conf->log_level);
     publish(srv, g);
-    stat_inc(stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"success\"}"));
-    log_info("configuration reloaded", "generation=%llu", (unsigned long long)g->id);
+    if (is_reload) {
+        stat_inc(stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"success\"}"));
+        log_info("configuration reloaded", "generation=%llu", (unsigned long long)g->id);
+    } else {
+        log_info("DNS answers changed; generation rebuilt", "generation=%llu",
+                 (unsigned long long)g->id);
+    }
     sweep_lsocks(srv);
+    arm_dns_refresh(srv);
+}
+
+/* ---- DNS ------------------------------------------------------------------ */
+
+static const char *const *srv_lookup(void *arg, const char *host, size_t *n)
+{
+    return dns_lookup(((server_t *)arg)->dns, host, n);
+}
+
+static bool ensure_dns(server_t *srv, const conf_t *c)
+{
+    if (srv->dns)
+        return true;
+    srv->dns = dns_new(srv->base, c->nameservers, c->nnameservers);
+    if (!srv->dns) {
+        log_error("cannot start the DNS resolver", "%s", "");
+        return false;
+    }
+    gen_set_resolver(srv_lookup, srv);
+    return true;
+}
+
+typedef struct waiting {
+    server_t *srv;
+    conf_t *conf;
+    uint64_t seq;
+} waiting_t;
+
+static void on_reload_resolved(void *arg, int changed, int failed)
+{
+    waiting_t *wt = arg;
+    server_t *srv = wt->srv;
+    (void)changed;
+    (void)failed;
+    if (wt->seq != srv->reload_seq || srv->draining) {
+        conf_free(wt->conf); /* a newer reload took over */
+    } else {
+        srv->reload_pending = false;
+        build_and_publish(srv, wt->conf, "reload");
+    }
+    free(wt);
+}
+
+static void reload(server_t *srv)
+{
+    slc_diag_t d;
+    diag_init(&d, NULL);
+    log_info("reloading configuration", "path=%s", srv->config_path);
+    conf_t *c = conf_load(srv->config_path, &d);
+    log_diag(&d);
+    size_t nerr = d.nerrors;
+    diag_cleanup(&d);
+    if (!c) {
+        reload_failed(srv, nerr);
+        return;
+    }
+    srv->reload_seq++;
+    size_t n;
+    const char **names = conf_dns_names(c, &n);
+    if (n && ensure_dns(srv, c)) {
+        /* Resolve first, build after: the generation never waits on DNS. */
+        waiting_t *wt = calloc(1, sizeof(*wt));
+        if (!wt)
+            abort();
+        wt->srv = srv;
+        wt->conf = c;
+        wt->seq = srv->reload_seq;
+        srv->reload_pending = true;
+        dns_resolve(srv->dns, names, n, on_reload_resolved, wt);
+    } else {
+        srv->reload_pending = false;
+        build_and_publish(srv, c, "reload");
+    }
+    free(names);
+}
+
+static void on_refreshed(void *arg, int changed, int failed)
+{
+    server_t *srv = arg;
+    stat_inc(stats_getf(srv->main_stats, "sluice_dns_refreshes_total{result=\"%s\"}",
+                        changed  ? "changed"
+                        : failed ? "failed"
+                                 : "unchanged"));
+    gen_t *cur = atomic_load(&srv->current);
+    if (changed && cur && !srv->draining && !srv->reload_pending) {
+        /* Same configuration text, new answers: a new generation. */
+        slc_diag_t d;
+        diag_init(&d, NULL);
+        conf_t *c = conf_load_text(cur->conf->path, cur->conf->text, cur->conf->text_len, &d);
+        diag_cleanup(&d);
+        if (c) {
+            build_and_publish(srv, c, "dns");
+            return; /* build_and_publish re-arms the refresh */
+        }
+    }
+    arm_dns_refresh(srv);
+}
+
+static void on_dns_timer(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *srv = arg;
+    (void)fd;
+    (void)what;
+    gen_t *cur = atomic_load(&srv->current);
+    if (!cur || !srv->dns || srv->draining)
+        return;
+    size_t n;
+    const char **names = conf_dns_names(cur->conf, &n);
+    if (n)
+        dns_resolve(srv->dns, names, n, on_refreshed, srv);
+    free(names);
+}
+
+/* arm_dns_refresh schedules the next re-resolution at the shortest
+ * dns_refresh_rate of the current generation's DNS clusters. */
+static void arm_dns_refresh(server_t *srv)
+{
+    gen_t *cur = atomic_load(&srv->current);
+    uint64_t ms = 0;
+    for (size_t i = 0; cur && i < cur->conf->nclusters; i++) {
+        const conf_cluster_t *cc = &cur->conf->clusters[i];
+        if (cc->resolution == CONF_RES_DNS && (!ms || cc->dns_refresh_ms < ms))
+            ms = cc->dns_refresh_ms;
+    }
+    if (!ms || !srv->dns)
+        return;
+    if (!srv->dns_ev && !(srv->dns_ev = evtimer_new(srv->base, on_dns_timer, srv)))
+        abort();
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(srv->dns_ev, &tv);
+}
+
+static void on_startup_resolved(void *arg, int changed, int failed)
+{
+    (void)changed;
+    (void)failed;
+    *(bool *)arg = true;
 }
 
 /* ---- signals and drain -------------------------------------------------- */
@@ -426,13 +589,34 @@ int server_run(const char *path)
     describe_core_metrics();
     the_server = srv;
     srv->config_path = strdup(path);
+    srv->base = event_base_new();
+    if (!srv->base)
+        abort();
     slc_diag_t d;
     diag_init(&d, NULL);
-    gen_t *g = server_load(path, 0, &d);
+    gen_t *g = NULL;
+    conf_t *c = conf_load(path, &d);
+    if (c) {
+        size_t n;
+        const char **names = conf_dns_names(c, &n);
+        if (n && ensure_dns(srv, c)) {
+            /* Nothing serves yet: wait here for the first answers (evdns
+             * bounds each lookup with its own timeout and retries). */
+            bool done = false;
+            dns_resolve(srv->dns, names, n, on_startup_resolved, &done);
+            while (!done)
+                event_base_loop(srv->base, EVLOOP_ONCE);
+        }
+        free(names);
+        g = gen_build(c, (int)c->workers, &host_table, &d);
+    }
     diag_print(&d, stderr);
     diag_cleanup(&d);
     if (!g) {
         log_error("cannot start: the configuration has errors", "path=%s", path);
+        dns_free(srv->dns);
+        gen_set_resolver(NULL, NULL);
+        event_base_free(srv->base);
         free(srv->config_path);
         free(srv);
         module_tmpdir_cleanup();
@@ -440,11 +624,10 @@ int server_run(const char *path)
     }
     log_set_level((slc_log_level_t)g->conf->log_level);
     srv->nworkers = (int)g->conf->workers;
-    srv->base = event_base_new();
     srv->main_stats = stats_shard_new();
     srv->workers = calloc((size_t)srv->nworkers, sizeof(worker_t));
     srv->shards = calloc((size_t)srv->nworkers + 1, sizeof(stats_shard_t *));
-    if (!srv->base || !srv->workers || !srv->shards)
+    if (!srv->workers || !srv->shards)
         abort();
     signal(SIGPIPE, SIG_IGN);
     if (pipe2(srv->gen_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
@@ -482,6 +665,7 @@ int server_run(const char *path)
         }
     }
     publish(srv, g); /* workers pick it up from their notify pipes */
+    arm_dns_refresh(srv);
     srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_sighup, srv);
     srv->sig_term = evsignal_new(srv->base, SIGTERM, on_sigterm, srv);
     srv->sig_int = evsignal_new(srv->base, SIGINT, on_sigterm, srv);
@@ -507,6 +691,10 @@ int server_run(const char *path)
     log_info("stopped", "%s", "");
 out:
     health_stop(srv);
+    if (srv->dns_ev)
+        event_free(srv->dns_ev);
+    dns_free(srv->dns);
+    gen_set_resolver(NULL, NULL);
     sio_loop_cleanup(&srv->mloop);
     admin_stop(srv);
     for (lsock_t *ls = srv->lsocks; ls; ls = ls->next)
@@ -527,10 +715,10 @@ out:
             free(l);
         }
         while (w->cstats) {
-            cstats_t *c = w->cstats;
-            w->cstats = c->next;
-            free(c->name);
-            free(c);
+            cstats_t *cs = w->cstats;
+            w->cstats = cs->next;
+            free(cs->name);
+            free(cs);
         }
         stats_shard_free(w->stats);
     }

@@ -3,6 +3,7 @@
 #ifndef SLUICE_SERVER_H
 #define SLUICE_SERVER_H
 
+#include "dns.h"
 #include "proxy.h"
 
 typedef struct checker checker_t; /* health.c */
@@ -25,8 +26,12 @@ typedef struct server {
     uint64_t drain_deadline_us;
     int exit_code;
     _Atomic int gens_alive;
-    sio_loop_t mloop;    /* main-thread sockets (health checks) */
-    checker_t *checkers; /* health checks of the current generation */
+    sio_loop_t mloop;     /* main-thread sockets (health checks) */
+    checker_t *checkers;  /* health checks of the current generation */
+    dns_t *dns;           /* created when a configuration first needs it */
+    struct event *dns_ev; /* periodic re-resolution of the current generation's names */
+    uint64_t reload_seq;  /* a reload waiting for DNS answers is dropped if this moved */
+    bool reload_pending;
 } server_t;
 
 /* server_run loads |path|, starts everything and runs until shutdown.

@@ -375,7 +375,7 @@ static void test_err_bad_endpoint(void **state)
         "  - name: api\n"
         "    endpoints: [127.0.0.1:8081, \"api.internal:80\", 127.0.0.1:99999, [x]]\n" LISTENER_OK);
     expect_error(&l, "3:33: clusters[0].endpoints[1]: expected an endpoint \"ip:port\", got "
-                     "'api.internal:80'");
+                     "'api.internal:80' (a host name needs 'resolution: dns' on the cluster)");
     expect_error(&l, "3:52: clusters[0].endpoints[2]: expected an endpoint \"ip:port\", got "
                      "'127.0.0.1:99999'");
     expect_error(&l, "3:69: clusters[0].endpoints[3]: expected an endpoint \"ip:port\", got "
