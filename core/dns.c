@@ -128,6 +128,33 @@ static int store(dns_t *d, const char *name, char **addrs, size_t n)
     return changed;
 }
 
+char **dns_addrinfo_ips(const struct evutil_addrinfo *res, size_t *n)
+{
+    size_t cap = 4;
+    char **out = malloc(cap * sizeof(char *));
+    if (!out)
+        abort();
+    *n = 0;
+    for (const struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
+        char ip[INET6_ADDRSTRLEN];
+        const void *src = ai->ai_family == AF_INET
+                              ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                              : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        if (!inet_ntop(ai->ai_family, src, ip, sizeof(ip)))
+            continue;
+        bool dup = false;
+        for (size_t i = 0; i < *n; i++)
+            dup = dup || strcmp(out[i], ip) == 0;
+        if (dup)
+            continue;
+        if (*n == cap && !(out = realloc(out, (cap *= 2) * sizeof(char *))))
+            abort();
+        if (!(out[(*n)++] = strdup(ip)))
+            abort();
+    }
+    return out;
+}
+
 static void on_answer(int err, struct evutil_addrinfo *res, void *arg)
 {
     query_t *q = arg;
@@ -137,33 +164,8 @@ static void on_answer(int err, struct evutil_addrinfo *res, void *arg)
         log_warn("DNS lookup failed; keeping the last answer", "name=%s error=\"%s\"", q->name,
                  evutil_gai_strerror(err));
     } else {
-        size_t n = 0, cap = 4;
-        char **addrs = malloc(cap * sizeof(char *));
-        if (!addrs)
-            abort();
-        for (struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
-            char ip[INET6_ADDRSTRLEN];
-            const void *src = ai->ai_family == AF_INET
-                                  ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                                  : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-            if (!inet_ntop(ai->ai_family, src, ip, sizeof(ip)))
-                continue;
-            bool dup = false;
-            for (size_t i = 0; i < n; i++)
-                dup = dup || strcmp(addrs[i], ip) == 0;
-            if (dup)
-                continue;
-            if (n == cap) {
-                cap *= 2;
-                addrs = realloc(addrs, cap * sizeof(char *));
-                if (!addrs)
-                    abort();
-            }
-            addrs[n] = strdup(ip);
-            if (!addrs[n])
-                abort();
-            n++;
-        }
+        size_t n;
+        char **addrs = dns_addrinfo_ips(res, &n);
         evutil_freeaddrinfo(res);
         if (n) {
             b->changed += store(b->dns, q->name, addrs, n);

@@ -22,5 +22,9 @@ void dns_resolve(dns_t *d, const char *const *names, size_t n, dns_done_fn done,
 /* dns_lookup: the cached addresses of |name| ("ip" text), or NULL.
  * LIFETIME: until the next answer for |name|. */
 const char *const *dns_lookup(dns_t *d, const char *name, size_t *n);
+/* dns_addrinfo_ips: the distinct addresses of |res| as "ip" text
+ * (malloc'd array of malloc'd strings). */
+struct evutil_addrinfo;
+char **dns_addrinfo_ips(const struct evutil_addrinfo *res, size_t *n);
 
 #endif

@@ -1,5 +1,7 @@
 #include "gen.h"
 
+#include "dns.h"
+
 #include "log.h"
 
 #include <stdio.h>
@@ -242,27 +244,8 @@ static char **resolve_now(const char *host, size_t *n)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     if (getaddrinfo(host, NULL, &hints, &res) != 0)
         return calloc(1, sizeof(char *));
-    size_t cap = 4;
-    char **out = calloc(cap, sizeof(char *));
-    for (struct addrinfo *ai = res; ai && out; ai = ai->ai_next) {
-        char ip[INET6_ADDRSTRLEN];
-        const void *src = ai->ai_family == AF_INET
-                              ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                              : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-        if (!inet_ntop(ai->ai_family, src, ip, sizeof(ip)))
-            continue;
-        bool dup = false;
-        for (size_t i = 0; i < *n; i++)
-            dup = dup || strcmp(out[i], ip) == 0;
-        if (dup)
-            continue;
-        if (*n == cap && !(out = realloc(out, (cap *= 2) * sizeof(char *))))
-            abort();
-        out[(*n)++] = strdup(ip);
-    }
+    char **out = dns_addrinfo_ips(res, n);
     freeaddrinfo(res);
-    if (!out)
-        abort();
     return out;
 }
 

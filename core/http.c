@@ -1065,17 +1065,10 @@ static void write_response_head(stream_t *s)
     bool keep_cl = s->resp_body == H1_BODY_NONE && !s->local_reply;
     for (size_t i = 0; i < s->resp_hdrs.n; i++) {
         hdr_t *h = &s->resp_hdrs.v[i];
-        if (h1_is_hop_by_hop(h->name.ptr, h->name.len) ||
-            (!keep_cl && h1_token_eq(h->name.ptr, h->name.len, "content-length")))
+        if (is_framing_field(h->name) &&
+            !(keep_cl && h1_token_eq(h->name.ptr, h->name.len, "content-length")))
             continue;
-        memcpy(buf + o, h->name.ptr, h->name.len);
-        o += h->name.len;
-        buf[o++] = ':';
-        buf[o++] = ' ';
-        memcpy(buf + o, h->value.ptr, h->value.len);
-        o += h->value.len;
-        buf[o++] = '\r';
-        buf[o++] = '\n';
+        o = put_field(buf, o, h->name, h->value);
     }
     if (s->resp_body == H1_BODY_LENGTH) {
         PUT_LIT(buf, o, "content-length: ");

@@ -109,9 +109,7 @@ void mirror_start(stream_t *s)
     evbuffer_add(b, " HTTP/1.1\r\n", 11);
     for (size_t i = 0; i < s->req_hdrs.n; i++) {
         hdr_t *h = &s->req_hdrs.v[i];
-        if (h1_is_hop_by_hop(h->name.ptr, h->name.len) ||
-            h1_token_eq(h->name.ptr, h->name.len, "content-length") ||
-            h1_token_eq(h->name.ptr, h->name.len, "host"))
+        if (is_framing_field(h->name) || h1_token_eq(h->name.ptr, h->name.len, "host"))
             continue;
         evbuffer_add(b, h->name.ptr, h->name.len);
         evbuffer_add(b, ": ", 2);

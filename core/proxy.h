@@ -263,6 +263,30 @@ static inline size_t put_dec(char *p, uint64_t v)
         (o) += sizeof(lit) - 1;                                                                    \
     } while (0)
 
+/* put_field writes "name: value\r\n" at |buf|+|o| (room checked by the
+ * caller) and returns the new offset. */
+static inline size_t put_field(char *buf, size_t o, slc_str_t name, slc_str_t value)
+{
+    memcpy(buf + o, name.ptr, name.len);
+    o += name.len;
+    buf[o++] = ':';
+    buf[o++] = ' ';
+    memcpy(buf + o, value.ptr, value.len);
+    o += value.len;
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    return o;
+}
+
+/* is_framing_field: headers a header list never forwards, whoever put them
+ * there (upstream or filter): hop-by-hop ones and content-length. The core
+ * writes the framing itself. */
+static inline bool is_framing_field(slc_str_t name)
+{
+    return h1_is_hop_by_hop(name.ptr, name.len) ||
+           h1_token_eq(name.ptr, name.len, "content-length");
+}
+
 /* worker.c */
 int worker_start(worker_t *w);
 void worker_notify(worker_t *w, char msg);

@@ -490,19 +490,11 @@ void stream_upstream_ready(stream_t *s)
     for (size_t i = 0; i < s->req_hdrs.n; i++) {
         hdr_t *h = &s->req_hdrs.v[i];
         /* Framing is ours (written below), whatever a filter added. */
-        if (h1_is_hop_by_hop(h->name.ptr, h->name.len) ||
-            h1_token_eq(h->name.ptr, h->name.len, "content-length"))
+        if (is_framing_field(h->name))
             continue;
         if (h->name.len == 4 && strncasecmp(h->name.ptr, "host", 4) == 0)
             have_host = true;
-        memcpy(buf + o, h->name.ptr, h->name.len);
-        o += h->name.len;
-        buf[o++] = ':';
-        buf[o++] = ' ';
-        memcpy(buf + o, h->value.ptr, h->value.len);
-        o += h->value.len;
-        buf[o++] = '\r';
-        buf[o++] = '\n';
+        o = put_field(buf, o, h->name, h->value);
     }
     if (!have_host) {
         slc_str_t a =
