@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,5 +59,11 @@ int main(int argc, char **argv)
     }
     if (validate)
         return server_validate(config);
+    /* Buffers come and go with every request. With glibc's default trim
+     * threshold a worker's heap top was handed back to the kernel (madvise)
+     * and faulted in again a few requests later: about one page fault per
+     * request. Keeping up to 64 MiB of free heap per arena costs nothing
+     * under load and little when idle. */
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
     return server_run(config);
 }

@@ -13,8 +13,9 @@
  *   sluice-upstream --listen 127.0.0.1:8081 [--listen ...] [--name NAME]
  *                   [--threads N]
  *
- * Each thread has its own event_base and its own SO_REUSEPORT socket per
- * listen address, so the kernel spreads connections over the threads. Once
+ * Each thread has its own event_base and, with more than one thread, its
+ * own SO_REUSEPORT socket per listen address, so the kernel spreads
+ * connections over the threads (a port already in use is still refused). Once
  * every socket is bound it prints one line "listening ADDR:PORT" per address
  * on stdout (the real port when 0 was asked for) and flushes. SIGTERM or
  * SIGINT stop it with exit status 0. Nothing is logged per request.
@@ -24,14 +25,17 @@
  *   GET / or /hello        200 "hello\n" (the benchmark path, kept cheap)
  *   /echo                  200, the request body streamed back, chunked
  *   /headers               200, request line then "name: value\n" per header
- *   /status/N              status N, body "status N\n"
+ *   /status/N              status N (200..599), body "status N\n" (none for 204/304)
  *   /slow [ms=N]           200 "slow N\n" after N ms (a timer, not a sleep)
  *   /bytes [n=N]           N bytes of 'x', streamed with backpressure
  *   /sink                  discards the body, then 200 "received N\n"
- *   /close                 200 with "connection: close", then closes
+ *   /close                 200 "bye\n" with "connection: close", then closes
  *   /drop                  closes without responding
  *   /sleep-then-close [ms] waits N ms, then closes without responding
  *   anything else          404 "not found\n"
+ * HEAD gets the same head without a body. HTTP/1.0 is answered with
+ * connection: close unless it asked for keep-alive. Malformed requests get
+ * 400, 431, 501 or 505 and the connection closes.
  *
  * Request bodies (Content-Length or chunked) are always consumed as they
  * arrive, before the response of every endpoint but /echo starts.
@@ -63,16 +67,16 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#define MAX_LISTEN      16
-#define MAX_THREADS     64
-#define MAX_HEAD        (64 * 1024)  /* request head limit; 431 past it */
-#define MAX_CHUNK_LINE  4096         /* chunk-size line or trailer line limit */
-#define READ_HIGH       (256 * 1024) /* libevent stops reading at this input size */
-#define WRITE_LOW       (64 * 1024)  /* write callback fires at or below this */
-#define OUT_HIGH        (256 * 1024) /* /bytes refills and /echo copies up to this */
-#define XS_LEN          (64 * 1024)  /* one /bytes reference piece */
-#define LINGER_MS       1000         /* drain time after our FIN on a closed connection */
-#define MAX_WAIT_MS     (3600 * 1000)
+#define MAX_LISTEN     16
+#define MAX_THREADS    64
+#define MAX_HEAD       (64 * 1024)  /* request head limit; 431 past it */
+#define MAX_CHUNK_LINE 4096         /* chunk-size line or trailer line limit */
+#define READ_HIGH      (256 * 1024) /* libevent stops reading at this input size */
+#define WRITE_LOW      (64 * 1024)  /* write callback fires at or below this */
+#define OUT_HIGH       (256 * 1024) /* /bytes refills and /echo copies up to this */
+#define XS_LEN         (64 * 1024)  /* one /bytes reference piece */
+#define LINGER_MS      1000         /* drain time after our FIN on a closed connection */
+#define MAX_WAIT_MS    (3600 * 1000)
 
 enum conn_state {
     ST_HEAD,    /* waiting for a request head */
@@ -108,7 +112,7 @@ struct worker {
     struct event_base *base;
     struct evconnlistener *listeners[MAX_LISTEN];
     int nlisteners;
-    int stop_fd;             /* eventfd: the main worker writes it to stop us */
+    int stop_fd; /* eventfd: the main worker writes it to stop us */
     struct event *stop_ev;
     struct event *sig_ev[2]; /* SIGINT, SIGTERM (worker 0 only) */
     struct conn *conns;      /* every open connection, freed at shutdown */
@@ -184,34 +188,41 @@ static bool query_get(const char *q, size_t qlen, const char *name, uint64_t *ou
     return false;
 }
 
+static const struct {
+    int status;
+    const char *reason;
+} k_reasons[] = {
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {304, "Not Modified"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {413, "Content Too Large"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
 static const char *reason_phrase(int status)
 {
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Status";
-    }
+    for (size_t i = 0; i < sizeof(k_reasons) / sizeof(k_reasons[0]); i++)
+        if (k_reasons[i].status == status)
+            return k_reasons[i].reason;
+    return "Status";
 }
 
 /* status_has_body says whether a response with |status| may carry a body
@@ -262,7 +273,8 @@ static void conn_linger(struct conn *c)
     c->lingering = true;
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     bufferevent_enable(c->bev, EV_READ);
-    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
     conn_arm_timer(c, LINGER_MS);
 }
 
@@ -908,8 +920,13 @@ static void conn_kick(struct conn *c)
     bool direct = c->state == ST_HEAD || c->state == ST_WAIT || c->state == ST_CLOSING ||
                   (c->state == ST_BODY && c->ep != EP_ECHO);
     if (direct && evbuffer_get_length(out) > 0) {
-        /* errors other than EAGAIN show up again when libevent retries */
+        /* A socket bufferevent keeps the front of its output frozen so
+         * that only libevent drains it; lift that just for this write, as
+         * bufferevent_writecb does. Errors other than EAGAIN show up again
+         * when libevent retries with EV_WRITE enabled. */
+        evbuffer_unfreeze(out, 1);
         (void)evbuffer_write(out, bufferevent_getfd(c->bev));
+        evbuffer_freeze(out, 1);
     }
     if (evbuffer_get_length(out) == 0 && direct) {
         if (c->state == ST_CLOSING && !c->lingering)
@@ -1018,7 +1035,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setwatermark(c->bev, EV_WRITE, WRITE_LOW, 0);
     bufferevent_set_max_single_read(c->bev, 64 * 1024);
     bufferevent_set_max_single_write(c->bev, 256 * 1024);
-    bufferevent_enable(c->bev, EV_READ); /* EV_WRITE: see conn_kick */
+    /* bufferevents start with EV_WRITE enabled; we write directly (conn_kick) */
+    bufferevent_disable(c->bev, EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -1069,9 +1088,9 @@ struct listen_addr {
     int sslen;
 };
 
-/* bind_one creates a bound, listening, non-blocking SO_REUSEPORT socket for
- * |la|. Returns the fd or -1 after printing why. */
-static int bind_one(const struct listen_addr *la)
+/* bind_one creates a bound, listening, non-blocking socket for |la|, with
+ * SO_REUSEPORT when |reuseport|. Returns the fd or -1 after printing why. */
+static int bind_one(const struct listen_addr *la, bool reuseport)
 {
     int fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -1080,7 +1099,8 @@ static int bind_one(const struct listen_addr *la)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)&la->ss, (socklen_t)la->sslen) != 0 ||
         listen(fd, 4096) != 0) {
         fprintf(stderr, "sluice-upstream: cannot bind '%s': %s\n", la->text, strerror(errno));
@@ -1088,6 +1108,19 @@ static int bind_one(const struct listen_addr *la)
         return -1;
     }
     return fd;
+}
+
+/* port_is_free checks that nobody listens on |la| yet. SO_REUSEPORT would
+ * otherwise let a second sluice-upstream (same user) silently share the port
+ * with a running one instead of failing with "address in use". A socket
+ * without SO_REUSEPORT cannot bind next to any listener, so try one. */
+static bool port_is_free(const struct listen_addr *la)
+{
+    int fd = bind_one(la, false);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
 }
 
 static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
@@ -1256,7 +1289,11 @@ int main(int argc, char **argv)
             goto out;
         }
         for (int a = 0; a < naddrs; a++) {
-            int fd = bind_one(&addrs[a]);
+            /* One thread needs no SO_REUSEPORT, and without it "address
+             * in use" is reported the plain way. */
+            if (t == 0 && g_nthreads > 1 && !port_is_free(&addrs[a]))
+                goto out;
+            int fd = bind_one(&addrs[a], g_nthreads > 1);
             if (fd < 0)
                 goto out;
             if (t == 0) {
