@@ -834,3 +834,315 @@ class SluiceTestCase(unittest.TestCase):
 def main():
     """main runs unittest with a verbose summary; exits non-zero on failure."""
     unittest.main(verbosity=2)
+
+
+# ---------------------------------------------------------------- traffic
+# traffic: helpers for the issue-3 tests (router, lb, circuit-breaker).
+# Nothing above this line depends on them.
+
+import collections  # noqa: E402  (traffic: helpers only)
+import http.server  # noqa: E402
+import socketserver  # noqa: E402
+
+# traffic: response flag bits (sdk/include/sluice/types.h SLC_RF_*).
+RF = {"UF": 1 << 0, "UH": 1 << 1, "UT": 1 << 2, "UC": 1 << 3, "UR": 1 << 4, "NR": 1 << 5,
+      "DC": 1 << 6, "LR": 1 << 7, "UO": 1 << 8, "DI": 1 << 9, "FI": 1 << 10}
+
+
+def router_vhosts(vhosts, name="routes"):
+    """traffic: router_vhosts builds a router filter entry from a list of
+    virtual hosts ({"name", "domains", "routes"})."""
+    return {"name": name, "module": "router", "config": {"virtual_hosts": list(vhosts)}}
+
+
+def vhost(domains, routes, name=None):
+    """traffic: vhost is one virtual host of a router config."""
+    v = {"name": name or str(domains[0]).replace("*", "any"), "domains": list(domains),
+         "routes": list(routes)}
+    return v
+
+
+def lb_filter_cfg(config, name="balance"):
+    """traffic: lb_filter_cfg is an lb filter entry with a whole config."""
+    return {"name": name, "module": "lb", "config": config}
+
+
+def cb_module():
+    """traffic: cb_module names the circuit-breaker module: the built .so
+    under FILTER_DIR if one exists (circuit-breaker.so or
+    circuit_breaker.so), else "circuit-breaker"."""
+    for n in ("circuit-breaker", "circuit_breaker", "circuitbreaker"):
+        if os.path.isfile(os.path.join(FILTER_DIR, n + ".so")):
+            return n
+    return "circuit-breaker"
+
+
+def cb_filter(clusters_cfg, name="cb"):
+    """traffic: cb_filter is a circuit-breaker filter entry configuring
+    |clusters_cfg| ({cluster name: {connection_pool, outlier_detection}})."""
+    return {"name": name, "module": cb_module(), "config": {"clusters": clusters_cfg}}
+
+
+def mval_suffix(m, suffix, **labels):
+    """traffic: mval_suffix sums every series whose name ends with |suffix|
+    (e.g. "cb_ejections_total" matches sluice_cb_ejections_total) and whose
+    labels include |labels|."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in m.items() if n.endswith(suffix) and want <= set(ls))
+
+
+def wait_for(pred, timeout, interval=0.05):
+    """traffic: wait_for polls pred() until it returns something truthy or
+    |timeout| s pass; returns the last value."""
+    deadline = time.monotonic() + timeout
+    v = pred()
+    while not v and time.monotonic() < deadline:
+        time.sleep(interval)
+        v = pred()
+    return v
+
+
+def stream_flags(sluice, since=0):
+    """traffic: stream_flags parses sluice's debug "stream done" log lines
+    (log level debug) from byte offset |since| of its log and returns
+    [(status, flags)]."""
+    text = sluice.log_text()[since:]
+    out = []
+    for m in re.finditer(r'msg="stream done".*?status=(\d+) flags=0x([0-9a-fA-F]+)', text):
+        out.append((int(m.group(1)), int(m.group(2), 16)))
+    return out
+
+
+def _request_bytes(method, path, host, headers):
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host]
+    for k, v in (headers or {}).items():
+        lines.append("%s: %s" % (k, v))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def pipelined_get(port, n, path="/hello", host="127.0.0.1", headers=None, conns=4, batch=50,
+                  timeout=60, method="GET", req_fn=None):
+    """traffic: pipelined_get sends |n| requests over |conns| keep-alive
+    connections, |batch| pipelined requests at a time, and returns
+    [(status, {lower-case header: value}, body)] in no particular order.
+    req_fn(i) -> (path, headers) overrides path/headers per request. It is a
+    counting client: bounded by |n| and |timeout| s; a connection the server
+    closes is reopened and the unanswered requests re-sent (at most 50
+    times per connection). Raises AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    reqs = []
+    for i in range(n):
+        p, hd = req_fn(i) if req_fn else (path, headers)
+        reqs.append(_request_bytes(method, p, host, hd))
+    shares = [reqs[i::conns] for i in range(conns)]
+    results = [[] for _ in range(conns)]
+    errors = []
+
+    def worker(k):
+        todo = shares[k]
+        reopen = 0
+        c = None
+        try:
+            while todo:
+                if time.monotonic() > deadline:
+                    raise AssertionError("pipelined_get: timed out with %d left" % len(todo))
+                if c is None:
+                    c = RawConn(port, timeout=max(1.0, min(20.0, deadline - time.monotonic())))
+                chunk = todo[:batch]
+                c.send(b"".join(chunk))
+                got = 0
+                try:
+                    for _ in chunk:
+                        st, hdrs, body = c.read_response(method)
+                        results[k].append((st, dict(hdrs), body))
+                        got += 1
+                        if dict(hdrs).get("connection", "").lower() == "close":
+                            raise EOFError
+                except (EOFError, ConnectionError):
+                    c.close()
+                    c = None
+                    reopen += 1
+                    if reopen > 50:
+                        raise AssertionError("pipelined_get: server kept closing")
+                todo = todo[got:]
+        except BaseException as e:  # noqa: BLE001 - reported to the caller
+            errors.append(e)
+        finally:
+            if c is not None:
+                c.close()
+
+    ts = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(max(0.1, deadline - time.monotonic() + 5))
+    if errors:
+        raise AssertionError("pipelined_get failed: %r" % errors[0])
+    if any(t.is_alive() for t in ts):
+        raise AssertionError("pipelined_get: client threads still running after %ss" % timeout)
+    return [r for rs in results for r in rs]
+
+
+def count_header(results, name="x-upstream"):
+    """traffic: count_header counts the values of header |name| (None when
+    absent) in pipelined_get/concurrent_get results."""
+    return collections.Counter(r[1].get(name) for r in results)
+
+
+def concurrent_get(port, n, conc=10, path="/hello", host="127.0.0.1", headers=None, timeout=60,
+                   req_timeout=10):
+    """traffic: concurrent_get sends |n| requests from |conc| threads, each
+    with one keep-alive connection and one request at a time, and returns
+    [(status, headers, body, elapsed_s)]; status 0 when the request failed
+    (connection error or per-request timeout). Bounded by |n| and
+    |timeout|."""
+    deadline = time.monotonic() + timeout
+    req = _request_bytes("GET", path, host, headers)
+    lock = threading.Lock()
+    left = [n]
+    out = []
+
+    def worker():
+        c = None
+        while time.monotonic() < deadline:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            t0 = time.monotonic()
+            try:
+                if c is None:
+                    c = RawConn(port, timeout=req_timeout)
+                c.send(req)
+                st, hdrs, body = c.read_response()
+                hd = dict(hdrs)
+                if hd.get("connection", "").lower() == "close":
+                    c.close()
+                    c = None
+            except (OSError, EOFError, ValueError):
+                st, hd, body = 0, {}, b""
+                if c is not None:
+                    c.close()
+                    c = None
+            with lock:
+                out.append((st, hd, body, time.monotonic() - t0))
+        if c is not None:
+            c.close()
+
+    ts = [threading.Thread(target=worker, daemon=True) for _ in range(conc)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(max(0.1, deadline - time.monotonic() + req_timeout + 5))
+    return out
+
+
+def staggered_get(port, n, interval, path="/hello", host="127.0.0.1", headers=None,
+                  req_timeout=10):
+    """traffic: staggered_get starts request i (a new connection each) at
+    i * |interval| s, lets them overlap, and returns
+    [(status, headers, body, elapsed_s)] in start order (status 0 on error
+    or timeout). Bounded: n threads, each at most |req_timeout| s."""
+    req = _request_bytes("GET", path, host, dict(headers or {}, Connection="close"))
+    out = [None] * n
+    t_start = time.monotonic()
+
+    def one(i):
+        delay = t_start + i * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        t0 = time.monotonic()
+        c = None
+        try:
+            c = RawConn(port, timeout=req_timeout)
+            c.send(req)
+            st, hdrs, body = c.read_response()
+            out[i] = (st, dict(hdrs), body, time.monotonic() - t0)
+        except (OSError, EOFError, ValueError):
+            out[i] = (0, {}, b"", time.monotonic() - t0)
+        finally:
+            if c is not None:
+                c.close()
+
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(n * interval + req_timeout + 5)
+    return [o if o is not None else (0, {}, b"", req_timeout) for o in out]
+
+
+class PyUpstream:
+    """traffic: PyUpstream is an in-process threaded HTTP/1.1 server for what
+    sluice-upstream cannot do: count the requests it receives (mirror
+    targets) and answer deliberately slowly (|delay| s before every
+    response, cut short by stop()). Every response has status |status|
+    (default 200), "x-upstream: NAME" and body "NAME\\n". Not a process: stop() shuts it
+    down (no PID involved)."""
+
+    def __init__(self, name="py", delay=0.0, port=0, status=200):
+        self.name = name
+        self.delay = delay
+        self.status = status
+        self.requests = []  # [(method, path, {lower-case header: value})]
+        self.lock = threading.Lock()
+        self._stopping = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _serve(self):
+                n = int(self.headers.get("content-length") or 0)
+                if n:
+                    self.rfile.read(n)
+                with outer.lock:
+                    outer.requests.append((self.command, self.path,
+                                           {k.lower(): v for k, v in self.headers.items()}))
+                if outer.delay and outer._stopping.wait(outer.delay):
+                    self.close_connection = True
+                    return
+                body = (outer.name + "\n").encode()
+                self.send_response(outer.status)
+                self.send_header("x-upstream", outer.name)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            block_on_close = False
+            allow_reuse_address = True
+            request_queue_size = 128
+
+            def handle_error(self, request, client_address):
+                pass  # a peer that went away mid-response is expected here
+
+        self.server = Server(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        self._t = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                   daemon=True)
+        self._t.start()
+
+    def count(self, path_prefix=""):
+        with self.lock:
+            return sum(1 for _, p, _ in self.requests if p.startswith(path_prefix))
+
+    def stop(self):
+        self._stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self._t.join(5)
+
+
+def kill_upstream(u):
+    """traffic: kill_upstream SIGKILLs the Upstream |u| by PID (a crash, not
+    a graceful stop) and reaps it."""
+    u.signal(signal.SIGKILL)
+    u.stop(timeout=5)
