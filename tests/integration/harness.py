@@ -242,7 +242,7 @@ class Upstream(Proc):
 
 # ---------------------------------------------------------------- config
 
-_PLAIN_RE = re.compile(r"^[A-Za-z0-9_/.][A-Za-z0-9_./:\-]*$")
+_PLAIN_RE = re.compile(r"^[A-Za-z0-9_/.][A-Za-z0-9_./:\-]*\Z")
 _RESERVED = {"null", "true", "false", "yes", "no", "on", "off", "~", "y", "n"}
 
 
