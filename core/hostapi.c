@@ -415,7 +415,8 @@ static slc_str_t h_conn_alpn(slc_conn_t *c)
 
 static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
 {
-    if (r->state != ST_REQ_FILTERS && r->state != ST_UPSTREAM)
+    /* Only before any body byte left: the replay copy must hold all of it. */
+    if (r->state != ST_REQ_FILTERS || r->req_bytes)
         return SLC_ESTATE;
     if (!p) {
         r->retry = NULL;

@@ -325,6 +325,10 @@ void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, i
         chain_t *ch = &gl->chain;
         for (size_t i = 0; i < ch->nph[PH_CONNECTION]; i++) {
             finst_t *fi = ch->f[ch->ph[PH_CONNECTION][i]];
+            if (fi->wfailed[w->id]) { /* no worker state: refuse rather than guess */
+                dconn_close(dc);
+                return;
+            }
             slc_action_t a = fi->desc.on_connection(fi->cfg, fi->wctx[w->id], (slc_conn_t *)dc);
             if (a == SLC_STOP) {
                 dconn_close(dc);
@@ -1191,6 +1195,13 @@ void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *
 {
     s->flags |= flag;
     upstream_cancel_pending(s);
+    /* This ends the upstream side for good: no retry may fire later, and a
+     * filter that paused the stream must not resume it into a finished one. */
+    if (s->backoff_ev)
+        event_del(s->backoff_ev);
+    if (s->try_ev)
+        event_del(s->try_ev);
+    s->paused = false;
     if (s->up)
         upstream_abort(s);
     if (s->resp_head_sent) {

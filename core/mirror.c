@@ -134,10 +134,12 @@ void mirror_start(stream_t *s)
         w->shadows->prev = sh;
     w->shadows = sh;
     if (sio_connect(&sh->io, &w->sioloop, (const struct sockaddr *)&e->sa, e->salen,
-                    c->conf->connect_timeout_ms, on_shadow_read, NULL, on_shadow_event, sh) != 0) {
+                    c->pool.connect_timeout_ms, on_shadow_read, NULL, on_shadow_event, sh) != 0) {
         shadow_free(sh);
         return;
     }
-    /* Bound the shadow's whole life, connect included. */
+    /* One bound for the shadow's whole life, connect included (an sio has
+     * one timer): the shorter of the connect timeout and SHADOW_TIMEOUT_MS
+     * would cut slow mirrors; the longer keeps a dead one 10 s at most. */
     sio_timer(&sh->io, SHADOW_TIMEOUT_MS);
 }

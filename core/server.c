@@ -33,7 +33,7 @@ static void describe_core_metrics(void)
     stats_describe("sluice_upstream_connect_failures_total", "counter",
                    "Upstream connection attempts that failed or timed out.");
     stats_describe("sluice_upstream_timeouts_total", "counter",
-                   "Requests that hit their route timeout (504, flag UT).");
+                   "Requests that hit their route or per-try timeout (flag UT).");
     stats_describe("sluice_upstream_connections_total", "counter",
                    "Upstream connections established.");
     stats_describe("sluice_upstream_connections_active", "gauge",

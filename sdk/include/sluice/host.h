@@ -115,7 +115,8 @@ struct slc_host {
     void (*header_iterate)(slc_req_t *r, slc_hdrs_t which, slc_header_fn fn, void *arg);
     /* pseudo: method, path, authority or scheme of the request (borrowed). */
     slc_str_t (*pseudo)(slc_req_t *r, slc_pseudo_t which);
-    /* set_pseudo rewrites one (copied). Only before on_upstream_select. */
+    /* set_pseudo rewrites one (copied). Only while request filters run
+     * (request headers and the first upstream_select round). */
     slc_status_t (*set_pseudo)(slc_req_t *r, slc_pseudo_t which, slc_str_t value);
     /* response_status: the upstream (or local) status, 0 before headers. */
     int (*response_status)(slc_req_t *r);
@@ -187,7 +188,8 @@ struct slc_host {
     void (*endpoint_eject)(const slc_endpoint_t *e, uint64_t until_ms);
     /* endpoint_ejected_until: 0 if not ejected. */
     uint64_t (*endpoint_ejected_until)(const slc_endpoint_t *e);
-    /* now_ms: monotonic milliseconds (the worker loop's cached clock). */
+    /* now_ms: monotonic milliseconds (CLOCK_MONOTONIC_COARSE: cheap, about
+     * 4 ms resolution). */
     uint64_t (*now_ms)(void);
     /* metric_new_labeled registers "sluice_<name>{filter="<instance>",
      * <label>="<value>"}" (e.g. label "cluster"). Config time only. */
