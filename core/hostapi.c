@@ -429,7 +429,9 @@ static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
     memcpy(c, p, n);
     c->struct_size = sizeof(*c);
     r->retry = c->max_retries ? c : NULL;
-    if (r->retry && !r->replay) {
+    /* Only a request with a body needs a replay copy (Istio's default
+     * retry policy is set on every routed request). */
+    if (r->retry && !r->replay && r->req_body != H1_BODY_NONE) {
         r->replay = evbuffer_new();
         if (!r->replay)
             return SLC_ENOMEM;
@@ -447,7 +449,7 @@ static slc_status_t h_route_set_mirror(slc_req_t *r, const slc_cluster_t *c)
     if (r->state != ST_REQ_FILTERS)
         return SLC_ESTATE;
     r->mirror = c;
-    if (c && !r->replay) {
+    if (c && !r->replay && r->req_body != H1_BODY_NONE) {
         r->replay = evbuffer_new();
         if (!r->replay)
             return SLC_ENOMEM;

@@ -545,6 +545,7 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
         hdrs_set(s, &s->req_hdrs, SLC_STR("host"), s->authority, false);
     s->req_body = req->body;
     s->req_left = req->content_length;
+    s->req_length = req->content_length;
     if (s->req_body == H1_BODY_CHUNKED)
         h1_chunked_init(&s->req_chunked);
     s->req_done = s->req_body == H1_BODY_NONE;

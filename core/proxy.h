@@ -157,6 +157,7 @@ struct slc_req {
     hdrs_t req_hdrs;
     h1_body_t req_body;
     uint64_t req_left;
+    uint64_t req_length; /* the request's content-length, for every attempt's head */
     h1_chunked_t req_chunked;
     bool req_done;    /* whole request body read from the client */
     bool req_pumping; /* body flows to the upstream */
@@ -322,6 +323,9 @@ void upstream_pools_free(worker_t *w);
 /* upstream_cancel_pending: the stream no longer waits for a connection. */
 void upstream_cancel_pending(stream_t *s);
 void upstream_worker_init(worker_t *w);
+/* upstream_release_idle_for_waiters closes this worker's idle connections
+ * to clusters whose limit makes streams wait elsewhere. */
+void upstream_release_idle_for_waiters(worker_t *w);
 /* stream side hooks called by upstream.c */
 void stream_on_response_head(stream_t *s, const h1_response_t *r);
 void stream_pump_response(stream_t *s);

@@ -378,6 +378,12 @@ static void pend_add(worker_t *w, stream_t *s)
     w->pend_tail = s;
     atomic_fetch_add_explicit(&s->ep->cluster->st->pending, 1, memory_order_relaxed);
     stat_inc(s->cst->pending);
+    /* The connections that hold the limit may sit idle in other workers'
+     * pools, where this stream cannot use them: ask those workers to let
+     * them go (upstream_release_idle_for_waiters). */
+    for (int i = 0; i < w->srv->nworkers; i++)
+        if (&w->srv->workers[i] != w)
+            worker_notify(&w->srv->workers[i], 'p');
     if (!evtimer_pending(w->pend_ev, NULL)) {
         struct timeval tv = {0, 5000};
         evtimer_add(w->pend_ev, &tv);
@@ -406,12 +412,37 @@ void upstream_cancel_pending(stream_t *s)
 /* pend_kick hands connections to waiting streams, oldest first, while the
  * limits allow. Connections freed on other workers do not notify this one,
  * so a timer polls while anything waits. */
-static bool worker_has_pending(worker_t *w, const slc_cluster_t *c)
+static bool worker_waits_for(worker_t *w, const cl_state_t *st)
 {
     for (stream_t *s = w->pend_head; s; s = s->pend_next)
-        if (s->ep->cluster->st == c->st)
+        if (s->ep->cluster->st == st)
             return true;
     return false;
+}
+
+static bool worker_has_pending(worker_t *w, const slc_cluster_t *c)
+{
+    return worker_waits_for(w, c->st);
+}
+
+void upstream_release_idle_for_waiters(worker_t *w)
+{
+    for (size_t b = 0; b < UPOOL_BUCKETS; b++) {
+        for (upool_t *p = w->pools[b]; p; p = p->next) {
+            for (uconn_t **pp = &p->idle; *pp;) {
+                uconn_t *uc = *pp;
+                if (uc->clst &&
+                    atomic_load_explicit(&uc->clst->pending, memory_order_relaxed) > 0 &&
+                    !worker_waits_for(w, uc->clst)) {
+                    *pp = uc->next;
+                    p->nidle--;
+                    uconn_free(uc); /* frees the slot; the waiting worker polls */
+                    continue;
+                }
+                pp = &uc->next;
+            }
+        }
+    }
 }
 
 static bool pend_can_go(worker_t *w, stream_t *s)
@@ -508,7 +539,7 @@ void stream_upstream_ready(stream_t *s)
     }
     if (s->req_body == H1_BODY_LENGTH) {
         PUT_LIT(buf, o, "content-length: ");
-        o += put_dec(buf + o, s->req_left);
+        o += put_dec(buf + o, s->req_length); /* not req_left: a retry resends it all */
         PUT_LIT(buf, o, "\r\n");
     } else if (s->req_body == H1_BODY_CHUNKED) {
         PUT_LIT(buf, o, "transfer-encoding: chunked\r\n");

@@ -255,7 +255,7 @@ static void switch_gen(worker_t *w, gen_t *g)
 /* Notes on the pipe are fixed-size, far below PIPE_BUF, so each write is
  * atomic and a read never splits one. */
 typedef struct note {
-    char kind; /* 'g' generation, 'd' drain, 'q' quit */
+    char kind; /* 'g' generation, 'd' drain, 'q' quit, 'p' streams wait for connections */
     gen_t *gen;
 } note_t;
 
@@ -280,6 +280,9 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
             break;
         case 'q':
             event_base_loopbreak(w->base);
+            break;
+        case 'p':
+            upstream_release_idle_for_waiters(w);
             break;
         }
     }

@@ -67,6 +67,10 @@ static slc_action_t on_request_headers(void *ctx, slc_req_t *r)
             p.nretriable_statuses = 1;
         }
         slc_host->route_set_retry(r, &p);
+    } else {
+        /* This module decides retries: clear whatever an earlier filter
+         * (the router's Istio default) set. */
+        slc_host->route_set_retry(r, NULL);
     }
     if (c->mirror) {
         const slc_cluster_t *m =
