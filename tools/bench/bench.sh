@@ -20,6 +20,7 @@
 #   OUT_JSON=/tmp/sluice-bench/<mode>.json
 #   TARGETS="direct haproxy nginx sluice"   (FILTERS mode: default none, sluice-fN are added)
 #   FILTERS=""                        e.g. "0 1 8"
+#   CB=0                              1: circuit-breaker in sluice's chain (router, cb, lb)
 #   INSTR=0 N1=5000 N2=25000          INSTR=1: h2load --h1 -c10 -n N1, then -n N2
 #   INSTR_TARGETS="sluice haproxy nginx direct"
 #   BACKEND=nginx                     or "upstream" (sluice-upstream)
@@ -216,12 +217,23 @@ sluice_config() {
         defs+="  - name: noop$i"$'\n'"    module: $NOOP_SO"$'\n'
         chain+="noop$i, "
     done
+    local cbf="" cbc=""
+    if [ "${CB:-0}" = 1 ]; then
+        # limits far above the load: the filter counts and checks, never refuses
+        cbf="  - name: cb"$'\n'"    module: circuit-breaker"$'\n'"    config:"$'\n'
+        cbf+="      clusters:"$'\n'"        backend:"$'\n'
+        cbf+="          connection_pool: { tcp: { max_connections: 10000 }, http: { http2_max_requests: 100000 } }"$'\n'
+        cbf+="          outlier_detection: { consecutive_5xx_errors: 5 }"
+        cbc="cb, "
+    fi
+    CB_FILTER=$cbf CB_CHAIN=$cbc \
     NOOP_FILTERS=$defs NOOP_CHAIN=$chain python3 - "$HERE/sluice.yaml.in" "$out" "$port" "$admin" \
         "$SLUICE_FILTER_DIR" "$BACKEND_PORT" <<'PY'
 import os, sys
 tmpl, out, port, admin, fdir, bport = sys.argv[1:]
 s = open(tmpl).read()
 for k, v in (("@NOOP_FILTERS@\n", os.environ["NOOP_FILTERS"]), ("@NOOP_CHAIN@", os.environ["NOOP_CHAIN"]),
+             ("@CB_FILTER@", os.environ["CB_FILTER"]), ("@CB_CHAIN@", os.environ["CB_CHAIN"]),
              ("@PORT@", port), ("@ADMIN_PORT@", admin), ("@FILTER_DIR@", fdir), ("@BACKEND_PORT@", bport)):
     s = s.replace(k, v)
 open(out, "w").write(s)
