@@ -12,6 +12,13 @@ tools/deps.sh --test
 jobs=$(nproc)
 ulimit -n 65536 2>/dev/null || true
 
+echo "== formatting (.clang-format)" >&2
+unformatted=$(git ls-files '*.c' '*.h' 2>/dev/null | while read -r f; do
+  clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || echo "$f"; done)
+if [[ -n $unformatted ]]; then
+  echo "not clang-formatted (run clang-format -i on them):" >&2; echo "$unformatted" >&2; exit 1
+fi
+
 echo "== release build + tests" >&2
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs" >/dev/null

@@ -1827,8 +1827,9 @@ uint64_t fake_endpoint_get_ejected_until(const slc_endpoint_t *e)
 void fake_inst_result(fake_inst_t *inst, slc_req_t *r, const slc_endpoint_t *e,
                       slc_attempt_result_t res, int status)
 {
-    if (r->inst == inst && inst->desc->struct_size >= offsetof(slc_filter_desc_t, on_upstream_result) +
-                                                          sizeof(inst->desc->on_upstream_result) &&
+    if (r->inst == inst &&
+        inst->desc->struct_size >= offsetof(slc_filter_desc_t, on_upstream_result) +
+                                       sizeof(inst->desc->on_upstream_result) &&
         inst->desc->on_upstream_result != NULL)
         inst->desc->on_upstream_result(r->ctx, r, e, res, status);
 }
