@@ -355,6 +355,7 @@ int worker_start(worker_t *w)
     if (pipe2(w->notify, O_NONBLOCK | O_CLOEXEC) != 0)
         return -1;
     sio_loop_init(&w->sioloop, w->base);
+    w->rr = (uint64_t)w->id; /* workers start round robin at different endpoints */
     upstream_worker_init(w);
     w->notify_ev = event_new(w->base, w->notify[0], EV_READ | EV_PERSIST, on_notify, w);
     event_add(w->notify_ev, NULL);

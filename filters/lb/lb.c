@@ -125,6 +125,7 @@ typedef struct lb_slot {
 typedef struct lb_worker {
     const lb_cfg_t *cfg;
     uint64_t rng; /* PRNG state (a counter run through chash_mix64) */
+    size_t first; /* where new round-robin cursors start: the worker id */
     lb_slot_t slots[LB_SLOTS];
     size_t overflow_next;
 } lb_worker_t;
@@ -548,7 +549,9 @@ static lb_slot_t *lb_slot(lb_worker_t *w, const slc_cluster_t *c)
         if (s->cluster == NULL) {
             s->cluster = c;
             s->conf = lb_conf_by_name(w->cfg, slc_host->cluster_name(c));
-            s->next = 0;
+            /* Workers start at different endpoints: with every worker at
+             * 0, the first request of each would go to the same place. */
+            s->next = w->first;
             return s;
         }
     }
@@ -1045,6 +1048,8 @@ static slc_status_t lb_worker_init(void *cfg, int worker_id, void **out_wctx)
         return SLC_ENOMEM;
     }
     w->cfg = cfg;
+    w->first = (size_t)(worker_id > 0 ? worker_id : 0);
+    w->overflow_next = w->first;
     /* Distinct streams per worker and per process. */
     w->rng = chash_mix64((uint64_t)(uintptr_t)w ^ ((uint64_t)(unsigned)worker_id << 48));
     *out_wctx = w;
