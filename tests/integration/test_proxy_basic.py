@@ -172,9 +172,9 @@ class ProxyBasic(h.SluiceTestCase):
         self.assertRegex(d["x-request-id"][0], r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab]")
 
     def test_forwarded_for_appends(self):
-        hdrs = self._upstream_headers(["-H", "X-Forwarded-For: 10.1.2.3"])
+        hdrs = self._upstream_headers(["-H", "X-Forwarded-For: 203.0.113.7"])
         xff = ",".join(v for k, v in hdrs if k == "x-forwarded-for")
-        self.assertRegex(xff, r"10\.1\.2\.3\s*,\s*127\.0\.0\.1", hdrs)
+        self.assertRegex(xff, r"203\.0\.113\.7\s*,\s*127\.0\.0\.1", hdrs)
 
     def test_request_id_preserved(self):
         hdrs = self._upstream_headers(["-H", "x-request-id: my-trace-0042"])

@@ -632,11 +632,11 @@ static void test_parse_address_v4(void **state)
     (void)state;
     struct sockaddr_storage ss;
     int len = -1;
-    assert_int_equal(conf_parse_address("10.1.2.3:8080", &ss, &len), 0);
+    assert_int_equal(conf_parse_address("192.0.2.3:8080", &ss, &len), 0);
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
     assert_int_equal(sin->sin_family, AF_INET);
     assert_int_equal(ntohs(sin->sin_port), 8080);
-    assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x0a010203);
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), 0xc0000203);
     assert_int_equal(len, sizeof(struct sockaddr_in));
 
     assert_int_equal(conf_parse_address("0.0.0.0:0", &ss, &len), 0);

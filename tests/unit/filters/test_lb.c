@@ -29,9 +29,9 @@ static int setup(void **state)
     f->api =
         fake_cluster_add(f->gen, "api", "127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083", NULL);
     f->web = fake_cluster_add(f->gen, "web", "127.0.0.1:9001", "127.0.0.1:9002", NULL);
-    f->big = fake_cluster_add(f->gen, "big", "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80",
-                              "10.0.0.4:80", "10.0.0.5:80", "10.0.0.6:80", "10.0.0.7:80",
-                              "10.0.0.8:80", "10.0.0.9:80", "10.0.0.10:80", NULL);
+    f->big = fake_cluster_add(f->gen, "big", "127.0.10.1:80", "127.0.10.2:80", "127.0.10.3:80",
+                              "127.0.10.4:80", "127.0.10.5:80", "127.0.10.6:80", "127.0.10.7:80",
+                              "127.0.10.8:80", "127.0.10.9:80", "127.0.10.10:80", NULL);
     f->desc = slc_filter_entry(&fake_host_table);
     f->inst =
         fake_inst_new(f->desc, f->gen, fake_map("policy", fake_scalar("round_robin"), NULL), 2);
