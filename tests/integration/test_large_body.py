@@ -107,6 +107,14 @@ class LargeBody(h.SluiceTestCase):
                 if gen.poll() is None:
                     gen.kill()
                 gen.wait(10)
+        if p.returncode != 0:
+            # Seen once (ASan, full suite in parallel): the echo stalled at
+            # 19 MB. Keep what would tell where it stopped.
+            m = self.s.metrics()
+            print("\nstalled echo: streams_active=%s upstream_connections_active=%s"
+                  % (h.mval(m, "sluice_streams_active"),
+                     h.mval(m, "sluice_upstream_connections_active")))
+            print(self.s.log_text()[-3000:])
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.split(), ["200", str(256 << 20)])
         self.check_rss(smp, "echo 256 MiB")
