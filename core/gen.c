@@ -12,7 +12,6 @@
 #include <time.h>
 
 static _Atomic uint64_t next_gen_id = 1;
-static ep_state_t *ep_states; /* main thread only */
 
 uint64_t gen_now_ms(void)
 {
@@ -21,73 +20,46 @@ uint64_t gen_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000);
 }
 
+static kept_t *ep_states, *cl_states; /* main thread only */
+
+/* kept_get finds |key| in |list| and takes a reference, or makes a zeroed
+ * entry of |size| bytes (a struct starting with kept_t). */
+static void *kept_get(kept_t **list, const char *key, size_t size)
+{
+    for (kept_t *k = *list; k; k = k->next) {
+        if (strcmp(k->key, key) == 0) {
+            k->gens++;
+            return k;
+        }
+    }
+    kept_t *k = calloc(1, size);
+    if (!k || !(k->key = strdup(key)))
+        abort();
+    k->gens = 1;
+    k->next = *list;
+    *list = k;
+    return k;
+}
+
+static void kept_put(kept_t **list, kept_t *k)
+{
+    if (!k || --k->gens > 0)
+        return;
+    for (kept_t **pp = list; *pp; pp = &(*pp)->next) {
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+    }
+    free(k->key);
+    free(k);
+}
+
 static ep_state_t *ep_state_get(const char *cluster, const char *addr)
 {
     char key[256];
     snprintf(key, sizeof(key), "%s|%s", cluster, addr);
-    for (ep_state_t *e = ep_states; e; e = e->next) {
-        if (strcmp(e->key, key) == 0) {
-            e->gens++;
-            return e;
-        }
-    }
-    ep_state_t *e = calloc(1, sizeof(*e));
-    if (!e)
-        abort();
-    e->key = strdup(key);
-    if (!e->key)
-        abort();
-    e->gens = 1;
-    e->next = ep_states;
-    ep_states = e;
-    return e;
-}
-
-static cl_state_t *cl_states; /* main thread only */
-
-static cl_state_t *cl_state_get(const char *name)
-{
-    for (cl_state_t *c = cl_states; c; c = c->next) {
-        if (strcmp(c->name, name) == 0) {
-            c->gens++;
-            return c;
-        }
-    }
-    cl_state_t *c = calloc(1, sizeof(*c));
-    if (!c || !(c->name = strdup(name)))
-        abort();
-    c->gens = 1;
-    c->next = cl_states;
-    cl_states = c;
-    return c;
-}
-
-static void cl_state_put(cl_state_t *st)
-{
-    if (!st || --st->gens > 0)
-        return;
-    for (cl_state_t **pp = &cl_states; *pp; pp = &(*pp)->next) {
-        if (*pp == st) {
-            *pp = st->next;
-            break;
-        }
-    }
-    free(st->name);
-    free(st);
-}
-
-static void ep_state_put(ep_state_t *st)
-{
-    if (!st || --st->gens > 0)
-        return;
-    for (ep_state_t **pp = &ep_states; *pp; pp = &(*pp)->next) {
-        if (*pp == st) {
-            *pp = st->next;
-            break;
-        }
-    }
-    free(st->key);
-    free(st);
+    return kept_get(&ep_states, key, sizeof(ep_state_t));
 }
 
 typedef struct build_ctx {
@@ -280,7 +252,7 @@ static void build_clusters(gen_t *g, slc_diag_t *d)
         cl->pool.struct_size = sizeof(cl->pool);
         cl->pool.connect_timeout_ms = cc->connect_timeout_ms;
         cl->pool.idle_timeout_ms = cc->idle_timeout_ms;
-        cl->st = cl_state_get(cl->name);
+        cl->st = kept_get(&cl_states, cl->name, sizeof(cl_state_t));
         size_t cap = 0;
         for (size_t e = 0; e < cc->nendpoints; e++) {
             if (cc->resolution != CONF_RES_DNS) {
@@ -499,8 +471,8 @@ void gen_free(gen_t *g)
     free(g->filters);
     for (size_t i = 0; i < g->nclusters; i++) {
         for (size_t e = 0; e < g->clusters[i].neps; e++)
-            ep_state_put(g->clusters[i].eps[e].st);
-        cl_state_put(g->clusters[i].st);
+            kept_put(&ep_states, g->clusters[i].eps[e].st ? &g->clusters[i].eps[e].st->kept : NULL);
+        kept_put(&cl_states, g->clusters[i].st ? &g->clusters[i].st->kept : NULL);
         free(g->clusters[i].eps);
     }
     free(g->clusters);

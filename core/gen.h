@@ -26,14 +26,20 @@
 
 struct lsock;
 
+/* kept_t heads state that outlives generations: kept in a main-thread list
+ * keyed by |key| and freed when the last generation using it lets go. */
+typedef struct kept {
+    struct kept *next;
+    char *key;
+    int gens; /* generations using it (main thread only) */
+} kept_t;
+
 /* ep_state: what an endpoint accumulates at run time, shared by all
  * workers (atomics) and kept across generations for the same cluster name
  * and address, so a reload neither forgets an ejection nor resets counts.
  * Created and freed on the main thread (refcounted by generations). */
 typedef struct ep_state {
-    struct ep_state *next;
-    char *key;                      /* "cluster|ip:port" */
-    int gens;                       /* generations using it (main thread only) */
+    kept_t kept;                    /* key "cluster|ip:port"; must be first */
     _Atomic uint32_t active;        /* live requests, all workers */
     _Atomic uint64_t ejected_until; /* now_ms clock; 0 = not ejected */
     _Atomic bool hc_unhealthy;      /* failed active health checks */
@@ -43,9 +49,7 @@ typedef struct ep_state {
 /* cl_state: a cluster's run-time counters, shared by workers and kept
  * across generations (like ep_state). */
 typedef struct cl_state {
-    struct cl_state *next;
-    char *name;
-    int gens;
+    kept_t kept;                  /* key: the cluster name; must be first */
     _Atomic uint32_t connections; /* open upstream connections, all workers */
     _Atomic uint32_t pending;     /* streams waiting for a connection */
 } cl_state_t;

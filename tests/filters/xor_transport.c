@@ -27,14 +27,15 @@ static const slc_cfg_field_t fields[] = {
     SLC_FIELD_END,
 };
 
-static slc_status_t xor_out(tctx_t *t, slc_conn_t *c, const uint8_t *p, size_t n)
+/* xor_emit XORs |p| with the key and emits it in |dir|, a buffer at a time. */
+static slc_status_t xor_emit(tctx_t *t, slc_conn_t *c, slc_emit_t dir, const uint8_t *p, size_t n)
 {
     uint8_t buf[4096];
     while (n) {
         size_t k = n < sizeof(buf) ? n : sizeof(buf);
         for (size_t i = 0; i < k; i++)
             buf[i] = p[i] ^ t->key;
-        slc_status_t st = slc_host->conn_emit(c, SLC_EMIT_WIRE, buf, k);
+        slc_status_t st = slc_host->conn_emit(c, dir, buf, k);
         if (st != SLC_OK)
             return st;
         p += k;
@@ -64,23 +65,12 @@ static slc_status_t t_recv(void *ctx, slc_conn_t *c, const uint8_t *p, size_t n)
         slc_host->conn_emit(c, SLC_EMIT_WIRE, (const uint8_t *)"SLC-OK\n", 7);
         slc_host->conn_transport_ready(c);
     }
-    uint8_t buf[4096];
-    while (n) {
-        size_t k = n < sizeof(buf) ? n : sizeof(buf);
-        for (size_t i = 0; i < k; i++)
-            buf[i] = p[i] ^ t->key;
-        slc_status_t st = slc_host->conn_emit(c, SLC_EMIT_PLAIN, buf, k);
-        if (st != SLC_OK)
-            return st;
-        p += k;
-        n -= k;
-    }
-    return SLC_OK;
+    return xor_emit(t, c, SLC_EMIT_PLAIN, p, n);
 }
 
 static slc_status_t t_send(void *ctx, slc_conn_t *c, const uint8_t *p, size_t n)
 {
-    return xor_out(ctx, c, p, n);
+    return xor_emit(ctx, c, SLC_EMIT_WIRE, p, n);
 }
 
 static void t_free(void *ctx)
