@@ -160,6 +160,25 @@ static void on_up_write(sio_t *io, void *arg)
 
 static void upstream_connect(stream_t *s);
 static void upstream_dispatch(stream_t *s);
+
+/* reserve_connection takes a slot for a new connection to |c|, or fails if
+ * the cluster is at max_connections. Compare-and-swap: two workers
+ * checking at once cannot both take the last slot. */
+static bool reserve_connection(const slc_cluster_t *c)
+{
+    _Atomic uint32_t *n = &c->st->connections;
+    uint32_t max = c->pool.max_connections;
+    if (!max) {
+        atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
+        return true;
+    }
+    uint32_t cur = atomic_load_explicit(n, memory_order_relaxed);
+    while (cur < max)
+        if (atomic_compare_exchange_weak_explicit(n, &cur, cur + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
 static void pend_add(worker_t *w, stream_t *s);
 static bool worker_has_pending(worker_t *w, const slc_cluster_t *c);
 
@@ -213,6 +232,8 @@ static void on_up_event(sio_t *io, int what, void *arg)
                   s->ep->addr);
         upstream_abort(s);
         s->attempts++;
+        /* Replaces the connection just closed: its slot, taken back at once. */
+        atomic_fetch_add_explicit(&s->ep->cluster->st->connections, 1, memory_order_relaxed);
         upstream_connect(s);
         return;
     }
@@ -241,8 +262,9 @@ static void upstream_connect(stream_t *s)
     uc->w = w;
     uc->pool = pool_get(w, ep->addr, s->chain->up_sig);
     uc->cst = s->cst;
+    /* The caller reserved this connection's slot in clst->connections
+     * (upstream_dispatch, or the reuse retry replacing one just closed). */
     uc->clst = ep->cluster->st;
-    atomic_fetch_add_explicit(&uc->clst->connections, 1, memory_order_relaxed);
     uc->s = s;
     s->up = uc;
     int rc =
@@ -350,8 +372,7 @@ static void upstream_dispatch(stream_t *s)
         return;
     }
     const slc_cluster_t *c = s->ep->cluster;
-    uint32_t maxc = c->pool.max_connections;
-    if (maxc && atomic_load_explicit(&c->st->connections, memory_order_relaxed) >= maxc) {
+    if (!reserve_connection(c)) {
         uint32_t maxp = c->pool.max_pending_requests;
         if (maxp && atomic_load_explicit(&c->st->pending, memory_order_relaxed) >= maxp) {
             stat_inc(s->cst->overflow);
