@@ -395,7 +395,10 @@ class TrafficRouter(h.SluiceTestCase):
         n = 800
         res = h.pipelined_get(s.port, n, "/hello", conns=4, batch=20)
         self.assertEqual(h.count_header(res), {"A": n})
-        time.sleep(1.0)  # copies are fire-and-forget; let them land
+        # copies are fire-and-forget: wait (bounded) until every copy sluice
+        # sent has landed; under ASan and a parallel suite 1 s was not enough
+        sent = lambda: h.mval(s.metrics(), "sluice_mirror_requests_total", result="sent")
+        h.wait_for(lambda: sent() > 0 and shadow.count("/hello") >= sent(), 10, interval=0.1)
         got = shadow.count("/hello")
         # binomial(800, .25): mean 200, sd 12.2
         self.assertGreaterEqual(got, 150, "mirror 25%% of %d sent %d" % (n, got))
