@@ -63,7 +63,11 @@ void sio_loop_cleanup(sio_loop_t *l)
 
 void sio_mark(sio_t *s)
 {
-    if (s->dirty || s->fd < 0)
+    /* Parked: the kernel refused bytes and EPOLLOUT is armed. Flushing again
+     * before the socket is writable would only meet EAGAIN, and a caller that
+     * refills and marks on every write callback would spin without ever
+     * returning to epoll (a slow reader froze its worker that way). */
+    if (s->dirty || s->fd < 0 || s->wev_armed)
         return;
     s->dirty = true;
     s->next_dirty = s->loop->dirty;
@@ -370,8 +374,10 @@ static void flush_now(sio_t *s)
     bool had = evbuffer_get_length(buf) > 0;
     while (evbuffer_get_length(buf)) {
         int n = evbuffer_write(buf, s->fd);
-        if (n > 0)
+        if (n > 0) {
+            s->sent += (uint64_t)n;
             continue;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

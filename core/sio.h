@@ -73,6 +73,7 @@ struct sio {
     bool dead; /* error seen: no more I/O */
     bool eof;  /* the peer closed its sending side; we may still write */
     bool ready_for_write_cb;
+    uint64_t sent; /* bytes handed to the kernel (wire bytes) */
     sio_t *next_dirty;
     void *guard_top; /* innermost callback guard (sio.c) */
     /* transport */
