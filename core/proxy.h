@@ -320,6 +320,9 @@ void upstream_begin(stream_t *s);
 void upstream_abort(stream_t *s);   /* drop s->up without reuse */
 void upstream_release(stream_t *s); /* response done: pool or close */
 void upstream_pools_free(worker_t *w);
+/* upstream_pools_retain closes idle connections of clusters |g| no longer
+ * has: their cluster state is freed with the last generation that had it. */
+void upstream_pools_retain(worker_t *w, const gen_t *g);
 /* upstream_cancel_pending: the stream no longer waits for a connection. */
 void upstream_cancel_pending(stream_t *s);
 void upstream_worker_init(worker_t *w);

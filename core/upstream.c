@@ -69,6 +69,32 @@ static void pool_unlink(uconn_t *uc)
     }
 }
 
+static bool gen_has_state(const gen_t *g, const cl_state_t *st)
+{
+    for (size_t i = 0; i < g->nclusters; i++)
+        if (g->clusters[i].st == st)
+            return true;
+    return false;
+}
+
+void upstream_pools_retain(worker_t *w, const gen_t *g)
+{
+    for (size_t b = 0; b < UPOOL_BUCKETS; b++) {
+        for (upool_t *p = w->pools[b]; p; p = p->next) {
+            for (uconn_t **pp = &p->idle; *pp;) {
+                uconn_t *uc = *pp;
+                if (uc->clst && !gen_has_state(g, uc->clst)) {
+                    *pp = uc->next;
+                    p->nidle--;
+                    uconn_free(uc);
+                    continue;
+                }
+                pp = &uc->next;
+            }
+        }
+    }
+}
+
 void upstream_pools_free(worker_t *w)
 {
     if (w->pend_ev) {
@@ -611,9 +637,13 @@ void upstream_release(stream_t *s)
         s->ep->cluster->pool.max_connections &&
         atomic_load_explicit(&s->ep->cluster->st->pending, memory_order_relaxed) > 0 &&
         !worker_has_pending(w, s->ep->cluster);
+    /* A stream of a retired generation may hold a connection to a cluster
+     * the current one removed: its cluster state goes with that generation,
+     * so the connection cannot outlive it in the pool. */
+    bool orphan = s->holder != w->cur && (!w->cur || !gen_has_state(w->cur->gen, uc->clst));
     if (!uc->keep_alive || w->draining || p->nidle >= cc->max_idle ||
-        (maxr && uc->requests >= maxr) || others_wait || evbuffer_get_length(uc->io.in) != 0 ||
-        sio_pending(&uc->io) != 0) {
+        (maxr && uc->requests >= maxr) || others_wait || orphan ||
+        evbuffer_get_length(uc->io.in) != 0 || sio_pending(&uc->io) != 0) {
         uconn_free(uc);
         return;
     }

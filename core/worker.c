@@ -241,6 +241,7 @@ static void switch_gen(worker_t *w, gen_t *g)
     holder_t *old = w->cur;
     w->cur = h;
     sync_listeners(w, g);
+    upstream_pools_retain(w, g);
     if (old) {
         old->current = false;
         old->next = w->retired;
