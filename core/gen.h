@@ -15,6 +15,7 @@
 #define SLUICE_GEN_H
 
 #include "conf.h"
+#include "log.h"
 #include "module.h"
 #include "stats.h"
 
@@ -52,6 +53,7 @@ typedef struct cl_state {
     kept_t kept;                  /* key: the cluster name; must be first */
     _Atomic uint32_t connections; /* open upstream connections, all workers */
     _Atomic uint32_t pending;     /* streams waiting for a connection */
+    log_limit_t fault_log;        /* "upstream fault" lines, shared by workers */
 } cl_state_t;
 
 struct slc_endpoint {

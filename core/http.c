@@ -1160,11 +1160,23 @@ void stream_pump_response(stream_t *s)
     s->in_pump_resp = false;
     sio_mark(&dc->io);
     sio_unthrottle(&up->io);
+    /* move_body stopped short of the end with room left downstream: it ran
+     * out of input. After the upstream's EOF no more will come. */
+    bool starved = r == 0 && s->up_eof && sio_pending(&dc->io) < HIGH_WM;
+    if (starved && s->resp_body == H1_BODY_EOF) {
+        body_hooks(s, PH_RESP_BODY, in, 0, true);
+        r = 1; /* a close-delimited body ends with the close */
+    }
     if (r == 1) {
         s->resp_read = true;
         stream_finish(s);
-    } else if (r < 0) {
-        s->flags |= SLC_RF_UR;
+    } else if (r < 0 || starved) {
+        /* A bad chunk, or a body cut short: the client has the head and
+         * part of the body, so all that is left is to cut its connection. */
+        log_debug("upstream response body cut", "cluster=%s upstream=%s reason=%s",
+                  s->cluster->name, s->ep->addr, r < 0 ? (reason ? reason : "bad_chunk") : "eof");
+        upstream_fault(s, FAULT_UPE);
+        s->flags |= SLC_RF_UPE;
         s->closing_after = true;
         s->dc->closing = true;
         upstream_abort(s);
@@ -1174,21 +1186,25 @@ void stream_pump_response(stream_t *s)
      * to its read_high and reading pauses until on_dconn_write pumps again. */
 }
 
-void stream_upstream_eof(stream_t *s)
+void stream_upstream_eof(stream_t *s, bool reset)
 {
-    if (s->state == ST_RESP_BODY && s->resp_body == H1_BODY_EOF) {
-        stream_pump_response(s); /* take what is buffered */
-        s->resp_body = H1_BODY_NONE;
-        upstream_abort(s);
-        stream_finish(s);
+    if (!reset && (s->state == ST_RESP_FILTERS || s->state == ST_RESP_BODY)) {
+        /* The head is in. What the upstream sent before closing may still
+         * sit in its input behind a slow client: the pump decides whether
+         * the body is complete (or close-delimited) or cut. */
+        s->up_eof = true;
+        stream_pump_response(s);
         return;
     }
+    int kind = !reset ? FAULT_UC : FAULT_UR;
+    uint32_t flag = !reset ? SLC_RF_UC : SLC_RF_UR;
+    upstream_fault(s, kind);
     if (s->state == ST_UPSTREAM) {
-        stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UC,
+        stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, flag,
                               "upstream connect error or disconnect/reset before headers\n");
         return;
     }
-    stream_upstream_failed(s, 502, SLC_RF_UC,
+    stream_upstream_failed(s, 502, flag,
                            "upstream connect error or disconnect/reset before headers\n");
 }
 

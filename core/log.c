@@ -25,6 +25,23 @@ bool log_enabled(slc_log_level_t level)
     return (int)level >= atomic_load_explicit(&min_level, memory_order_relaxed);
 }
 
+bool log_limit_take(log_limit_t *l, uint64_t interval_ms, uint64_t *suppressed)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + 1;
+    uint64_t last = atomic_load_explicit(&l->last_ms, memory_order_relaxed);
+    /* The compare-and-swap elects one thread per interval. */
+    if ((last && now - last < interval_ms) ||
+        !atomic_compare_exchange_strong_explicit(&l->last_ms, &last, now, memory_order_relaxed,
+                                                 memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&l->suppressed, 1, memory_order_relaxed);
+        return false;
+    }
+    *suppressed = atomic_exchange_explicit(&l->suppressed, 0, memory_order_relaxed);
+    return true;
+}
+
 int log_parse_level(const char *s)
 {
     for (int i = 0; i < 4; i++)

@@ -83,7 +83,15 @@ typedef struct cstats {
     struct cstats *next;
     char *name;
     stat_t *requests, *connect_fail, *timeouts, *cx_total, *cx_active, *resets, *overflow, *pending;
+    stat_t *faults[5];   /* by FAULT_* */
+    stat_t *discards[3]; /* by DISCARD_* */
 } cstats_t;
+
+/* Upstream faults, counted in sluice_upstream_faults_total{cluster,flag}. */
+enum { FAULT_UF, FAULT_UC, FAULT_UR, FAULT_UT, FAULT_UPE };
+/* Pooled connections dropped because they spoke out of turn, counted in
+ * sluice_upstream_pool_discards_total{cluster,reason}. */
+enum { DISCARD_REUSE_READABLE, DISCARD_IDLE_READABLE, DISCARD_LEFTOVER };
 
 typedef struct shadow shadow_t; /* mirror.c */
 
@@ -146,9 +154,12 @@ struct slc_req {
     int phase;       /* PH_* being run */
     size_t phase_at; /* index into chain->ph[phase] */
     bool paused, in_chain, local_reply, closing_after;
-    bool in_pump_req, in_pump_resp; /* re-entrancy guards */
-    bool resp_read;                 /* the upstream response was read to its end */
-    size_t ctx_upto;                /* chain positions below this have stream state */
+    bool pipelined;                  /* its head was buffered before the previous response ended */
+    bool in_pump_req, in_pump_resp;  /* re-entrancy guards */
+    bool resp_read;                  /* the upstream response was read to its end */
+    bool up_eof;                     /* the upstream closed; what it sent is buffered */
+    uint32_t interim, interim_bytes; /* 1xx responses of this attempt */
+    size_t ctx_upto;                 /* chain positions below this have stream state */
 
     /* request */
     slc_str_t method, path, authority, scheme;
@@ -241,7 +252,8 @@ typedef struct uconn {
     cl_state_t *clst; /* counted in clst->connections while open */
     bool connected, reused, keep_alive;
     uint64_t requests;
-    holder_t *pinned; /* a transport's code lives in this generation's module */
+    uint64_t head_end; /* io.sent once the current request head is on the wire */
+    holder_t *pinned;  /* a transport's code lives in this generation's module */
 } uconn_t;
 
 /* put_dec writes |v| in decimal at |p| and returns the length (no NUL). */
@@ -323,6 +335,9 @@ void upstream_pools_free(worker_t *w);
 /* upstream_pools_retain closes idle connections of clusters |g| no longer
  * has: their cluster state is freed with the last generation that had it. */
 void upstream_pools_retain(worker_t *w, const gen_t *g);
+/* upstream_fault counts fault |kind| of the stream's current attempt and
+ * logs it, at most once a second per cluster. */
+void upstream_fault(stream_t *s, int kind);
 /* upstream_cancel_pending: the stream no longer waits for a connection. */
 void upstream_cancel_pending(stream_t *s);
 void upstream_worker_init(worker_t *w);
@@ -335,7 +350,8 @@ void stream_pump_response(stream_t *s);
 void stream_pump_request(stream_t *s);
 void stream_upstream_ready(stream_t *s); /* connected: run upstream-connect filters, send */
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body);
-void stream_upstream_eof(stream_t *s);
+/* stream_upstream_eof: the upstream closed (|reset|: with an error). */
+void stream_upstream_eof(stream_t *s, bool reset);
 /* stream_attempt_failed: the current upstream attempt ended without a
  * usable response. Reports it, retries if the policy allows, else answers
  * |status| with |flag|. */

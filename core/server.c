@@ -41,6 +41,14 @@ static void describe_core_metrics(void)
     stats_describe("sluice_upstream_resets_total", "counter",
                    "Upstream connections lost or malformed before a complete response head.");
     stats_describe("sluice_streams_active", "gauge", "Requests in flight.");
+    stats_describe("sluice_downstream_aborts_total", "counter",
+                   "Requests whose client went away before the response completed.");
+    stats_describe("sluice_downstream_accept_errors_total", "counter",
+                   "Failed accepts (each pauses accepting for 100 ms), by errno.");
+    stats_describe("sluice_upstream_faults_total", "counter",
+                   "Failed upstream attempts, by response flag (UF, UC, UR, UT, UPE).");
+    stats_describe("sluice_upstream_pool_discards_total", "counter",
+                   "Pooled upstream connections closed because the upstream spoke out of turn.");
     stats_describe(
         "sluice_upstream_overflow_total", "counter",
         "Requests refused at once because the cluster's pending queue was full (503 UO).");

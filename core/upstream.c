@@ -3,6 +3,7 @@
 #include "log.h"
 #include "server.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +15,10 @@
 #define UP_LOW_WM   (64 * 1024)
 #define UP_MAX_HEAD (64 * 1024)
 #define UP_MAX_HDRS 200
+/* Interim (1xx) responses one attempt may receive before the upstream is
+ * taken for broken: an endless 100 Continue must not keep a stream alive. */
+#define UP_MAX_INTERIM       16
+#define UP_MAX_INTERIM_BYTES (16 * 1024)
 
 static uint64_t hash_addr(const char *s)
 {
@@ -69,6 +74,14 @@ static void pool_unlink(uconn_t *uc)
     }
 }
 
+static void discard(uconn_t *uc, int why)
+{
+    if (uc->cst)
+        stat_inc(uc->cst->discards[why]);
+    pool_unlink(uc);
+    uconn_free(uc);
+}
+
 static bool gen_has_state(const gen_t *g, const cl_state_t *st)
 {
     for (size_t i = 0; i < g->nclusters; i++)
@@ -93,6 +106,21 @@ void upstream_pools_retain(worker_t *w, const gen_t *g)
             }
         }
     }
+}
+
+static const char *const fault_names[] = {"UF", "UC", "UR", "UT", "UPE"};
+
+void upstream_fault(stream_t *s, int kind)
+{
+    if (s->cst)
+        stat_inc(s->cst->faults[kind]);
+    const slc_cluster_t *c = s->ep ? s->ep->cluster : s->cluster;
+    if (!c)
+        return;
+    uint64_t supp;
+    if (log_limit_take(&c->st->fault_log, 1000, &supp))
+        log_warn("upstream fault", "cluster=%s flag=%s upstream=%s suppressed=%llu", c->name,
+                 fault_names[kind], s->ep ? s->ep->addr : "-", (unsigned long long)supp);
 }
 
 void upstream_pools_free(worker_t *w)
@@ -138,13 +166,25 @@ static void read_response_head(stream_t *s)
             log_debug("malformed upstream response", "cluster=%s upstream=%s reason=%s",
                       s->cluster->name, s->ep->addr, reason ? reason : "?");
             stat_inc(uc->cst->resets);
-            stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UR,
+            upstream_fault(s, FAULT_UPE);
+            stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
                                   "upstream sent a malformed response\n");
             return;
         }
         if (r.status >= 100 && r.status < 200) {
             if (r.status == 101) {
-                stream_upstream_failed(s, 502, SLC_RF_UR, "upstream protocol upgrade refused\n");
+                upstream_fault(s, FAULT_UPE);
+                stream_upstream_failed(s, 502, SLC_RF_UPE, "upstream protocol upgrade refused\n");
+                return;
+            }
+            s->interim++;
+            s->interim_bytes += (uint32_t)r.head_len;
+            if (s->interim > UP_MAX_INTERIM || s->interim_bytes > UP_MAX_INTERIM_BYTES) {
+                log_debug("too many interim responses", "cluster=%s upstream=%s count=%u",
+                          s->cluster->name, s->ep->addr, s->interim);
+                upstream_fault(s, FAULT_UPE);
+                stream_upstream_failed(s, 502, SLC_RF_UPE,
+                                       "upstream sent too many 1xx responses\n");
                 return;
             }
             /* Interim responses are ours to answer (100-continue was sent
@@ -166,8 +206,18 @@ static void on_up_read(sio_t *io, void *arg)
     (void)io;
     if (!s) {
         /* An idle pooled connection must stay silent. */
-        pool_unlink(uc);
-        uconn_free(uc);
+        discard(uc, DISCARD_IDLE_READABLE);
+        return;
+    }
+    if (s->state == ST_UPSTREAM && uc->io.sent < uc->head_end) {
+        /* A response before our request was on the wire answers something
+         * else (a stray the upstream sent late): the connection cannot be
+         * trusted to pair requests and responses any more. */
+        log_debug("upstream response before the request was sent", "cluster=%s upstream=%s",
+                  s->cluster->name, s->ep->addr);
+        upstream_fault(s, FAULT_UPE);
+        stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
+                              "upstream sent a response before the request\n");
         return;
     }
     if (s->state == ST_UPSTREAM)
@@ -236,12 +286,17 @@ static void on_up_event(sio_t *io, int what, void *arg)
         return;
     if (!s) {
         /* Idle connection closed by the upstream, or idle timeout. */
-        pool_unlink(uc);
-        uconn_free(uc);
+        if (what & SIO_TIMEOUT) {
+            pool_unlink(uc);
+            uconn_free(uc);
+        } else {
+            discard(uc, DISCARD_IDLE_READABLE);
+        }
         return;
     }
     if (!uc->connected) {
         stat_inc(uc->cst->connect_fail);
+        upstream_fault(s, FAULT_UF);
         log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d", s->cluster->name,
                   s->ep->addr, (what & SIO_TIMEOUT) != 0);
         stream_attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
@@ -265,13 +320,14 @@ static void on_up_event(sio_t *io, int what, void *arg)
     }
     if (s->state == ST_UPSTREAM)
         stat_inc(uc->cst->resets);
-    stream_upstream_eof(s);
+    stream_upstream_eof(s, (what & SIO_ERROR) != 0);
 }
 
 static void attach(stream_t *s, uconn_t *uc)
 {
     uc->s = s;
     s->up = uc;
+    uc->head_end = UINT64_MAX; /* until the head is queued, any byte is a stray */
     sio_setcb(&uc->io, on_up_read, on_up_write, on_up_event, uc);
     sio_timer(&uc->io, 0);
     sio_read_enable(&uc->io, true);
@@ -293,6 +349,7 @@ static void upstream_connect(stream_t *s)
     uc->clst = ep->cluster->st;
     uc->s = s;
     s->up = uc;
+    uc->head_end = UINT64_MAX;
     int rc =
         sio_connect(&uc->io, &w->sioloop, (const struct sockaddr *)&ep->sa, ep->salen,
                     ep->cluster->pool.connect_timeout_ms, on_up_read, on_up_write, on_up_event, uc);
@@ -302,6 +359,7 @@ static void upstream_connect(stream_t *s)
     if (rc != 0) {
         /* Immediate failure (e.g. no route): the event callback may not run. */
         stat_inc(uc->cst->connect_fail);
+        upstream_fault(s, FAULT_UF);
         stream_attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
                               "upstream connect error or disconnect/reset before headers\n");
     }
@@ -314,6 +372,7 @@ static void on_route_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->cst)
         stat_inc(s->cst->timeouts);
+    upstream_fault(s, FAULT_UT);
     if (s->up && s->state == ST_UPSTREAM)
         stream_report_attempt(s, SLC_ATTEMPT_TIMEOUT, 0);
     /* The route timeout bounds the whole request, retries included. */
@@ -332,6 +391,7 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->cst)
         stat_inc(s->cst->timeouts);
+    upstream_fault(s, FAULT_UT);
     if (s->resp_head_sent) {
         stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
         return;
@@ -351,6 +411,7 @@ void upstream_begin(stream_t *s)
         s->tried[s->ntried++] = s->ep;
     stat_inc(s->cst->requests);
     s->attempts++;
+    s->interim = s->interim_bytes = 0;
     if (s->retry && s->retry->per_try_timeout_ms) {
         if (!s->try_ev) {
             s->try_ev = arena_alloc(&s->arena, event_get_struct_event_size());
@@ -379,6 +440,19 @@ void upstream_begin(stream_t *s)
     upstream_dispatch(s);
 }
 
+/* idle_is_quiet: nothing arrived on an idle connection (no bytes, no EOF)
+ * since it was pooled. The loop may not have run its read event yet, so ask
+ * the socket: a stray response read as the answer to the next request would
+ * hand one client's response to another. */
+static bool idle_is_quiet(uconn_t *uc)
+{
+    char c;
+    if (evbuffer_get_length(uc->io.in) || uc->io.eof || uc->io.dead)
+        return false;
+    ssize_t n = recv(uc->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 /* upstream_dispatch gives the stream a connection: a pooled one, a new one
  * within the cluster's max_connections, or a place in the pending queue
  * (503 UO at once past max_pending_requests). */
@@ -386,6 +460,8 @@ static void upstream_dispatch(stream_t *s)
 {
     worker_t *w = s->w;
     upool_t *p = pool_get(w, s->ep->addr, s->chain->up_sig);
+    while (p->idle && !idle_is_quiet(p->idle))
+        discard(p->idle, DISCARD_REUSE_READABLE);
     if (p->idle) {
         uconn_t *uc = p->idle;
         p->idle = uc->next;
@@ -596,6 +672,9 @@ void stream_upstream_ready(stream_t *s)
     buf[o++] = '\r';
     buf[o++] = '\n';
     sio_write(&uc->io, buf, o);
+    /* With a transport the wire bytes outnumber these: the check in
+     * on_up_read then errs toward accepting the response. */
+    uc->head_end = uc->io.sent + sio_pending(&uc->io);
     if (s->replay && evbuffer_get_length(s->replay)) {
         /* A retry: the body bytes the failed attempt took, again. */
         size_t n = evbuffer_get_length(s->replay);
@@ -641,9 +720,13 @@ void upstream_release(stream_t *s)
      * the current one removed: its cluster state goes with that generation,
      * so the connection cannot outlive it in the pool. */
     bool orphan = s->holder != w->cur && (!w->cur || !gen_has_state(w->cur->gen, uc->clst));
+    if (evbuffer_get_length(uc->io.in) != 0) {
+        stat_inc(uc->cst->discards[DISCARD_LEFTOVER]); /* bytes after the response's end */
+        uconn_free(uc);
+        return;
+    }
     if (!uc->keep_alive || w->draining || p->nidle >= cc->max_idle ||
-        (maxr && uc->requests >= maxr) || others_wait || orphan ||
-        evbuffer_get_length(uc->io.in) != 0 || sio_pending(&uc->io) != 0) {
+        (maxr && uc->requests >= maxr) || others_wait || orphan || sio_pending(&uc->io) != 0) {
         uconn_free(uc);
         return;
     }

@@ -99,6 +99,16 @@ cstats_t *worker_cstats(worker_t *w, const char *cluster)
     c->resets = stats_getf(w->stats, "sluice_upstream_resets_total{cluster=\"%s\"}", cluster);
     c->overflow = stats_getf(w->stats, "sluice_upstream_overflow_total{cluster=\"%s\"}", cluster);
     c->pending = stats_getf(w->stats, "sluice_upstream_pending{cluster=\"%s\"}", cluster);
+    static const char *const flags[5] = {"UF", "UC", "UR", "UT", "UPE"};
+    for (int i = 0; i < 5; i++)
+        c->faults[i] =
+            stats_getf(w->stats, "sluice_upstream_faults_total{cluster=\"%s\",flag=\"%s\"}",
+                       cluster, flags[i]);
+    static const char *const why[3] = {"reuse_readable", "idle_readable", "leftover"};
+    for (int i = 0; i < 3; i++)
+        c->discards[i] = stats_getf(
+            w->stats, "sluice_upstream_pool_discards_total{cluster=\"%s\",reason=\"%s\"}", cluster,
+            why[i]);
     c->next = w->cstats;
     w->cstats = c;
     return c;

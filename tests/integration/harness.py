@@ -846,7 +846,8 @@ import socketserver  # noqa: E402
 
 # traffic: response flag bits (sdk/include/sluice/types.h SLC_RF_*).
 RF = {"UF": 1 << 0, "UH": 1 << 1, "UT": 1 << 2, "UC": 1 << 3, "UR": 1 << 4, "NR": 1 << 5,
-      "DC": 1 << 6, "LR": 1 << 7, "UO": 1 << 8, "DI": 1 << 9, "FI": 1 << 10}
+      "DC": 1 << 6, "LR": 1 << 7, "UO": 1 << 8, "DI": 1 << 9, "FI": 1 << 10, "DPE": 1 << 13,
+      "SI": 1 << 14, "UPE": 1 << 15}
 
 
 def router_vhosts(vhosts, name="routes"):

@@ -122,6 +122,8 @@ enum {
     SLC_RF_UAEX = 1u << 12, /* unauthorized (external/rbac) */
     SLC_RF_DPE = 1u << 13,  /* downstream protocol error */
     SLC_RF_SI = 1u << 14,   /* stream idle timeout */
+    /* ABI 1.2 */
+    SLC_RF_UPE = 1u << 15, /* upstream protocol error: malformed response, or a body cut short */
 };
 
 /* slc_stream_info_t is a snapshot of one stream's facts. Fields may be

@@ -17,7 +17,7 @@
  *
  * History: 1.0 first release. 1.1 retries, mirroring, endpoint ejection,
  * monotonic time, labelled metrics (host table) and on_upstream_result
- * (descriptor).
+ * (descriptor). 1.2 the response flag SLC_RF_UPE.
  *
  * Only opaque handles, {ptr,len} values, plain enums, the descriptor and the
  * host table cross the boundary, so no build signature is needed.
@@ -26,7 +26,7 @@
 #define SLUICE_VERSION_H
 
 #define SLC_ABI_MAJOR   1
-#define SLC_ABI_MINOR   1
+#define SLC_ABI_MINOR   2
 #define SLC_ABI_VERSION ((SLC_ABI_MAJOR << 16) | SLC_ABI_MINOR)
 
 #define SLC_ABI_MAJOR_OF(v) ((unsigned)(v) >> 16)

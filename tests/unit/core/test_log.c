@@ -333,6 +333,55 @@ static void test_host_log_quotes_and_filter(void **state)
     free(out);
 }
 
+/* log_limit_take: one line per interval, the rest counted and reported
+ * with the next line; threads race for the slot without losing counts. */
+static void test_limit_one_per_interval(void **state)
+{
+    (void)state;
+    log_limit_t l = {0};
+    uint64_t supp = 99;
+    assert_true(log_limit_take(&l, 50, &supp));
+    assert_int_equal(supp, 0);
+    for (int i = 0; i < 5; i++)
+        assert_false(log_limit_take(&l, 50, &supp));
+    struct timespec ts = {0, 60 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_true(log_limit_take(&l, 50, &supp));
+    assert_int_equal(supp, 5);
+}
+
+typedef struct limit_race {
+    log_limit_t *l;
+    _Atomic uint64_t taken, reported;
+} limit_race_t;
+
+static void *limit_racer(void *arg)
+{
+    limit_race_t *r = arg;
+    for (int i = 0; i < 10000; i++) {
+        uint64_t supp;
+        if (log_limit_take(r->l, 1000000, &supp)) {
+            atomic_fetch_add(&r->taken, 1);
+            atomic_fetch_add(&r->reported, supp);
+        }
+    }
+    return NULL;
+}
+
+static void test_limit_threads_elect_one(void **state)
+{
+    (void)state;
+    log_limit_t l = {0};
+    limit_race_t r = {.l = &l};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, limit_racer, &r), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&r.taken), 1);
+    assert_int_equal(atomic_load(&l.suppressed), 4 * 10000 - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +395,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_line_truncated_to_one_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_do_not_interleave, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_log_quotes_and_filter, setup, teardown),
+        cmocka_unit_test(test_limit_one_per_interval),
+        cmocka_unit_test(test_limit_threads_elect_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,20 +53,26 @@ static int find_srcroot(void)
     return 0;
 }
 
-/* build_tiny compiles fixtures/tiny_module.c with |defs| into
- * <tmpdir>/<name>. Returns 0 on success. */
-static int build_tiny(const char *name, const char *defs)
+/* build_tiny_sdk compiles fixtures/tiny_module.c with |defs| against the
+ * SDK headers in <srcroot>/<inc> into <tmpdir>/<name>. Returns 0 on
+ * success. */
+static int build_tiny_sdk(const char *name, const char *defs, const char *inc)
 {
     char cmd[5 * PATH_MAX];
     const char *cc = getenv("CC");
     snprintf(cmd, sizeof(cmd),
-             "%s -std=c11 -shared -fPIC -O0 -I'%s/sdk/include' %s -o '%s/%s' "
+             "%s -std=c11 -shared -fPIC -O0 -I'%s/%s' %s -o '%s/%s' "
              "'%s/tests/unit/core/fixtures/tiny_module.c'",
-             cc && *cc ? cc : "cc", srcroot, defs, tmpdir, name, srcroot);
+             cc && *cc ? cc : "cc", srcroot, inc, defs, tmpdir, name, srcroot);
     int rc = system(cmd);
     if (rc != 0)
         fprintf(stderr, "test_module: build failed (%d): %s\n", rc, cmd);
     return rc == 0 ? 0 : -1;
+}
+
+static int build_tiny(const char *name, const char *defs)
+{
+    return build_tiny_sdk(name, defs, "sdk/include");
 }
 
 static void fixture_path(char *out, size_t size, const char *name)
@@ -125,7 +131,9 @@ static int group_setup(void **state)
              build_tiny("no_entry.so", "-DTINY_NO_ENTRY") |
              build_tiny("null_desc.so", "-DTINY_NULL_DESC") |
              build_tiny("small_desc.so", "-DTINY_STRUCT_SIZE=8") |
-             build_tiny("unnamed.so", "-DTINY_UNNAMED");
+             build_tiny("unnamed.so", "-DTINY_UNNAMED") |
+             /* The previous minor's headers, as an older filter was built. */
+             build_tiny_sdk("abi_1_1.so", "", "tests/compat/abi-1.1");
     return rc == 0 ? 0 : -1;
 }
 
@@ -194,6 +202,21 @@ static void load_fail(const char *name, char *err, size_t errlen)
 }
 
 /* ---- loading ---------------------------------------------------------- */
+
+static void test_previous_minor_loads(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512] = "";
+    fixture_path(path, sizeof(path), "abi_1_1.so");
+    module_t *m = module_load(path, NULL, err, sizeof(err));
+    if (!m)
+        fail_msg("module_load: %s", err);
+    assert_int_equal(m->desc->abi_version, (1u << 16) | 1u);
+    assert_true(SLC_ABI_MINOR_OF(m->desc->abi_version) < SLC_ABI_MINOR);
+    assert_ptr_equal(config_mark(m), (void *)1);
+    module_unref(m);
+}
 
 static void test_load_good_module(void **state)
 {
@@ -454,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_rewritten_file_loads_new_module),
         cmocka_unit_test(test_rewritten_in_place_loads_new_module),
         cmocka_unit_test(test_wrong_abi_major_refused),
+        cmocka_unit_test(test_previous_minor_loads),
         cmocka_unit_test(test_newer_minor_refused),
         cmocka_unit_test(test_no_entry_symbol),
         cmocka_unit_test(test_entry_returns_null),
