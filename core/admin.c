@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
@@ -91,18 +92,39 @@ static void handle(server_t *srv, struct bufferevent *bev, const h1_request_t *r
     free(body);
 }
 
+static void reserve_take(server_t *srv)
+{
+    if (srv->admin_reserve < 0)
+        srv->admin_reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* admin_conn_free ends an admin connection. Its descriptor is closed here,
+ * not by libevent: while the reserve is lent out, the connection's socket
+ * is shut down and kept as the new reserve instead, since a slot given back
+ * to the process would be taken by a worker's accept before it could be
+ * reopened. */
+static void admin_conn_free(server_t *srv, struct bufferevent *bev)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    bufferevent_free(bev);
+    if (srv->admin_reserve < 0) {
+        shutdown(fd, SHUT_RDWR);
+        srv->admin_reserve = fd;
+    } else {
+        close(fd);
+    }
+}
+
 static void on_admin_write(struct bufferevent *bev, void *arg)
 {
-    (void)arg;
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_free(bev);
+        admin_conn_free(arg, bev);
 }
 
 static void on_admin_event(struct bufferevent *bev, short what, void *arg)
 {
-    (void)arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-        bufferevent_free(bev);
+        admin_conn_free(arg, bev);
 }
 
 static void on_admin_read(struct bufferevent *bev, void *arg)
@@ -134,7 +156,7 @@ static void on_admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct
     (void)l;
     (void)sa;
     (void)salen;
-    struct bufferevent *bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_socket_new(srv->base, fd, 0); /* admin_conn_free closes */
     if (!bev) {
         close(fd);
         return;
@@ -143,6 +165,37 @@ static void on_admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct
     bufferevent_set_timeouts(bev, &tv, &tv);
     bufferevent_setcb(bev, on_admin_read, NULL, on_admin_event, srv);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void on_admin_resume(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *srv = arg;
+    (void)fd;
+    (void)what;
+    reserve_take(srv);
+    evconnlistener_enable(srv->admin);
+}
+
+/* At the fd limit the operator must still reach /metrics: spend the
+ * reserved descriptor on one connection. Without one, pause (as workers
+ * do) rather than spin on a listening socket that stays readable. */
+static void on_admin_accept_error(struct evconnlistener *l, void *arg)
+{
+    server_t *srv = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if ((err == EMFILE || err == ENFILE) && srv->admin_reserve >= 0) {
+        close(srv->admin_reserve);
+        srv->admin_reserve = -1;
+        int fd = accept4(evconnlistener_get_fd(l), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            on_admin_accept(l, fd, NULL, 0, srv);
+            return;
+        }
+        reserve_take(srv);
+    }
+    evconnlistener_disable(l);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(srv->admin_resume, &tv);
 }
 
 int admin_start(server_t *srv, const char *address)
@@ -163,6 +216,12 @@ int admin_start(server_t *srv, const char *address)
                   strerror(errno));
         return -1;
     }
+    evconnlistener_set_error_cb(srv->admin, on_admin_accept_error);
+    srv->admin_resume = evtimer_new(srv->base, on_admin_resume, srv);
+    if (!srv->admin_resume)
+        abort();
+    srv->admin_reserve = -1;
+    reserve_take(srv);
     struct sockaddr_storage b;
     socklen_t bl = sizeof(b);
     getsockname(evconnlistener_get_fd(srv->admin), (struct sockaddr *)&b, &bl);
@@ -182,4 +241,10 @@ void admin_stop(server_t *srv)
     if (srv->admin)
         evconnlistener_free(srv->admin);
     srv->admin = NULL;
+    if (srv->admin_resume)
+        event_free(srv->admin_resume);
+    srv->admin_resume = NULL;
+    if (srv->admin_reserve >= 0)
+        close(srv->admin_reserve);
+    srv->admin_reserve = -1;
 }

@@ -52,6 +52,9 @@ typedef struct conf_listener {
     uint32_t max_headers;
     uint64_t header_timeout_ms;
     uint64_t idle_timeout_ms;
+    /* A client EOF while its response is pending cancels the stream (as
+     * Envoy and nginx do); false serves half-closed clients instead. */
+    bool abort_on_client_close;
     const slc_cfg_node_t *node;
 } conf_listener_t;
 

@@ -236,18 +236,29 @@ static void on_dconn_event(sio_t *io, int what, void *arg)
     dconn_t *dc = arg;
     (void)io;
     if (what & SIO_ERROR) {
+        if (dc->s)
+            stat_inc(dc->st->aborts);
         dconn_close(dc); /* aborts a stream in flight */
         return;
     }
     if (what & SIO_EOF) {
-        /* Half-close: the client sent all it will send. A request already
-         * complete is still answered (then we close); pipelined requests
-         * already buffered are served first; a request cut short ends as a
-         * downstream reset. */
+        /* The client sent all it will send. A FIN cannot tell a client that
+         * closed from one that only half-closed, so by default (as Envoy and
+         * nginx do) a stream still waiting for its response is cancelled:
+         * one client must not pin upstream capacity by connecting, asking
+         * and leaving. Pipelined requests already buffered say the client
+         * still wants answers, and abort_on_client_close: false serves
+         * half-closed clients; then a complete request is answered and the
+         * connection closes after the last response. A request cut short
+         * always ends as a downstream reset. */
         dc->eof = true;
         if (dc->s) {
-            if (!dc->s->req_done)
+            stream_t *s = dc->s;
+            if (!s->req_done || (s->gl->conf->abort_on_client_close && !s->pipelined &&
+                                 evbuffer_get_length(dc->io.in) == 0)) {
+                stat_inc(dc->st->aborts);
                 dconn_close(dc);
+            }
             return; /* stream_finish serves what is buffered, then closes */
         }
         if (evbuffer_get_length(dc->io.in)) {
@@ -1355,6 +1366,14 @@ static void stream_complete_hooks(stream_t *s)
     }
 }
 
+static void stream_log_done(const stream_t *s)
+{
+    if (log_enabled(SLC_LOG_DEBUG))
+        log_debug("stream done", "listener=%s status=%d flags=0x%x up_bytes=%llu down_bytes=%llu",
+                  s->dc->ls->name, s->status, s->flags, (unsigned long long)s->req_bytes,
+                  (unsigned long long)s->resp_bytes);
+}
+
 static void stream_free(stream_t *s)
 {
     worker_t *w = s->w;
@@ -1391,10 +1410,7 @@ static void stream_finish(stream_t *s)
     else
         stat_inc(dc->st->req_class[5]);
     stream_complete_hooks(s);
-    if (log_enabled(SLC_LOG_DEBUG))
-        log_debug("stream done", "listener=%s status=%d flags=0x%x up_bytes=%llu down_bytes=%llu",
-                  dc->ls->name, s->status, s->flags, (unsigned long long)s->req_bytes,
-                  (unsigned long long)s->resp_bytes);
+    stream_log_done(s);
     bool close = s->resp_close || s->closing_after || !s->req_done;
     dc->s = NULL;
     stream_free(s);
@@ -1406,6 +1422,7 @@ static void stream_finish(stream_t *s)
         return;
     }
     dc->head_seen = evbuffer_get_length(dc->io.in) > 0;
+    dc->pipelined = dc->head_seen;
     if (dc->eof && !dc->head_seen) {
         dc->closing = true;
         if (sio_pending(&dc->io) == 0)
@@ -1426,17 +1443,80 @@ static void stream_abort_downstream(stream_t *s)
     s->dc->closing = true;
     if (s->up)
         upstream_abort(s);
-    if (!s->status)
-        s->status = 0;
     dconn_t *dc = s->dc;
     s->state = ST_DONE;
     stat_inc(dc->st->req_class[5]);
     stream_complete_hooks(s);
+    stream_log_done(s);
     dc->s = NULL;
     stream_free(s);
 }
 
 /* ---- input processing ------------------------------------------------- */
+
+/* Parsing a head from its first byte on every read made a head trickled in
+ * 16-byte pieces cost O(n^2). Between full parses only the new bytes are
+ * scanned, for CRLF CRLF (the head may be complete) or a bare LF (the
+ * parser rejects it at once). Otherwise the parser runs again only when the
+ * input has doubled since its last run, so errors the parser finds early
+ * (a request line past its limit, a bad byte) are still found while the
+ * head grows, at O(n) total cost. */
+static bool head_parse_due(dconn_t *dc, struct evbuffer *in, size_t avail, size_t limit)
+{
+    if (!dc->hscan_parsed || avail >= limit || avail >= 2 * dc->hscan_parsed)
+        return true;
+    bool due = false;
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(in, &at, dc->hscan_pos, EVBUFFER_PTR_SET) != 0)
+        return true;
+    uint8_t m = dc->hscan_match;
+    while (!due) {
+        struct evbuffer_iovec v[4];
+        int k = evbuffer_peek(in, -1, &at, v, 4);
+        if (k <= 0)
+            break;
+        size_t took = 0;
+        for (int i = 0; i < k && i < 4 && !due; i++) {
+            const unsigned char *b = v[i].iov_base;
+            for (size_t j = 0; j < v[i].iov_len; j++) {
+                unsigned char c = b[j];
+                if (c == '\n' && m != 1 && m != 3) {
+                    due = true; /* bare LF */
+                    break;
+                }
+                m = c == '\r' ? (m == 2 ? 3 : 1) : c == '\n' ? (uint8_t)(m + 1) : 0;
+                if (m == 4) {
+                    due = true;
+                    break;
+                }
+            }
+            took += v[i].iov_len;
+        }
+        if (evbuffer_ptr_set(in, &at, took, EVBUFFER_PTR_ADD) != 0)
+            break;
+    }
+    dc->hscan_pos = avail;
+    dc->hscan_match = m;
+    return due;
+}
+
+/* head_scan_parsed: the parser saw |avail| bytes and wants more. The
+ * scanner resumes at the end, knowing how much of CRLF CRLF ends them. */
+static void head_scan_parsed(dconn_t *dc, struct evbuffer *in, size_t avail)
+{
+    unsigned char tail[3];
+    size_t n = avail < 3 ? avail : 3;
+    struct evbuffer_ptr at;
+    uint8_t m = 0;
+    if (evbuffer_ptr_set(in, &at, avail - n, EVBUFFER_PTR_SET) == 0 &&
+        evbuffer_copyout_from(in, &at, tail, n) == (ev_ssize_t)n) {
+        for (size_t i = 0; i < n; i++)
+            m = tail[i] == '\r' ? (m == 2 ? 3 : 1) : tail[i] == '\n' ? (uint8_t)(m + 1) : 0;
+    }
+    dc->hscan_parsed = avail;
+    dc->hscan_pos = avail;
+    dc->hscan_match = m;
+}
 
 static void dconn_process(dconn_t *dc)
 {
@@ -1460,8 +1540,13 @@ static void dconn_process(dconn_t *dc)
         return;
     }
     const conf_listener_t *lc = gl->conf;
-    size_t look =
-        avail < (size_t)lc->max_header_bytes + 2 ? avail : (size_t)lc->max_header_bytes + 2;
+    size_t limit = (size_t)lc->max_header_bytes + 2;
+    if (!head_parse_due(dc, in, avail, limit)) {
+        if (dc->eof) /* the rest of this head will never come */
+            dconn_close(dc);
+        return;
+    }
+    size_t look = avail < limit ? avail : limit;
     const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
     h1_limits_t lim = {lc->max_request_line, lc->max_header_bytes, lc->max_headers};
     h1_header_t hdrs[MAX_HDRS_HARD];
@@ -1473,6 +1558,7 @@ static void dconn_process(dconn_t *dc)
                          lc->max_headers + 1 < MAX_HDRS_HARD ? lc->max_headers + 1 : MAX_HDRS_HARD,
                          &req, &status, &reason);
     if (r == H1_INCOMPLETE) {
+        head_scan_parsed(dc, in, avail);
         if (dc->eof) { /* the rest of this head will never come */
             dconn_close(dc);
             return;
@@ -1490,7 +1576,13 @@ static void dconn_process(dconn_t *dc)
         return;
     }
     dc->head_seen = false;
+    dc->hscan_pos = dc->hscan_parsed = 0;
+    dc->hscan_match = 0;
     stream_t *s = stream_begin(dc, g, gl, &req, p);
+    if (s) {
+        s->pipelined = dc->pipelined;
+        dc->pipelined = false;
+    }
     evbuffer_drain(in, req.head_len);
     sio_unthrottle(&dc->io);
     if (!s) {

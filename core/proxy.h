@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "gen.h"
 #include "h1.h"
+#include "log.h"
 #include "sio.h"
 #include "stats.h"
 
@@ -40,7 +41,8 @@ typedef struct lsock {
     char *bound; /* actual "ip:port" (port 0 resolved) */
     int *fds;    /* [nworkers]; -1 once handed over and closed */
     _Atomic int worker_refs;
-    bool in_use; /* referenced by the current generation */
+    bool in_use;            /* referenced by the current generation */
+    log_limit_t accept_log; /* "accept failed" lines, shared by workers */
 } lsock_t;
 
 /* holder: a worker's hold on one generation. Streams and transport-bearing
@@ -59,6 +61,7 @@ typedef struct lev {
     struct worker *w;
     lsock_t *ls;
     struct evconnlistener *evl;
+    struct event *resume; /* re-enables accepting after a pause (fd limit) */
 } lev_t;
 
 typedef struct upool {
@@ -75,7 +78,8 @@ typedef struct upool {
 typedef struct lstats {
     struct lstats *next;
     char *name;
-    stat_t *conns_total, *conns_active, *req_class[6], *streams_active;
+    stat_t *conns_total, *conns_active, *req_class[6], *streams_active, *aborts;
+    stat_t *accept_errors[4]; /* by reason: emfile, enfile, enobufs, other */
 } lstats_t;
 
 /* Per-cluster counters of one worker. */
@@ -236,7 +240,14 @@ typedef struct dconn {
     bool closing;      /* close once the output drains */
     bool eof;          /* the client half-closed: serve what is buffered, then close */
     bool head_seen;    /* some bytes of the next head have arrived */
+    bool pipelined;    /* ... and they arrived before the last response ended */
     uint64_t progress; /* stream_progress at the last idle check */
+    /* Resumable head scan (a trickled head is parsed O(n), not O(n^2)):
+     * bytes of |in| already scanned for the end of the head, the input
+     * length at the last full parse (0: none yet), and how much of
+     * CRLF CRLF the scanned bytes end with. */
+    size_t hscan_pos, hscan_parsed;
+    uint8_t hscan_match;
     uint64_t requests;
     holder_t *pinned;
 } dconn_t;

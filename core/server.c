@@ -594,6 +594,7 @@ int server_run(const char *path)
     server_t *srv = calloc(1, sizeof(*srv));
     if (!srv)
         abort();
+    srv->admin_reserve = -1;
     describe_core_metrics();
     the_server = srv;
     srv->config_path = strdup(path);

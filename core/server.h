@@ -22,6 +22,11 @@ typedef struct server {
     struct event *sig_hup, *sig_term, *sig_int, *drain_ev;
     struct evconnlistener *admin;
     char admin_bound[64];
+    /* A descriptor held back for the admin listener: at the process's fd
+     * limit it is closed to accept one operator connection, and taken again
+     * when that connection ends (admin.c). -1 while lent out. */
+    int admin_reserve;
+    struct event *admin_resume;
     bool draining;
     uint64_t drain_deadline_us;
     int exit_code;

@@ -74,6 +74,12 @@ lstats_t *worker_lstats(worker_t *w, const char *listener)
     for (int i = 0; i < 6; i++)
         l->req_class[i] = stats_getf(
             w->stats, "sluice_requests_total{listener=\"%s\",code_class=\"%s\"}", listener, cls[i]);
+    l->aborts = stats_getf(w->stats, "sluice_downstream_aborts_total{listener=\"%s\"}", listener);
+    static const char *const why[4] = {"emfile", "enfile", "enobufs", "other"};
+    for (int i = 0; i < 4; i++)
+        l->accept_errors[i] = stats_getf(
+            w->stats, "sluice_downstream_accept_errors_total{listener=\"%s\",reason=\"%s\"}",
+            listener, why[i]);
     l->next = w->lstats;
     w->lstats = l;
     return l;
@@ -158,18 +164,41 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     dconn_accept(lv->w, lv->ls, fd, sa, salen);
 }
 
+/* How long a worker stops accepting after accept failed for lack of file
+ * descriptors or memory (nginx and HAProxy pause the same way). The
+ * connections wait in the kernel's backlog meanwhile. */
+#define ACCEPT_PAUSE_MS 100
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    lev_t *lv = arg;
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(lv->evl);
+}
+
 static void on_accept_error(struct evconnlistener *evl, void *arg)
 {
     lev_t *lv = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    (void)evl;
-    /* EMFILE and friends: log and keep going; libevent retries on the next
-     * readiness. */
-    log_warn("accept failed", "listener=%s error=\"%s\"", lv->ls->name, strerror(err));
+    /* libevent retries EAGAIN, EINTR and ECONNABORTED itself; what reaches
+     * us persists while the cause does, and the listening socket stays
+     * readable: without a pause the loop would call accept in a spin. */
+    int why = err == EMFILE ? 0 : err == ENFILE ? 1 : err == ENOBUFS ? 2 : 3;
+    stat_inc(worker_lstats(lv->w, lv->ls->name)->accept_errors[why]);
+    evconnlistener_disable(evl);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(lv->resume, &tv);
+    uint64_t supp;
+    if (log_limit_take(&lv->ls->accept_log, 1000, &supp))
+        log_warn("accept failed; pausing accepts",
+                 "listener=%s error=\"%s\" pause_ms=%d refused=%llu", lv->ls->name, strerror(err),
+                 ACCEPT_PAUSE_MS, (unsigned long long)supp + 1);
 }
 
 static void lev_free(worker_t *w, lev_t *lv)
 {
+    event_free(lv->resume);
     evconnlistener_free(lv->evl); /* closes this worker's fd */
     lv->ls->fds[w->id] = -1;
     atomic_fetch_sub(&lv->ls->worker_refs, 1);
@@ -215,6 +244,9 @@ static void sync_listeners(worker_t *w, gen_t *g)
             continue;
         }
         evconnlistener_set_error_cb(lv->evl, on_accept_error);
+        lv->resume = evtimer_new(w->base, on_accept_resume, lv);
+        if (!lv->resume)
+            abort();
         atomic_fetch_add(&ls->worker_refs, 1);
         lv->next = w->levs;
         w->levs = lv;
