@@ -184,20 +184,15 @@ class Proc:
             return ""
 
 
-class Upstream(Proc):
-    """Upstream runs tools/upstream (sluice-upstream) on one or more ports
-    picked by the kernel and waits for its `listening` lines."""
+class ListeningProc(Proc):
+    """ListeningProc is a server child that prints one "listening ADDR:PORT"
+    line per listening socket on stdout (port 0 resolved) once bound. The
+    constructor waits for |nlisten| of them, bounded by |timeout| s, and
+    then keeps draining stdout into the log so the child never blocks on a
+    full pipe."""
 
-    def __init__(self, workdir, name="up", nlisten=1, timeout=10, ports=None):
-        require_binaries(UPSTREAM_BIN)
-        argv = [UPSTREAM_BIN]
-        ports = list(ports) if ports else [0] * nlisten
-        nlisten = len(ports)
-        for port in ports:
-            argv += ["--listen", "127.0.0.1:%d" % port]
-        argv += ["--name", name]
-        self.name = name
-        super().__init__(argv, os.path.join(workdir, "upstream-%s.log" % name), stdout_pipe=True)
+    def __init__(self, argv, log_path, nlisten=1, timeout=10):
+        super().__init__(argv, log_path, stdout_pipe=True)
         self.ports = []
         buf = b""
         deadline = time.monotonic() + timeout
@@ -206,8 +201,9 @@ class Upstream(Proc):
             left = deadline - time.monotonic()
             if left <= 0 or not self.alive():
                 self.stop()
-                raise RuntimeError("sluice-upstream %s did not print 'listening': %r %s"
-                                   % (name, buf, self.log_text()))
+                raise RuntimeError("%s did not print 'listening': %r %s"
+                                   % (os.path.basename(argv[1] if argv[0] == sys.executable
+                                                       else argv[0]), buf, self.log_text()))
             r, _, _ = select.select([fd], [], [], min(left, 0.2))
             if not r:
                 continue
@@ -216,7 +212,6 @@ class Upstream(Proc):
                 continue
             buf += chunk
             self.ports = [int(m) for m in re.findall(rb"listening 127\.0\.0\.1:(\d+)", buf)]
-        # Keep draining stdout so the child never blocks on a full pipe.
         t = threading.Thread(target=self._drain, daemon=True)
         t.start()
 
@@ -226,6 +221,21 @@ class Upstream(Proc):
                 self._log.write(line)
         except (OSError, ValueError):
             pass
+
+
+class Upstream(ListeningProc):
+    """Upstream runs tools/upstream (sluice-upstream) on one or more ports
+    picked by the kernel and waits for its `listening` lines."""
+
+    def __init__(self, workdir, name="up", nlisten=1, timeout=10, ports=None):
+        require_binaries(UPSTREAM_BIN)
+        argv = [UPSTREAM_BIN]
+        ports = list(ports) if ports else [0] * nlisten
+        for port in ports:
+            argv += ["--listen", "127.0.0.1:%d" % port]
+        argv += ["--name", name]
+        self.name = name
+        super().__init__(argv, os.path.join(workdir, "upstream-%s.log" % name), len(ports), timeout)
 
     @property
     def port(self):
@@ -238,6 +248,46 @@ class Upstream(Proc):
     @property
     def addrs(self):
         return ["127.0.0.1:%d" % p for p in self.ports]
+
+
+def cpu_seconds(pid):
+    """cpu_seconds is the user+system CPU time |pid| (all its threads) has
+    used so far, from fields 14 and 15 of /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read()
+    # The command name (field 2) may hold spaces; fields 3.. follow its ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CpuMeter measures the share of one core |pid| uses between start()
+    and stop() (1.0 is one core busy the whole time). t0 is the monotonic
+    time of start(), for scheduling probes within the window."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.share = None
+        self.wall = None
+
+    def start(self):
+        self._cpu0 = cpu_seconds(self.pid)
+        self.t0 = time.monotonic()
+        return self
+
+    def stop(self):
+        cpu = cpu_seconds(self.pid) - self._cpu0
+        self.wall = time.monotonic() - self.t0
+        self.share = cpu / self.wall
+        return self.share
+
+
+def cpu_fraction(pid, window=2.0):
+    """cpu_fraction is the share of one core |pid| uses over the next
+    |window| s."""
+    m = CpuMeter(pid).start()
+    time.sleep(window)
+    return m.stop()
 
 
 # ---------------------------------------------------------------- config
@@ -316,6 +366,12 @@ def route_to(cluster, prefix="/", timeout=None, path=None):
     if timeout:
         r["timeout"] = timeout
     return {"match": m, "route": r}
+
+
+def prefix_route(prefix, cluster):
+    """prefix_route sends |prefix|... to |cluster| with the prefix rewritten
+    to "/" (sluice-upstream serves its endpoints at fixed paths)."""
+    return {"match": {"prefix": prefix}, "route": {"cluster": cluster}, "rewrite": {"uri": "/"}}
 
 
 def direct(prefix, status, body, path=None):

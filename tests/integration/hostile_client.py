@@ -8,45 +8,9 @@ Every loop here is bounded in count and in time; sockets are only opened
 to 127.0.0.1.
 """
 
-import os
 import socket
 import threading
 import time
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """cpu_seconds is the user+system CPU time |pid| (all its threads) has
-    used so far, from fields 14 and 15 of /proc/PID/stat."""
-    with open("/proc/%d/stat" % pid) as f:
-        stat = f.read()
-    # The command name (field 2) may hold spaces; fields 3.. follow its ')'.
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-class CpuMeter:
-    """CpuMeter measures the share of one core |pid| uses between start()
-    and stop() (1.0 is one core busy the whole time). t0 is the monotonic
-    time of start(), for scheduling probes within the window."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.share = None
-        self.wall = None
-
-    def start(self):
-        self._cpu0 = cpu_seconds(self.pid)
-        self.t0 = time.monotonic()
-        return self
-
-    def stop(self):
-        cpu = cpu_seconds(self.pid) - self._cpu0
-        self.wall = time.monotonic() - self.t0
-        self.share = cpu / self.wall
-        return self.share
-
 
 def request_head(path, host="127.0.0.1", headers=()):
     """request_head is a GET head for |path| with |headers| ([(name,

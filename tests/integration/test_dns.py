@@ -8,7 +8,6 @@ same port at 127.0.0.1 and 127.0.0.2."""
 import socket
 import struct
 import threading
-import time
 
 import harness as h
 

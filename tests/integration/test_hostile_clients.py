@@ -24,15 +24,12 @@ import hostile_client as hc
 MAX_CPU = 0.10  # share of one core
 
 
-def wait_until(pred, timeout, interval=0.05):
-    """wait_until polls pred() until it is truthy or |timeout| s pass and
-    returns its last value."""
-    deadline = time.monotonic() + timeout
-    v = pred()
-    while not v and time.monotonic() < deadline:
-        time.sleep(interval)
-        v = pred()
-    return v
+def sleep_until(t):
+    """sleep_until sleeps until monotonic time |t| (not at all if it has
+    passed): probes keep a fixed schedule whatever each one took."""
+    left = t - time.monotonic()
+    if left > 0:
+        time.sleep(left)
 
 
 def timed_curl(url, timeout=2):
@@ -72,18 +69,16 @@ class SlowReader(h.SluiceTestCase):
         try:
             for _ in range(self.READERS):
                 readers.append(hc.SlowReader(s.port, "/bytes?n=104857600"))
-            wait_until(lambda: all(r.first_byte.is_set() for r in readers), 3)
-            meter = hc.CpuMeter(s.pid).start()
+            h.wait_for(lambda: all(r.first_byte.is_set() for r in readers), 3)
+            meter = h.CpuMeter(s.pid).start()
             probes = []
             for i in range(4):
                 # One probe per second of the window, on a fixed schedule.
                 due = meter.t0 + i
-                if due > time.monotonic():
-                    time.sleep(due - time.monotonic())
+                sleep_until(due)
                 probes.append(timed_curl(s.url("/hello"), timeout=2))
             end = meter.t0 + 3.5
-            if end > time.monotonic():
-                time.sleep(end - time.monotonic())
+            sleep_until(end)
             share = meter.stop()
             answered = sum(r.first_byte.is_set() for r in readers)
             errors = [r.error for r in readers if r.error]
@@ -192,20 +187,18 @@ class FdLimit(h.SluiceTestCase):
         socks = hc.hold_connections(s.port, self.CONNS)
         try:
             # Near 256 open fds, accept() fails from here on.
-            self.assertTrue(wait_until(lambda: open_fds(s.pid) >= 240, 10),
+            self.assertTrue(h.wait_for(lambda: open_fds(s.pid) >= 240, 10),
                             "sluice never neared its fd limit: %d fds" % open_fds(s.pid))
-            meter = hc.CpuMeter(s.pid).start()
+            meter = h.CpuMeter(s.pid).start()
             scrapes = []
             for i in range(3):
                 due = meter.t0 + i
-                if due > time.monotonic():
-                    time.sleep(due - time.monotonic())
+                sleep_until(due)
                 t0 = time.monotonic()
                 r = h.curl([s.admin_url("/metrics")], timeout=2)
                 scrapes.append((r.status, time.monotonic() - t0, r))
             end = meter.t0 + 3.0
-            if end > time.monotonic():
-                time.sleep(end - time.monotonic())
+            sleep_until(end)
             share = meter.stop()
             elapsed = time.monotonic() - t_open
             lines = count_log_lines(s.log_path, [ACCEPT_FAILED, b"[warn]"])
@@ -235,7 +228,7 @@ class FdLimit(h.SluiceTestCase):
 
         # The crowd has left: sluice accepts again (it retries on its own;
         # nothing prods it).
-        served = wait_until(lambda: h.curl([s.url("/hello")], timeout=2).status == 200, 5)
+        served = h.wait_for(lambda: h.curl([s.url("/hello")], timeout=2).status == 200, 5)
         self.assertTrue(served, "no 200 within 5s after the %d connections closed" % self.CONNS)
 
 
@@ -280,10 +273,9 @@ class ClientGoesAway(h.SluiceTestCase):
         aborts0 = h.mval(s.metrics(), "sluice_downstream_aborts_total", listener="public")
         c, close_at = self.hang_up_after(s.port, "/slow?ms=8000")
         try:
-            self.assertTrue(wait_until(lambda: active() == 1, 2),
+            self.assertTrue(h.wait_for(lambda: active() == 1, 2),
                             "the request never reached the upstream")
-            if close_at > time.monotonic():
-                time.sleep(close_at - time.monotonic())
+            sleep_until(close_at)
         finally:
             c.close()
         t_close = time.monotonic()
@@ -293,7 +285,7 @@ class ClientGoesAway(h.SluiceTestCase):
             return (h.mval(m, "sluice_upstream_connections_active", cluster="c") == 0
                     and h.mval(m, "sluice_downstream_aborts_total", listener="public") >= aborts0 + 1)
 
-        done = wait_until(cancelled, 2)
+        done = h.wait_for(cancelled, 2)
         m = s.metrics()
         summary = "%.1fs after the client closed: connections_active=%s aborts=%s (before %s)" % (
             time.monotonic() - t_close, h.mval(m, "sluice_upstream_connections_active", cluster="c"),
@@ -314,14 +306,13 @@ class ClientGoesAway(h.SluiceTestCase):
         s = self.start(up.addr)
         c, close_at = self.hang_up_after(s.port, "/never-answered")
         try:
-            self.assertTrue(wait_until(lambda: any(g for g, _ in up.snapshot()), 2),
+            self.assertTrue(h.wait_for(lambda: any(g for g, _ in up.snapshot()), 2),
                             "the request never reached the upstream")
-            if close_at > time.monotonic():
-                time.sleep(close_at - time.monotonic())
+            sleep_until(close_at)
         finally:
             c.close()
         t_close = time.monotonic()
-        closed = wait_until(lambda: all(cl for _, cl in up.snapshot()), 2)
+        closed = h.wait_for(lambda: all(cl for _, cl in up.snapshot()), 2)
         self.assertTrue(closed, "upstream connections (request seen, closed) %.1fs after the "
                         "client closed: %r" % (time.monotonic() - t_close,
                                                [(g is not None, cl is not None)
@@ -391,8 +382,8 @@ class TrickledHead(h.SluiceTestCase):
             for t in ts:
                 t.start()
             # The trickle runs on a fixed schedule: this is a point in it.
-            time.sleep(max(0.0, t_start + self.WINDOW_AFTER - time.monotonic()))
-            meter = hc.CpuMeter(s.pid).start()
+            sleep_until(t_start + self.WINDOW_AFTER)
+            meter = h.CpuMeter(s.pid).start()
             for t in ts:
                 t.join(15)
             share = meter.stop()

@@ -7,10 +7,8 @@ waiting never stalls it."""
 import math
 import os
 import re
-import select
 import signal
 import sys
-import threading
 import time
 
 import harness as h
@@ -20,36 +18,14 @@ FAULTS = "sluice_upstream_faults_total"
 DISCARDS = "sluice_upstream_pool_discards_total"
 
 
-class Hostile(h.Proc):
+class Hostile(h.ListeningProc):
     """Hostile runs hostile_upstream.py on a port the kernel picks and reads
     its "event=..." lines back from the log."""
 
     def __init__(self, workdir, name="hostile", timeout=10):
         super().__init__([sys.executable, HOSTILE, "--listen", "127.0.0.1:0"],
-                         os.path.join(workdir, "%s.log" % name), stdout_pipe=True)
-        buf = b""
-        deadline = time.monotonic() + timeout
-        fd = self.p.stdout.fileno()
-        m = None
-        while m is None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.alive():
-                self.stop()
-                raise RuntimeError("hostile_upstream did not print 'listening': %r %s"
-                                   % (buf, self.log_text()))
-            r, _, _ = select.select([fd], [], [], min(left, 0.2))
-            if r:
-                buf += os.read(fd, 4096)
-                m = re.search(rb"listening 127\.0\.0\.1:(\d+)", buf)
-        self.addr = "127.0.0.1:%d" % int(m.group(1))
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        try:
-            for line in self.p.stdout:
-                self._log.write(line)
-        except (OSError, ValueError):
-            pass
+                         os.path.join(workdir, "%s.log" % name), timeout=timeout)
+        self.addr = "127.0.0.1:%d" % self.ports[0]
 
     def events(self, name):
         """events returns [(conn, {key: value})] of the event lines |name|."""
@@ -75,23 +51,6 @@ class Hostile(h.Proc):
             if kv.get("path") == path:
                 return c
         raise AssertionError("hostile upstream never got %s" % path)
-
-
-def cpu_ticks(pid):
-    """cpu_ticks is utime+stime of |pid| (all its threads), in clock ticks:
-    fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the
-    command name (which may hold spaces)."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def cpu_fraction(pid, window=2.0):
-    """cpu_fraction is the share of one core |pid| used over |window| s."""
-    t0, c0 = time.monotonic(), cpu_ticks(pid)
-    time.sleep(window)
-    t1, c1 = time.monotonic(), cpu_ticks(pid)
-    return (c1 - c0) / os.sysconf("SC_CLK_TCK") / (t1 - t0)
 
 
 def wait_stopped(pid, timeout=2.0):
@@ -251,7 +210,7 @@ class InterimResponses(HostileCase):
                          "(%.1fs): %r" % (elapsed, r))
         self.assertEqual(self.wait_metric(self.s, FAULTS, before + 1, cluster="flood", flag="UPE"),
                          before + 1)
-        frac = cpu_fraction(self.s.pid, 2.0)
+        frac = h.cpu_fraction(self.s.pid, 2.0)
         self.assertLess(frac, 0.10, "sluice used %.0f%% of a core after the flood" % (frac * 100))
         self.assertEqual(get(self.s.port, "/ok"), (200, b"ok"))
 

@@ -4,7 +4,6 @@ later (the upstream closing them, SIGTERM, a stream that was in flight
 during the reload) reaches the cluster state the retirement freed."""
 
 import threading
-import time
 
 import harness as h
 
@@ -14,16 +13,10 @@ CLOSE_WITHIN_S = 3.0
 SLOW_MS = 1500
 
 
-def prefix_route(prefix, cluster):
-    """prefix_route sends /NAME/... to |cluster| as /... (sluice-upstream
-    serves its endpoints at fixed paths)."""
-    return {"match": {"prefix": prefix}, "route": {"cluster": cluster}, "rewrite": {"uri": "/"}}
-
-
 def config(port, admin, ups, workers):
     """config routes /NAME/ to cluster NAME for each NAME -> Upstream in
     |ups|."""
-    routes = [prefix_route("/%s/" % n, n) for n in ups]
+    routes = [h.prefix_route("/%s/" % n, n) for n in ups]
     return h.build_config(port, admin, [h.router_filter(routes), h.lb_filter()],
                           [h.cluster(n, [u.addr]) for n, u in ups.items()], workers=workers)
 

@@ -75,12 +75,6 @@ def parse_wrk(out):
             sum(int(x) for x in sock.groups()) if sock else 0)
 
 
-def prefix_route(prefix, cluster):
-    """prefix_route sends /NAME/... to |cluster| as /... (sluice-upstream
-    serves its endpoints at fixed paths)."""
-    return {"match": {"prefix": prefix}, "route": {"cluster": cluster}, "rewrite": {"uri": "/"}}
-
-
 def settle_below(read, limit, timeout=SETTLE_S):
     """settle_below polls read() until it is at most |limit| or |timeout|
     s pass; returns the last value."""
@@ -109,7 +103,7 @@ class SoakReload(h.SluiceTestCase):
 
     def config(self, other):
         """config has clusters keep and |other| ("b" or "c")."""
-        routes = [prefix_route("/keep/", "keep"), prefix_route("/%s/" % other, other)]
+        routes = [h.prefix_route("/keep/", "keep"), h.prefix_route("/%s/" % other, other)]
         return h.build_config(self.port, self.admin, [h.router_filter(routes), h.lb_filter()],
                               [h.cluster("keep", [self.ups["keep"].addr]),
                                h.cluster(other, [self.ups[other].addr])], workers=2)
