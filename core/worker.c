@@ -331,15 +331,21 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void notify(worker_t *w, note_t note)
+static void notify(worker_t *w, char kind, gen_t *gen)
 {
+    /* Zeroed whole, padding included: the bytes go through a pipe, and
+     * valgrind rightly reports uninitialised padding written by write(2). */
+    note_t note;
+    memset(&note, 0, sizeof(note));
+    note.kind = kind;
+    note.gen = gen;
     if (write(w->notify[1], &note, sizeof(note)) != (ssize_t)sizeof(note))
-        log_error("cannot notify worker", "worker=%d note=%c", w->id, note.kind);
+        log_error("cannot notify worker", "worker=%d note=%c", w->id, kind);
 }
 
 void worker_notify(worker_t *w, char msg)
 {
-    notify(w, (note_t){msg, NULL});
+    notify(w, msg, NULL);
 }
 
 void worker_drain_notes(worker_t *w)
@@ -353,7 +359,7 @@ void worker_drain_notes(worker_t *w)
 void worker_notify_gen(worker_t *w, gen_t *g)
 {
     gen_ref(g); /* the worker's reference, handed over with the note */
-    notify(w, (note_t){'g', g});
+    notify(w, 'g', g);
 }
 
 static void *worker_main(void *arg)
