@@ -4,6 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n)   ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct arena_chunk {
     arena_chunk_t *next;
     size_t size; /* usable bytes after the header */
@@ -38,6 +47,7 @@ void arena_pool_cleanup(arena_pool_t *p)
     while (p->free) {
         arena_chunk_t *c = p->free;
         p->free = c->next;
+        UNPOISON(c->data, c->size);
         free(c);
     }
     p->nfree = 0;
@@ -62,11 +72,14 @@ __attribute__((unused)) static arena_chunk_t *chunk_get(arena_t *a, size_t need)
     size_t size = need <= ARENA_CHUNK_SIZE ? ARENA_CHUNK_SIZE : need;
     c = xmalloc(sizeof(*c) + size);
     c->size = size;
+    POISON(c->data, size);
     return c;
 }
 
 void *arena_alloc_nozero(arena_t *a, size_t n)
 {
+    size_t asked = n;
+    (void)asked;
     n = (n + 15) & ~(size_t)15;
     if (n == 0)
         n = 16;
@@ -81,13 +94,15 @@ void *arena_alloc_nozero(arena_t *a, size_t n)
     a->chunks = c;
     return c->data;
 #else
-    if ((size_t)(a->end - a->pos) < n) {
-        arena_chunk_t *c = chunk_get(a, n);
-        if (a->chunks && n > ARENA_CHUNK_SIZE / 2) {
+    size_t take = n + ARENA_REDZONE; /* the budget counts only what was asked */
+    if ((size_t)(a->end - a->pos) < take) {
+        arena_chunk_t *c = chunk_get(a, take);
+        if (a->chunks && take > ARENA_CHUNK_SIZE / 2) {
             /* A big allocation gets its own chunk behind the current one,
              * so the rest of the current chunk stays usable. */
             c->next = a->chunks->next;
             a->chunks->next = c;
+            UNPOISON(c->data, asked);
             return c->data;
         }
         c->next = a->chunks;
@@ -96,7 +111,8 @@ void *arena_alloc_nozero(arena_t *a, size_t n)
         a->end = c->data + c->size;
     }
     void *p = a->pos;
-    a->pos += n;
+    a->pos += take;
+    UNPOISON(p, asked);
     return p;
 #endif
 }
@@ -143,10 +159,12 @@ void arena_reset(arena_t *a)
         arena_chunk_t *c = a->chunks;
         a->chunks = c->next;
         if (a->pool && c->size == ARENA_CHUNK_SIZE && a->pool->nfree < a->pool->max_free) {
+            POISON(c->data, c->size); /* stale pointers into it are caught */
             c->next = a->pool->free;
             a->pool->free = c;
             a->pool->nfree++;
         } else {
+            UNPOISON(c->data, c->size);
             free(c);
         }
     }

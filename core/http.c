@@ -1049,56 +1049,32 @@ static void write_response_head(stream_t *s)
     }
     s->resp_chunk_passthrough = chunk_through;
     s->resp_close = !keep;
-    const char *reason = s->reason.len ? NULL : status_text(s->status);
-    size_t need = 64 + (s->reason.len ? s->reason.len : strlen(reason));
-    for (size_t i = 0; i < s->resp_hdrs.n; i++)
-        need += s->resp_hdrs.v[i].name.len + s->resp_hdrs.v[i].value.len + 4;
-    need += 96;
+    const char *reason = status_text(s->status);
+    h1w_resp_t resp = {
+        .status = s->status,
+        .reason = s->reason.len ? s->reason : (slc_str_t){reason, strlen(reason)},
+        .hdrs = s->resp_hdrs.v,
+        .nhdrs = s->resp_hdrs.n,
+        .keep_cl = s->resp_body == H1_BODY_NONE && !s->local_reply,
+        .framing = s->resp_body == H1_BODY_LENGTH ? H1W_LENGTH
+                   : chunk_through                ? H1W_CHUNKED
+                                                  : H1W_NONE,
+        .length = s->resp_left,
+        .conn = !keep           ? H1W_CONN_CLOSE
+                : s->minor == 0 ? H1W_CONN_KEEP_ALIVE
+                                : H1W_CONN_NONE,
+    };
+    size_t need = h1w_response_size(&resp);
     char *buf = arena_alloc_nozero(&s->arena, need);
-    if (!buf) {
+    size_t o = buf ? h1w_response(&resp, buf, need) : 0;
+    if (!o) {
+        if (buf) /* h1w_response_size is wrong: a bug, but never an overrun */
+            log_error("response head outgrew its size", "listener=%s need=%zu", dc->ls->name, need);
         s->closing_after = true;
         dc->closing = true;
         stream_finish(s);
         return;
     }
-    size_t o = 0;
-    PUT_LIT(buf, o, "HTTP/1.1 ");
-    o += put_dec(buf + o, (uint64_t)s->status);
-    buf[o++] = ' ';
-    if (s->reason.len) {
-        memcpy(buf + o, s->reason.ptr, s->reason.len);
-        o += s->reason.len;
-    } else {
-        size_t rl = strlen(reason);
-        memcpy(buf + o, reason, rl);
-        o += rl;
-    }
-    buf[o++] = '\r';
-    buf[o++] = '\n';
-    /* Framing is ours: whatever the upstream or a filter put in the list,
-     * only the content-length / transfer-encoding written below go out
-     * (except a bodiless response's content-length, e.g. HEAD or 304). */
-    bool keep_cl = s->resp_body == H1_BODY_NONE && !s->local_reply;
-    for (size_t i = 0; i < s->resp_hdrs.n; i++) {
-        hdr_t *h = &s->resp_hdrs.v[i];
-        if (is_framing_field(h->name) &&
-            !(keep_cl && h1_token_eq(h->name.ptr, h->name.len, "content-length")))
-            continue;
-        o = put_field(buf, o, h->name, h->value);
-    }
-    if (s->resp_body == H1_BODY_LENGTH) {
-        PUT_LIT(buf, o, "content-length: ");
-        o += put_dec(buf + o, s->resp_left);
-        PUT_LIT(buf, o, "\r\n");
-    }
-    if (chunk_through)
-        PUT_LIT(buf, o, "transfer-encoding: chunked\r\n");
-    if (!keep)
-        PUT_LIT(buf, o, "connection: close\r\n");
-    else if (s->minor == 0)
-        PUT_LIT(buf, o, "connection: keep-alive\r\n");
-    buf[o++] = '\r';
-    buf[o++] = '\n';
     struct evbuffer *out = dc->io.out;
     evbuffer_add(out, buf, o);
     sio_mark(&dc->io);

@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "gen.h"
 #include "h1.h"
+#include "h1w.h"
 #include "log.h"
 #include "sio.h"
 #include "stats.h"
@@ -127,15 +128,6 @@ typedef struct worker {
     bool draining;
     stat_t *streams_active;
 } worker_t;
-
-typedef struct hdr {
-    slc_str_t name, value;
-} hdr_t;
-
-typedef struct hdrs {
-    hdr_t *v;
-    size_t n, cap;
-} hdrs_t;
 
 enum stream_state {
     ST_REQ_FILTERS,  /* running request filters (may be paused) */
@@ -266,50 +258,6 @@ typedef struct uconn {
     uint64_t head_end; /* io.sent once the current request head is on the wire */
     holder_t *pinned;  /* a transport's code lives in this generation's module */
 } uconn_t;
-
-/* put_dec writes |v| in decimal at |p| and returns the length (no NUL). */
-static inline size_t put_dec(char *p, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
-#define PUT_LIT(buf, o, lit)                                                                       \
-    do {                                                                                           \
-        memcpy((buf) + (o), lit, sizeof(lit) - 1);                                                 \
-        (o) += sizeof(lit) - 1;                                                                    \
-    } while (0)
-
-/* put_field writes "name: value\r\n" at |buf|+|o| (room checked by the
- * caller) and returns the new offset. */
-static inline size_t put_field(char *buf, size_t o, slc_str_t name, slc_str_t value)
-{
-    memcpy(buf + o, name.ptr, name.len);
-    o += name.len;
-    buf[o++] = ':';
-    buf[o++] = ' ';
-    memcpy(buf + o, value.ptr, value.len);
-    o += value.len;
-    buf[o++] = '\r';
-    buf[o++] = '\n';
-    return o;
-}
-
-/* is_framing_field: headers a header list never forwards, whoever put them
- * there (upstream or filter): hop-by-hop ones and content-length. The core
- * writes the framing itself. */
-static inline bool is_framing_field(slc_str_t name)
-{
-    return h1_is_hop_by_hop(name.ptr, name.len) ||
-           h1_token_eq(name.ptr, name.len, "content-length");
-}
 
 /* worker.c */
 int worker_start(worker_t *w);

@@ -624,53 +624,31 @@ static bool method_has_body(slc_str_t m)
 void stream_upstream_ready(stream_t *s)
 {
     uconn_t *uc = s->up;
-    size_t need = s->method.len + s->path.len + 64 + s->authority.len + 32;
-    for (size_t i = 0; i < s->req_hdrs.n; i++)
-        need += s->req_hdrs.v[i].name.len + s->req_hdrs.v[i].value.len + 4;
+    h1w_req_t req = {
+        .method = s->method,
+        .path = s->path,
+        .hdrs = s->req_hdrs.v,
+        .nhdrs = s->req_hdrs.n,
+        /* An HTTP/1.0 request may have come without Host. */
+        .host = s->authority.len ? s->authority : (slc_str_t){s->ep->addr, strlen(s->ep->addr)},
+        .framing = s->req_body == H1_BODY_LENGTH    ? H1W_LENGTH
+                   : s->req_body == H1_BODY_CHUNKED ? H1W_CHUNKED
+                   : method_has_body(s->method)     ? H1W_EMPTY_LENGTH
+                                                    : H1W_NONE,
+        .length = s->req_length, /* not req_left: a retry resends it all */
+    };
+    size_t need = h1w_request_size(&req);
     char *buf = arena_alloc_nozero(&s->arena, need);
     if (!buf) {
         stream_upstream_failed(s, 431, SLC_RF_DPE, "request too large\n");
         return;
     }
-    size_t o = 0;
-    memcpy(buf, s->method.ptr, s->method.len);
-    o += s->method.len;
-    buf[o++] = ' ';
-    memcpy(buf + o, s->path.ptr, s->path.len);
-    o += s->path.len;
-    memcpy(buf + o, " HTTP/1.1\r\n", 11);
-    o += 11;
-    bool have_host = false;
-    for (size_t i = 0; i < s->req_hdrs.n; i++) {
-        hdr_t *h = &s->req_hdrs.v[i];
-        /* Framing is ours (written below), whatever a filter added. */
-        if (is_framing_field(h->name))
-            continue;
-        if (h->name.len == 4 && strncasecmp(h->name.ptr, "host", 4) == 0)
-            have_host = true;
-        o = put_field(buf, o, h->name, h->value);
+    size_t o = h1w_request(&req, buf, need);
+    if (!o) { /* h1w_request_size is wrong: a bug, but never an overrun */
+        log_error("request head outgrew its size", "cluster=%s need=%zu", s->cluster->name, need);
+        stream_upstream_failed(s, 500, SLC_RF_LR, "internal error writing the request head\n");
+        return;
     }
-    if (!have_host) {
-        slc_str_t a =
-            s->authority.len ? s->authority : (slc_str_t){s->ep->addr, strlen(s->ep->addr)};
-        memcpy(buf + o, "host: ", 6);
-        o += 6;
-        memcpy(buf + o, a.ptr, a.len);
-        o += a.len;
-        buf[o++] = '\r';
-        buf[o++] = '\n';
-    }
-    if (s->req_body == H1_BODY_LENGTH) {
-        PUT_LIT(buf, o, "content-length: ");
-        o += put_dec(buf + o, s->req_length); /* not req_left: a retry resends it all */
-        PUT_LIT(buf, o, "\r\n");
-    } else if (s->req_body == H1_BODY_CHUNKED) {
-        PUT_LIT(buf, o, "transfer-encoding: chunked\r\n");
-    } else if (method_has_body(s->method)) {
-        PUT_LIT(buf, o, "content-length: 0\r\n");
-    }
-    buf[o++] = '\r';
-    buf[o++] = '\n';
     sio_write(&uc->io, buf, o);
     /* With a transport the wire bytes outnumber these: the check in
      * on_up_read then errs toward accepting the response. */
