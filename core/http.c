@@ -101,20 +101,38 @@ slc_status_t hdrs_set(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value, b
 }
 
 /* strip_hop_by_hop removes RFC 9110 7.6.1 headers and whatever the
- * Connection header lists, before forwarding in either direction. */
+ * Connection header lists, before forwarding in either direction. The
+ * Connection fields are gathered first, so the pass is linear in the
+ * header count (times the few Connection fields), not quadratic. */
 static void strip_hop_by_hop(hdrs_t *h)
 {
+    h1_header_t conn[8];
+    size_t nconn = 0;
+    bool too_many = false;
+    for (size_t c = 0; c < h->n; c++) {
+        if (!h1_token_eq(h->v[c].name.ptr, h->v[c].name.len, "connection"))
+            continue;
+        if (nconn == sizeof(conn) / sizeof(conn[0])) {
+            too_many = true;
+            break;
+        }
+        conn[nconn++] =
+            (h1_header_t){h->v[c].name.ptr, h->v[c].name.len, h->v[c].value.ptr, h->v[c].value.len};
+    }
     size_t o = 0;
-    /* Connection-listed names first (their values live in the list). */
     for (size_t i = 0; i < h->n; i++) {
-        bool drop = h1_is_hop_by_hop(h->v[i].name.ptr, h->v[i].name.len);
-        for (size_t c = 0; c < h->n && !drop; c++) {
+        const char *name = h->v[i].name.ptr;
+        size_t len = h->v[i].name.len;
+        bool drop =
+            h1_is_hop_by_hop(name, len) || (nconn && h1_connection_lists(conn, nconn, name, len));
+        /* Past 8 Connection fields (no real client sends that many) the
+         * rest are read in place: slower, never wrong. */
+        for (size_t c = 0; too_many && c < h->n && !drop; c++) {
             if (!h1_token_eq(h->v[c].name.ptr, h->v[c].name.len, "connection"))
                 continue;
             h1_header_t one = {h->v[c].name.ptr, h->v[c].name.len, h->v[c].value.ptr,
                                h->v[c].value.len};
-            if (h1_connection_lists(&one, 1, h->v[i].name.ptr, h->v[i].name.len))
-                drop = true;
+            drop = h1_connection_lists(&one, 1, name, len);
         }
         if (!drop)
             h->v[o++] = h->v[i];

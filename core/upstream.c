@@ -499,14 +499,19 @@ static void pend_add(worker_t *w, stream_t *s)
     else
         w->pend_head = s;
     w->pend_tail = s;
-    atomic_fetch_add_explicit(&s->ep->cluster->st->pending, 1, memory_order_relaxed);
+    uint32_t before =
+        atomic_fetch_add_explicit(&s->ep->cluster->st->pending, 1, memory_order_relaxed);
     stat_inc(s->cst->pending);
     /* The connections that hold the limit may sit idle in other workers'
      * pools, where this stream cannot use them: ask those workers to let
-     * them go (upstream_release_idle_for_waiters). */
-    for (int i = 0; i < w->srv->nworkers; i++)
-        if (&w->srv->workers[i] != w)
-            worker_notify(&w->srv->workers[i], 'p');
+     * them go (upstream_release_idle_for_waiters). Once, when the cluster
+     * starts to have waiters: while any wait, upstream_release closes
+     * instead of pooling on workers that have none, so no later stream
+     * needs to write to every other worker's pipe again. */
+    if (before == 0)
+        for (int i = 0; i < w->srv->nworkers; i++)
+            if (&w->srv->workers[i] != w)
+                worker_notify(&w->srv->workers[i], 'p');
     if (!evtimer_pending(w->pend_ev, NULL)) {
         struct timeval tv = {0, 5000};
         evtimer_add(w->pend_ev, &tv);
