@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct top {
@@ -200,6 +202,51 @@ static char *resolve_dir(const char *base, const char *p)
     if (!out)
         abort();
     return out;
+}
+
+/* ---- the filter directory ------------------------------------------------ */
+
+static char *default_filter_dir; /* malloc'd; NULL: SLUICE_DEFAULT_FILTER_DIR */
+
+const char *conf_builtin_filter_dir(const char *exe)
+{
+    /* One binary file serves both the build tree and, copied, the install,
+     * so only the file itself can tell which one is running. */
+    struct stat a, b;
+    if (exe && stat(exe, &a) == 0 && stat(SLUICE_BUILD_BINARY, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        return SLUICE_BUILD_FILTER_DIR;
+    return SLUICE_DEFAULT_FILTER_DIR;
+}
+
+char *conf_pick_filter_dir(const char *flag, const char *env, const char *exe)
+{
+    const char *p = flag && *flag ? flag : env && *env ? env : NULL;
+    if (!p)
+        p = conf_builtin_filter_dir(exe);
+    if (p[0] == '/') {
+        char *out = strdup(p);
+        if (!out)
+            abort();
+        return out;
+    }
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof(cwd)))
+        snprintf(cwd, sizeof(cwd), ".");
+    return resolve_dir(cwd, p);
+}
+
+void conf_set_default_filter_dir(const char *dir)
+{
+    free(default_filter_dir);
+    default_filter_dir = NULL;
+    if (dir && !(default_filter_dir = strdup(dir)))
+        abort();
+}
+
+const char *conf_default_filter_dir(void)
+{
+    return default_filter_dir ? default_filter_dir : SLUICE_DEFAULT_FILTER_DIR;
 }
 
 static void load_filters(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
@@ -472,7 +519,7 @@ conf_t *conf_load_text(const char *path, const char *text, size_t len, slc_diag_
                     c->admin_address);
 
     c->filter_dir =
-        top.filter_dir ? resolve_dir(c->dir, top.filter_dir) : strdup(SLUICE_DEFAULT_FILTER_DIR);
+        top.filter_dir ? resolve_dir(c->dir, top.filter_dir) : strdup(conf_default_filter_dir());
     if (!c->filter_dir)
         abort();
     if (top.dns && cfg_type(top.dns) != SLC_CFG_NULL) {

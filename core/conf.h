@@ -79,6 +79,34 @@ typedef struct conf {
     size_t nlisteners;
 } conf_t;
 
+/* Where bare module names resolve, highest precedence first:
+ *   1. the configuration's filter_dir key (relative: to the config file's
+ *      directory);
+ *   2. --filter-dir DIR;
+ *   3. the SLUICE_FILTER_DIR environment variable;
+ *   4. the built-in default (conf_builtin_filter_dir).
+ * The key wins so that one configuration file loads the same code however
+ * sluice is started; the flag and the variable only say where a binary's
+ * filters are when the configuration does not. main resolves 2-4 once, at
+ * start, and hands the result to conf_set_default_filter_dir: a reload
+ * must not change its mind because the binary was rebuilt meanwhile. */
+
+/* conf_builtin_filter_dir is SLUICE_BUILD_FILTER_DIR when |exe| is the very
+ * file the build tree linked (SLUICE_BUILD_BINARY, compared by device and
+ * inode), else the install's SLUICE_DEFAULT_FILTER_DIR. |exe| may be NULL. */
+const char *conf_builtin_filter_dir(const char *exe);
+/* conf_pick_filter_dir applies 2-4 above: |flag|, else |env|, else the
+ * built-in default for |exe|. NULL or empty strings count as absent. A
+ * relative |flag| or |env| is made absolute against the working directory,
+ * as -c is read. Returns a malloc'd path. */
+char *conf_pick_filter_dir(const char *flag, const char *env, const char *exe);
+/* conf_set_default_filter_dir sets the directory used by every later
+ * conf_load whose configuration has no filter_dir key (copied; NULL goes
+ * back to SLUICE_DEFAULT_FILTER_DIR). */
+void conf_set_default_filter_dir(const char *dir);
+/* conf_default_filter_dir is what conf_set_default_filter_dir set. */
+const char *conf_default_filter_dir(void);
+
 /* conf_load reads and checks |path|. Every problem goes to |d| (which must
  * be initialised by the caller and is bound to the new tree here). Returns
  * NULL if any error was recorded. */

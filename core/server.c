@@ -681,8 +681,8 @@ int server_run(const char *path)
     event_add(srv->sig_hup, NULL);
     event_add(srv->sig_term, NULL);
     event_add(srv->sig_int, NULL);
-    log_info("ready", "workers=%d generation=%llu admin=%s", srv->nworkers,
-             (unsigned long long)g->id, srv->admin_bound);
+    log_info("ready", "workers=%d generation=%llu admin=%s filter_dir=%s", srv->nworkers,
+             (unsigned long long)g->id, srv->admin_bound, g->conf->filter_dir);
     event_base_dispatch(srv->base);
 
     for (int i = 0; i < srv->nworkers; i++) {

@@ -10,7 +10,7 @@ Environment (set by ctest, see tests/CMakeLists.txt):
   SLUICE_BIN, SLUICE_FILTER_DIR, SLUICE_TEST_FILTER_DIR, SLUICE_UPSTREAM_BIN,
   SLUICE_SOURCE_DIR, SLUICE_BUILD_DIR.
 When run by hand, anything missing defaults to the layout of a build in
-SLUICE_BUILD_DIR (default /work/main/build).
+SLUICE_BUILD_DIR (default <source dir>/build).
 """
 
 import atexit
@@ -529,10 +529,13 @@ class Sluice(Proc):
         raise AssertionError("reload (%s) not observed within %ss" % (res, timeout))
 
 
-def run_sluice(args, timeout=30):
-    """run_sluice runs the binary to completion; returns CompletedProcess."""
-    require_binaries(SLUICE_BIN)
-    return subprocess.run([SLUICE_BIN] + list(args), stdin=subprocess.DEVNULL,
+def run_sluice(args, timeout=30, env=None, binary=None):
+    """run_sluice runs the binary (|binary|, default SLUICE_BIN) to
+    completion with |env| (default: this process's); returns
+    CompletedProcess."""
+    binary = binary or SLUICE_BIN
+    require_binaries(binary)
+    return subprocess.run([binary] + list(args), stdin=subprocess.DEVNULL, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

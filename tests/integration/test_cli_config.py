@@ -3,6 +3,7 @@ precise file:line:col diagnostics for broken configs."""
 
 import os
 import re
+import shutil
 import subprocess
 
 import harness as h
@@ -10,8 +11,7 @@ import harness as h
 BASE = """\
 workers: 1
 admin: {{ address: 127.0.0.1:{admin} }}
-filter_dir: {filter_dir}
-{extra_top}filters:
+{filter_dir_line}{extra_top}filters:
 {extra_filter}  - name: routes
     module: router
     config:
@@ -34,10 +34,27 @@ clusters:
 
 
 def render(extra_top="", extra_filter="", cluster="api", listeners_key="listeners",
-           chain_prefix=""):
-    return BASE.format(admin=h.free_port(), filter_dir=h.FILTER_DIR, extra_top=extra_top,
+           chain_prefix="", filter_dir=h.FILTER_DIR):
+    """render fills BASE; filter_dir=None leaves the filter_dir key out."""
+    line = "filter_dir: %s\n" % filter_dir if filter_dir is not None else ""
+    return BASE.format(admin=h.free_port(), filter_dir_line=line, extra_top=extra_top,
                        extra_filter=extra_filter, cluster=cluster, listeners_key=listeners_key,
                        up=h.closed_port(), port=h.free_port(), chain_prefix=chain_prefix)
+
+
+def env_without_filter_dir():
+    """env_without_filter_dir is this process's environment minus
+    SLUICE_FILTER_DIR, so sluice falls back on its built-in default."""
+    return {k: v for k, v in os.environ.items() if k != "SLUICE_FILTER_DIR"}
+
+
+def builtin_filter_dir(help_text):
+    """builtin_filter_dir reads the built-in default filter directory that
+    `sluice --help` prints."""
+    m = re.search(r"else (/\S+)\)", help_text)
+    if not m:
+        raise AssertionError("no built-in filter directory in --help:\n%s" % help_text)
+    return m.group(1)
 
 
 def pos(text, needle, after=None):
@@ -86,6 +103,14 @@ class CliConfig(h.SluiceTestCase):
         self.assertRegex(v.stdout, r"(?i)usage")
         self.assertIn("--validate", v.stdout)
         self.assertIn("-c", v.stdout)
+        self.assertIn("--filter-dir", v.stdout)
+        self.assertEqual(builtin_filter_dir(v.stdout), h.FILTER_DIR,
+                         "the build tree's binary must default to the build tree's filters")
+
+    def test_empty_filter_dir_flag_is_bad_usage(self):
+        v = h.run_sluice(["--filter-dir=", "--validate", "-c", self.write("x.yaml", render())])
+        self.assertEqual(v.returncode, 2, v.stderr)
+        self.assertIn("--filter-dir", v.stderr)
 
     def test_version(self):
         v = h.run_sluice(["--version"])
@@ -99,12 +124,75 @@ class CliConfig(h.SluiceTestCase):
         self.assertTrue(v.stderr.strip())
 
     def test_validate_shipped_config(self):
+        # Without SLUICE_FILTER_DIR (ctest sets it): the shipped config must
+        # find this build tree's filters on the binary's built-in default,
+        # wherever the build tree is.
         shipped = os.path.join(h.SOURCE_DIR, "config", "sluice.yaml")
-        if not os.path.isfile(shipped):
-            self.skipTest("config/sluice.yaml not shipped yet")
-        v = h.run_sluice(["--validate", "-c", shipped])
+        v = h.run_sluice(["--validate", "-c", shipped], env=env_without_filter_dir())
         self.assertEqual(v.returncode, 0, v.stderr)
         self.assertIn("configuration ok", v.stdout)
+        for mod in ("router", "lb"):
+            self.assertIn("path=%s/%s.so" % (h.FILTER_DIR, mod), v.stderr)
+
+    # ------------------------------------------------------------ filter directory
+
+    def assertModuleDir(self, v, want_dir, ok):
+        """assertModuleDir checks that --validate result |v| loaded (ok) or
+        failed to load the bare module router from |want_dir|."""
+        if ok:
+            self.assertEqual(v.returncode, 0, v.stderr)
+            self.assertIn("path=%s/router.so" % want_dir, v.stderr)
+        else:
+            self.assertFails(v)
+            self.assertIn("cannot load filter module '%s/router.so'" % want_dir, v.stderr)
+
+    def test_filter_dir_precedence(self):
+        # key > --filter-dir > SLUICE_FILTER_DIR > built-in (docs/configuration.md)
+        empty = os.path.join(self.tdir, "empty-filters")
+        os.mkdir(empty)
+        good = h.FILTER_DIR
+        no_key = self.write("nokey.yaml", render(filter_dir=None))
+        keyed = self.write("keyed.yaml", render(filter_dir=empty))
+        bare = env_without_filter_dir()
+        env_empty = dict(bare, SLUICE_FILTER_DIR=empty)
+        env_good = dict(bare, SLUICE_FILTER_DIR=good)
+        # built-in default of the build tree's binary
+        self.assertModuleDir(h.run_sluice(["--validate", "-c", no_key], env=bare), good, True)
+        # the environment beats the built-in default
+        self.assertModuleDir(h.run_sluice(["--validate", "-c", no_key], env=env_empty), empty,
+                             False)
+        # the flag beats the environment
+        self.assertModuleDir(h.run_sluice(["--filter-dir", good, "--validate", "-c", no_key],
+                                          env=env_empty), good, True)
+        self.assertModuleDir(h.run_sluice(["--filter-dir", empty, "--validate", "-c", no_key],
+                                          env=env_good), empty, False)
+        # the configuration's key beats both
+        self.assertModuleDir(h.run_sluice(["--filter-dir", good, "--validate", "-c", keyed],
+                                          env=env_good), empty, False)
+
+    def test_copied_binary_defaults_to_the_install_dir(self):
+        # An installed sluice is a copy of the build tree's: it must look in
+        # the install's filter directory, never back in the build tree.
+        copy = os.path.join(self.tdir, "sluice")
+        shutil.copy2(h.SLUICE_BIN, copy)
+        bare = env_without_filter_dir()
+        v = h.run_sluice(["--help"], env=bare, binary=copy)
+        self.assertEqual(v.returncode, 0, v.stderr)
+        install = builtin_filter_dir(v.stdout)
+        self.assertNotEqual(install, h.FILTER_DIR)
+        self.assertTrue(install.endswith("/sluice/filters"), install)
+        # a module no install has, so the answer does not depend on one
+        extra = "  - name: extra\n    module: no_such_module_xyz\n"
+        path = self.write("copy.yaml", render(extra_filter=extra, filter_dir=None))
+        v = h.run_sluice(["--validate", "-c", path], env=bare, binary=copy)
+        self.assertFails(v)
+        self.assertIn("cannot load filter module '%s/no_such_module_xyz.so'" % install, v.stderr)
+        # SLUICE_FILTER_DIR points an installed binary elsewhere
+        path = self.write("copy-ok.yaml", render(filter_dir=None))
+        v = h.run_sluice(["--validate", "-c", path], env=dict(bare, SLUICE_FILTER_DIR=h.FILTER_DIR),
+                         binary=copy)
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertIn("path=%s/router.so" % h.FILTER_DIR, v.stderr)
 
     def test_validate_good(self):
         path, v = self.validate(render())

@@ -4,6 +4,7 @@ filters: retries (connect failure, status, per-try timeout, body replay),
 mirroring, connection-pool limits with pending overflow, connect timeout."""
 
 import http.server
+import select
 import socket
 import socketserver
 import subprocess
@@ -77,7 +78,16 @@ class Blackhole:
             except BlockingIOError:
                 pass
             self.fillers.append(s)
-        time.sleep(0.2)
+        # The queue is full once a filler's handshake has completed (a
+        # non-blocking connect turns writable with no error); from then on
+        # the kernel drops new SYNs.
+        if not h.wait_for(self._queue_full, 5):
+            self.close()
+            raise RuntimeError("no filler connection completed: the backlog is not full")
+
+    def _queue_full(self):
+        _, w, _ = select.select([], self.fillers, [], 0)
+        return any(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for s in w)
 
     def close(self):
         for s in self.fillers:
@@ -177,11 +187,13 @@ class CoreTraffic(h.SluiceTestCase):
                            {"c": ["UP"]})
         slow = s.url("/slow?ms=1500")
         procs = []
-        for _ in range(2):  # one takes the connection, one waits
+        # one takes the connection, one waits in the pending queue
+        for started in (lambda m: h.mval(m, "sluice_upstream_requests_total", cluster="c") == 1,
+                        lambda m: h.mval(m, "sluice_upstream_pending", cluster="c") == 1):
             procs.append(subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
                                            "--max-time", "10", slow],
                                           stdout=subprocess.PIPE, text=True, env=h.CLIENT_ENV))
-            time.sleep(0.15)
+            self.assertTrue(h.wait_for(lambda: started(s.metrics()), 5), s.metrics())
         t0 = time.monotonic()
         r = h.curl([s.url("/hello")])
         took = time.monotonic() - t0
@@ -225,10 +237,13 @@ class CoreTraffic(h.SluiceTestCase):
         self.assertEqual(seen(), {"A", "B"})
         port_b = b.port
         b.stop()
-        # unhealthy after 2 failed checks (~200 ms); give it a little more
-        h.wait_for(lambda: h.mval(s.metrics(), "sluice_health_checks_total", cluster="c",
-                                  result="failure") >= 2, 3)
-        time.sleep(0.3)
+        # unhealthy after 2 failed checks (~200 ms): health.c logs the
+        # verdict right after workers can see it
+        gone = 'msg="endpoint failed its health checks" cluster=c endpoint=%s ' % b.addr
+        self.assertTrue(h.wait_for(lambda: gone in s.log_text(), 3),
+                        "B never failed its health checks")
+        self.assertGreaterEqual(h.mval(s.metrics(), "sluice_health_checks_total", cluster="c",
+                                       result="failure"), 2)
         self.assertEqual(seen(), {"A"}, "the dead endpoint must be out of rotation")
         b2 = self.upstream("B", ports=[port_b])
         h.wait_for(lambda: "B" in seen(10), 5)

@@ -1,5 +1,6 @@
 """Upstream failures, route and header timeouts, and their metrics."""
 
+import re
 import socket
 import time
 
@@ -145,18 +146,44 @@ class ErrorsTimeouts(h.SluiceTestCase):
         del up2
 
     def test_no_healthy_endpoint_503(self):
+        # Every endpoint of the cluster fails its active health checks (both
+        # ports are closed), so none is usable: 503 UH, and nothing is sent
+        # upstream. Once through the lb filter, once through the core's own
+        # round robin (a listener whose chain has no lb).
+        dead = ["127.0.0.1:%d" % h.closed_port() for _ in range(2)]
+        hc = {"path": "/hello", "interval": "50ms", "timeout": "40ms",
+              "unhealthy_threshold": 2, "healthy_threshold": 1}
         cfg = h.build_config(h.free_port(), h.free_port(),
-                             [h.router_filter([h.route_to("empty")]), h.lb_filter()],
-                             [h.cluster("empty", [])], workers=1)
-        path = self.tdir + "/empty.yaml"
-        with open(path, "w") as f:
-            f.write(h.to_yaml(cfg))
-        v = h.run_sluice(["--validate", "-c", path])
-        if v.returncode != 0:
-            self.skipTest("a cluster with no endpoints is not expressible: %s" % v.stderr.strip())
-        s = self.sluice(cfg, name="empty")
-        r = h.curl([s.url("/hello")])
-        self.assertEqual(r.status, 503, r)
+                             [h.router_filter([h.route_to("down")]), h.lb_filter()],
+                             [h.cluster("down", dead, health_check=hc)], workers=1)
+        core_port = h.free_port()
+        cfg["listeners"].append({"name": "core-rr", "address": "127.0.0.1:%d" % core_port,
+                                 "filter_chain": ["routes"]})
+        cfg["log"] = {"level": "debug"}
+        s = self.sluice(cfg, name="down")
+
+        def unhealthy():
+            log = s.log_text()
+            return all(re.search(r'msg="endpoint failed its health checks" cluster=down '
+                                 r'endpoint=%s ' % re.escape(ep), log) for ep in dead)
+
+        self.assertTrue(h.wait_for(unhealthy, 5), "health checks never took both endpoints out")
+        m = s.metrics()
+        self.assertGreaterEqual(h.mval(m, "sluice_health_checks_total", cluster="down",
+                                       result="failure"), 4)
+        lb_uh0 = h.mval_suffix(m, "lb_no_healthy_upstream_total")
+        since = len(s.log_text())
+        for port in (s.port, core_port):
+            r = h.curl(["http://127.0.0.1:%d/hello" % port])
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.body, b"no healthy upstream\n", r)
+        self.assertTrue(h.wait_for(lambda: len(h.stream_flags(s, since)) >= 2, 3),
+                        s.log_text()[since:])
+        self.assertEqual(h.stream_flags(s, since), [(503, h.RF["UH"])] * 2)
+        m = s.metrics()
+        self.assertEqual(h.mval_suffix(m, "lb_no_healthy_upstream_total") - lb_uh0, 1)
+        self.assertEqual(h.mval(m, "sluice_upstream_requests_total", cluster="down"), 0)
+        self.assertEqual(h.mval(m, "sluice_upstream_connect_failures_total", cluster="down"), 0)
 
 
 if __name__ == "__main__":

@@ -172,15 +172,15 @@ class Reload(h.SluiceTestCase):
                          RELOADS + 1)
         self.assertEqual(h.mval(m2, "sluice_config_reloads_total", result="failure") - fail0, 1)
 
-        # every old generation is freed once its last stream ends (the gauge
-        # is not in SPEC.md; checked when exposed)
-        if any(n == "sluice_config_generations_alive" for (n, _) in m2):
-            deadline = time.monotonic() + 10
-            alive = h.mval(m2, "sluice_config_generations_alive")
-            while alive != 1 and time.monotonic() < deadline:
-                time.sleep(0.1)
-                alive = h.mval(s.metrics(), "sluice_config_generations_alive")
-            self.assertEqual(alive, 1, "old generations still alive after the load stopped")
+        # every old generation is freed once its last stream ends
+        self.assertIn("sluice_config_generations_alive", {n for (n, _) in m2},
+                      "the generations-alive gauge is missing from /metrics")
+        deadline = time.monotonic() + 10
+        alive = h.mval(m2, "sluice_config_generations_alive")
+        while alive != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = h.mval(s.metrics(), "sluice_config_generations_alive")
+        self.assertEqual(alive, 1, "old generations still alive after the load stopped")
 
         # memory: old generations drain, RSS back within baseline + 20 MiB
         limit = baseline + 20 * 1024

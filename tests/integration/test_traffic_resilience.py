@@ -96,11 +96,16 @@ class TrafficResilience(h.SluiceTestCase):
                 "base_ejection_time": "%ds" % base_ej, "max_ejection_percent": 50}}})
         self.assertEqual(h.count_header(h.pipelined_get(s.port, 40, conns=1, batch=10)),
                          {"A": 20, "B": 20})
-        # load for 4 s; A is SIGKILLed after 1 s
+        # load for 3 s; A is SIGKILLed as soon as the load reaches the
+        # upstreams, so about 3 s of it run against the dead endpoint and
+        # the checks below still fit inside base_ejection_time
+        sent0 = h.mval(s.metrics(), "sluice_upstream_requests_total", cluster="api")
         box = {}
-        t = threading.Thread(target=lambda: box.update(wrk(s.url("/hello"), 4)), daemon=True)
+        t = threading.Thread(target=lambda: box.update(wrk(s.url("/hello"), 3)), daemon=True)
         t.start()
-        time.sleep(1.0)
+        self.assertTrue(h.wait_for(lambda: h.mval(s.metrics(), "sluice_upstream_requests_total",
+                                                  cluster="api") - sent0 >= 200, 3),
+                        "wrk's load never reached the upstreams")
         h.kill_upstream(a)
         t_kill = time.monotonic()
         t_eject = None
@@ -218,9 +223,13 @@ class TrafficResilience(h.SluiceTestCase):
                                             "http": {"http1_max_pending_requests": 1}}}},
             log_level="debug")
         holder = BgCurl([s.url("/slow?ms=1500")])
-        time.sleep(0.3)
+        self.assertTrue(h.wait_for(lambda: h.mval(s.metrics(), "sluice_upstream_requests_total",
+                                                  cluster="lim") == 1, 3),
+                        "the holder never reached the upstream")
         pending = BgCurl([s.url("/slow?ms=50")])
-        time.sleep(0.3)
+        self.assertTrue(h.wait_for(lambda: h.mval(s.metrics(), "sluice_upstream_pending",
+                                                  cluster="lim") == 1, 3),
+                        "the second request is not waiting for the connection")
         times = []
         for _ in range(5):
             t0 = time.monotonic()
@@ -260,8 +269,9 @@ class TrafficResilience(h.SluiceTestCase):
             cb={"lim": {"connection_pool": {"http": {"http2_max_requests": 2}}}},
             log_level="debug")
         holders = [BgCurl([s.url("/slow?ms=1500")]) for _ in range(2)]
-        time.sleep(0.4)
-        self.assertEqual(h.mval_suffix(s.metrics(), "cb_active_requests", cluster="lim"), 2)
+        self.assertTrue(h.wait_for(lambda: h.mval_suffix(s.metrics(), "cb_active_requests",
+                                                         cluster="lim") == 2, 3),
+                        h.mval_suffix(s.metrics(), "cb_active_requests", cluster="lim"))
         for _ in range(5):
             t0 = time.monotonic()
             r = h.curl([s.url("/hello")])

@@ -105,15 +105,68 @@ class Transport(h.SluiceTestCase):
             rest = rest[n + 2:]
         self.assertEqual(out, payload)
 
+    def counters(self):
+        m = self.s.metrics()
+        return {
+            "conns": h.mval(m, "sluice_downstream_connections_total", listener="public"),
+            "active": h.mval(m, "sluice_downstream_connections_active", listener="public"),
+            "requests": h.mval(m, "sluice_requests_total", listener="public"),
+            "upstream": h.mval(m, "sluice_upstream_requests_total", cluster="c"),
+            "proto_errors": h.mval(m, "sluice_downstream_protocol_errors_total", listener="public"),
+            "aborts": h.mval(m, "sluice_downstream_aborts_total", listener="public"),
+        }
+
+    def assertRefusedQuietly(self, before):
+        """assertRefusedQuietly checks what a refused handshake costs: one
+        connection accepted and closed again, and no request, upstream
+        request, protocol error or abort counted (the transport's recv
+        failed the socket before the codec saw a byte)."""
+        self.assertTrue(h.wait_for(lambda: self.counters()["active"] == 0, 3),
+                        "the refused connection is still open: %r" % self.counters())
+        after = self.counters()
+        self.assertEqual(after["conns"] - before["conns"], 1, (before, after))
+        for k in ("requests", "upstream", "proto_errors", "aborts"):
+            self.assertEqual(after[k], before[k], (k, before, after))
+
+    def quiet(self):
+        """quiet waits until no connection of an earlier test is open, so
+        the counters start from rest."""
+        self.assertTrue(h.wait_for(lambda: self.counters()["active"] == 0, 3), self.counters())
+        return self.counters()
+
     def test_bad_handshake_is_cut_off(self):
+        # The transport's recv returns an error on the first line that is
+        # not "SLC-HELLO ...": sluice closes the socket at once (an orderly
+        # FIN: every byte sent was read), writing nothing, not even the
+        # transport's shutdown (the sio is dead, so sio_close skips it).
+        before = self.quiet()
         sock = self.connect()
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = self.read_until(sock, lambda d: False)
+        t0 = time.monotonic()
+        sock.settimeout(3)
+        data = sock.recv(65536)  # a reset or a timeout raises: neither is what sluice does
         self.assertEqual(data, b"", "a client that fails the handshake must get nothing back")
+        self.assertLess(time.monotonic() - t0, 1.0, "closed only after a timeout")
+        self.assertRefusedQuietly(before)
+
+    def test_oversized_hello_is_cut_off(self):
+        # No newline within the 128-byte hello buffer: refused the same way.
+        before = self.quiet()
+        sock = self.connect()
+        sock.sendall(b"SLC-HELLO " + b"x" * 200)
+        sock.settimeout(3)
+        self.assertEqual(sock.recv(65536), b"")
+        self.assertRefusedQuietly(before)
 
     def test_plaintext_http_gets_nothing_readable(self):
+        # curl speaks plain HTTP, which fails the handshake: the connection
+        # closes with no byte of response (curl exit 52, "Empty reply from
+        # server"), not an HTTP error status.
+        before = self.quiet()
         r = h.curl([self.s.url("/hello")], timeout=5, check=False)
-        self.assertNotEqual(r.status, 200)
+        self.assertEqual((r.rc, r.status, r.body), (52, 0, b""), r)
+        self.assertIn("Empty reply from server", r.stderr)
+        self.assertRefusedQuietly(before)
 
 
 if __name__ == "__main__":

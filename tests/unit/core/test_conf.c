@@ -317,6 +317,119 @@ static void test_filter_dir_bare_file_name(void **state)
     unload(&l);
 }
 
+/* ---- filter directory precedence ---------------------------------------- */
+
+/* copy_file copies |src| to |dst| byte for byte (a new inode). */
+static void copy_file(const char *src, const char *dst)
+{
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    FILE *out = fopen(dst, "wb");
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    assert_int_equal(fclose(in), 0);
+    assert_int_equal(fclose(out), 0);
+}
+
+static void test_builtin_filter_dir_follows_the_binary(void **state)
+{
+    (void)state;
+    /* The build tree's sluice, by its path or through a symlink, loads the
+     * build tree's filters. */
+    assert_string_equal(conf_builtin_filter_dir(SLUICE_BUILD_BINARY), SLUICE_BUILD_FILTER_DIR);
+    char link[PATH_MAX];
+    snprintf(link, sizeof(link), "%s/sluice-link", tmpdir);
+    assert_int_equal(symlink(SLUICE_BUILD_BINARY, link), 0);
+    assert_string_equal(conf_builtin_filter_dir(link), SLUICE_BUILD_FILTER_DIR);
+    /* A copy is what an install is: it must not reach back into the tree. */
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof(copy), "%s/sluice-copy", tmpdir);
+    copy_file(SLUICE_BUILD_BINARY, copy);
+    assert_string_equal(conf_builtin_filter_dir(copy), SLUICE_DEFAULT_FILTER_DIR);
+    assert_string_equal(conf_builtin_filter_dir("/proc/self/exe"), SLUICE_DEFAULT_FILTER_DIR);
+    assert_string_equal(conf_builtin_filter_dir(NULL), SLUICE_DEFAULT_FILTER_DIR);
+    char missing[PATH_MAX];
+    snprintf(missing, sizeof(missing), "%s/no-such-binary", tmpdir);
+    assert_string_equal(conf_builtin_filter_dir(missing), SLUICE_DEFAULT_FILTER_DIR);
+    assert_string_not_equal(SLUICE_BUILD_FILTER_DIR, SLUICE_DEFAULT_FILTER_DIR);
+}
+
+static void expect_pick(const char *flag, const char *env, const char *exe, const char *want)
+{
+    char *got = conf_pick_filter_dir(flag, env, exe);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_pick_filter_dir_flag_then_env_then_builtin(void **state)
+{
+    (void)state;
+    expect_pick("/flag", "/env", SLUICE_BUILD_BINARY, "/flag");
+    expect_pick("/flag", NULL, NULL, "/flag");
+    expect_pick(NULL, "/env", SLUICE_BUILD_BINARY, "/env");
+    expect_pick("", "/env", NULL, "/env"); /* empty is absent */
+    expect_pick(NULL, NULL, SLUICE_BUILD_BINARY, SLUICE_BUILD_FILTER_DIR);
+    expect_pick("", "", SLUICE_BUILD_BINARY, SLUICE_BUILD_FILTER_DIR);
+    expect_pick(NULL, NULL, NULL, SLUICE_DEFAULT_FILTER_DIR);
+
+    /* Relative: against the working directory, as -c is, never the config
+     * file's directory (that base belongs to the filter_dir key). */
+    int cwd = open(".", O_RDONLY | O_DIRECTORY);
+    assert_true(cwd >= 0);
+    assert_int_equal(chdir(tmpdir), 0);
+    char here[PATH_MAX], want[PATH_MAX + 32];
+    assert_non_null(getcwd(here, sizeof(here)));
+    snprintf(want, sizeof(want), "%s/build/filters", here);
+    expect_pick("build/filters", "/env", NULL, want);
+    snprintf(want, sizeof(want), "%s/../env", here);
+    expect_pick(NULL, "../env", NULL, want);
+    assert_int_equal(fchdir(cwd), 0);
+    close(cwd);
+}
+
+static void test_filter_dir_key_beats_the_default(void **state)
+{
+    (void)state;
+    loaded_t l;
+    char want[PATH_MAX + 32];
+    conf_set_default_filter_dir("/from/flag/or/env");
+    assert_string_equal(conf_default_filter_dir(), "/from/flag/or/env");
+
+    /* No key: the default main picked. */
+    load(&l, "pd1.yaml", LISTENER_OK);
+    assert_non_null(l.c);
+    assert_string_equal(l.c->filter_dir, "/from/flag/or/env");
+    unload(&l);
+
+    /* The key wins, absolute or relative to the config file. */
+    load(&l, "pd2.yaml", "filter_dir: /opt/f\n" LISTENER_OK);
+    assert_non_null(l.c);
+    assert_string_equal(l.c->filter_dir, "/opt/f");
+    unload(&l);
+    load(&l, "pd3.yaml", "filter_dir: mods\n" LISTENER_OK);
+    assert_non_null(l.c);
+    snprintf(want, sizeof(want), "%s/mods", tmpdir);
+    assert_string_equal(l.c->filter_dir, want);
+    unload(&l);
+
+    /* A null key is absent. */
+    load(&l, "pd4.yaml", "filter_dir: ~\n" LISTENER_OK);
+    assert_non_null(l.c);
+    assert_string_equal(l.c->filter_dir, "/from/flag/or/env");
+    unload(&l);
+
+    conf_set_default_filter_dir(NULL);
+    assert_string_equal(conf_default_filter_dir(), SLUICE_DEFAULT_FILTER_DIR);
+    load(&l, "pd5.yaml", LISTENER_OK);
+    assert_non_null(l.c);
+    assert_string_equal(l.c->filter_dir, SLUICE_DEFAULT_FILTER_DIR);
+    unload(&l);
+}
+
 /* ---- diagnostics ------------------------------------------------------- */
 
 static void test_err_unknown_top_key_suggests(void **state)
@@ -705,6 +818,9 @@ int main(void)
         cmocka_unit_test(test_admin_empty_or_null_gets_default),
         cmocka_unit_test(test_filter_dir_relative_to_config),
         cmocka_unit_test(test_filter_dir_bare_file_name),
+        cmocka_unit_test(test_builtin_filter_dir_follows_the_binary),
+        cmocka_unit_test(test_pick_filter_dir_flag_then_env_then_builtin),
+        cmocka_unit_test(test_filter_dir_key_beats_the_default),
         cmocka_unit_test(test_err_unknown_top_key_suggests),
         cmocka_unit_test(test_err_duplicate_filter_name),
         cmocka_unit_test(test_err_duplicate_cluster_name),
