@@ -112,7 +112,7 @@ static void test_request_framing_fields_from_the_list_are_dropped(void **state)
         {SLC_STR("connection"), SLC_STR("close")},
         {SLC_STR("x-a"), SLC_STR("1")},
     };
-    h1w_req_t r = {SLC_STR("POST"), SLC_STR("/up"), h, 5, SLC_STR("10.9.9.9:1"), H1W_CHUNKED, 0};
+    h1w_req_t r = {SLC_STR("POST"), SLC_STR("/up"), h, 5, SLC_STR("192.0.2.9:1"), H1W_CHUNKED, 0};
     size_t n;
     char *head = fits(&r, req_size, req_write, &n);
     assert_head(head, n,
