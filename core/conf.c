@@ -117,7 +117,8 @@ typedef struct listenerc {
     const slc_cfg_node_t *chain;
     uint32_t max_request_line, max_header_bytes, max_headers;
     uint64_t header_timeout_ms, idle_timeout_ms;
-    bool abort_on_client_close;
+    bool abort_on_client_close, use_remote_address;
+    uint32_t xff_num_trusted_hops;
 } listenerc_t;
 static const slc_cfg_field_t listener_fields[] = {
     SLC_FIELD_STR("name", listenerc_t, name, .required = true),
@@ -134,6 +135,9 @@ static const slc_cfg_field_t listener_fields[] = {
     SLC_FIELD_DURATION("idle_timeout", listenerc_t, idle_timeout_ms, .dflt = "300s", .min = 1,
                        .max = 24 * 3600 * 1000),
     SLC_FIELD_BOOL("abort_on_client_close", listenerc_t, abort_on_client_close, .dflt = "true"),
+    SLC_FIELD_BOOL("use_remote_address", listenerc_t, use_remote_address, .dflt = "true"),
+    SLC_FIELD_U32("xff_num_trusted_hops", listenerc_t, xff_num_trusted_hops, .dflt = "0",
+                  .max = 64),
     SLC_FIELD_END,
 };
 
@@ -397,6 +401,8 @@ static void load_listeners(conf_t *c, slc_diag_t *d, const slc_cfg_node_t *list)
         l->header_timeout_ms = lc.header_timeout_ms;
         l->idle_timeout_ms = lc.idle_timeout_ms;
         l->abort_on_client_close = lc.abort_on_client_close;
+        l->use_remote_address = lc.use_remote_address;
+        l->xff_num_trusted_hops = lc.xff_num_trusted_hops;
         l->node = item;
         if (!seq_of(d, lc.chain, "filter instance names"))
             continue;

@@ -55,6 +55,11 @@ typedef struct conf_listener {
     /* A client EOF while its response is pending cancels the stream (as
      * Envoy and nginx do); false serves half-closed clients instead. */
     bool abort_on_client_close;
+    /* X-Forwarded-For as Envoy's connection manager treats it: append the
+     * peer (use_remote_address) and trust that many hops' addresses and
+     * x-forwarded-proto. */
+    bool use_remote_address;
+    uint32_t xff_num_trusted_hops;
     const slc_cfg_node_t *node;
 } conf_listener_t;
 

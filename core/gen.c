@@ -253,6 +253,9 @@ static void build_clusters(gen_t *g, slc_diag_t *d)
         cl->pool.connect_timeout_ms = cc->connect_timeout_ms;
         cl->pool.idle_timeout_ms = cc->idle_timeout_ms;
         cl->st = kept_get(&cl_states, cl->name, sizeof(cl_state_t));
+        cl->wstats = calloc((size_t)(g->nworkers > 0 ? g->nworkers : 1), sizeof(void *));
+        if (!cl->wstats)
+            abort();
         size_t cap = 0;
         for (size_t e = 0; e < cc->nendpoints; e++) {
             if (cc->resolution != CONF_RES_DNS) {
@@ -474,6 +477,7 @@ void gen_free(gen_t *g)
             kept_put(&ep_states, g->clusters[i].eps[e].st ? &g->clusters[i].eps[e].st->kept : NULL);
         kept_put(&cl_states, g->clusters[i].st ? &g->clusters[i].st->kept : NULL);
         free(g->clusters[i].eps);
+        free(g->clusters[i].wstats);
     }
     free(g->clusters);
     conf_free(g->conf);

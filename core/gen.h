@@ -84,6 +84,11 @@ struct slc_cluster {
     struct slc_endpoint *eps;
     size_t neps;
     size_t index; /* position in gen->clusters */
+    /* [nworkers]: each worker's counters for this cluster (a cstats_t *),
+     * set lazily by that worker alone, so the request path finds them
+     * without a lookup by name. The counters are the worker's and outlive
+     * the generation; only this array is the generation's. */
+    void **wstats;
 };
 
 typedef struct finst_metric {

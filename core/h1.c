@@ -24,30 +24,25 @@
 
 /* Character classes (RFC 9110 section 5.6.2, RFC 3986 section 2). */
 
-static bool is_tchar(unsigned char c)
+/* tchar_table: RFC 9110 5.6.2 tchar (ALPHA, DIGIT and these 15 marks), so
+ * the hot loops over names do one load per byte instead of a range test and
+ * a switch. tests/unit/core/test_h1.c checks it byte by byte. */
+#define T1(c) [c] = 1
+static const uint8_t tchar_table[256] = {
+    T1('!'), T1('#'), T1('$'), T1('%'), T1('&'), T1('\''), T1('*'), T1('+'), T1('-'), T1('.'),
+    T1('^'), T1('_'), T1('`'), T1('|'), T1('~'), T1('0'),  T1('1'), T1('2'), T1('3'), T1('4'),
+    T1('5'), T1('6'), T1('7'), T1('8'), T1('9'), T1('A'),  T1('B'), T1('C'), T1('D'), T1('E'),
+    T1('F'), T1('G'), T1('H'), T1('I'), T1('J'), T1('K'),  T1('L'), T1('M'), T1('N'), T1('O'),
+    T1('P'), T1('Q'), T1('R'), T1('S'), T1('T'), T1('U'),  T1('V'), T1('W'), T1('X'), T1('Y'),
+    T1('Z'), T1('a'), T1('b'), T1('c'), T1('d'), T1('e'),  T1('f'), T1('g'), T1('h'), T1('i'),
+    T1('j'), T1('k'), T1('l'), T1('m'), T1('n'), T1('o'),  T1('p'), T1('q'), T1('r'), T1('s'),
+    T1('t'), T1('u'), T1('v'), T1('w'), T1('x'), T1('y'),  T1('z'),
+};
+#undef T1
+
+static inline bool is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
+    return tchar_table[c];
 }
 
 static bool is_digit(unsigned char c)
@@ -129,15 +124,46 @@ bool h1_token_eq(const char *s, size_t len, const char *lower)
     return true;
 }
 
+h1_hdr_kind_t h1_classify(const char *name, size_t n)
+{
+/* The literal's length is the switch label, so ci_eq compares n bytes.
+ * Most names fail on their first byte (|0x20 lowers a letter; no literal
+ * starts with a non-letter), so that is tested before the loop. */
+#define IS(lit) ((((unsigned char)name[0]) | 0x20) == (lit)[0] && ci_eq(name, lit, n))
+    switch (n) {
+    case 2:
+        return IS("te") ? H1H_TE : H1H_OTHER;
+    case 3:
+        return IS("via") ? H1H_VIA : H1H_OTHER;
+    case 4:
+        return IS("host") ? H1H_HOST : H1H_OTHER;
+    case 6:
+        return IS("expect") ? H1H_EXPECT : H1H_OTHER;
+    case 7:
+        return IS("trailer") ? H1H_TRAILER : IS("upgrade") ? H1H_UPGRADE : H1H_OTHER;
+    case 10:
+        return IS("connection") ? H1H_CONNECTION : IS("keep-alive") ? H1H_KEEP_ALIVE : H1H_OTHER;
+    case 12:
+        return IS("x-request-id") ? H1H_X_REQUEST_ID : H1H_OTHER;
+    case 14:
+        return IS("content-length") ? H1H_CONTENT_LENGTH : H1H_OTHER;
+    case 15:
+        return IS("x-forwarded-for") ? H1H_X_FORWARDED_FOR : H1H_OTHER;
+    case 16:
+        return IS("proxy-connection") ? H1H_PROXY_CONNECTION : H1H_OTHER;
+    case 17:
+        return IS("transfer-encoding")   ? H1H_TRANSFER_ENCODING
+               : IS("x-forwarded-proto") ? H1H_X_FORWARDED_PROTO
+                                         : H1H_OTHER;
+    default:
+        return H1H_OTHER;
+    }
+#undef IS
+}
+
 bool h1_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",
-                                      "trailer",    "transfer-encoding", "upgrade"};
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
-        if (h1_token_eq(name, len, hop[i]))
-            return true;
-    }
-    return false;
+    return h1_kind_is_hop(h1_classify(name, len));
 }
 
 bool h1_valid_header_name(const char *s, size_t len)
@@ -201,6 +227,22 @@ bool h1_connection_lists(const h1_header_t *hdrs, size_t n, const char *name, si
         size_t elen;
         while (list_next(hdrs[h].value, hdrs[h].value_len, &pos, &e, &elen)) {
             if (elen == len && ci_eq(e, name, len))
+                return true;
+        }
+    }
+    return false;
+}
+
+bool h1_connection_names_others(const h1_header_t *hdrs, size_t n)
+{
+    for (size_t h = 0; h < n; h++) {
+        if (hdrs[h].kind != H1H_CONNECTION)
+            continue;
+        size_t pos = 0;
+        const char *e;
+        size_t elen;
+        while (list_next(hdrs[h].value, hdrs[h].value_len, &pos, &e, &elen)) {
+            if (!h1_token_eq(e, elen, "close") && !h1_kind_is_hop(h1_classify(e, elen)))
                 return true;
         }
     }
@@ -278,22 +320,27 @@ enum line_scan {
 static enum line_scan scan_line(const char *buf, size_t pos, size_t end, size_t max,
                                 size_t *out_stop)
 {
-    for (size_t i = pos; i < end; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        if (c == '\r') {
-            *out_stop = i;
-            if (i + 1 == end)
-                return LINE_MORE;
-            return buf[i + 1] == '\n' ? LINE_OK : LINE_BARE_CR;
-        }
-        if (c == '\n') {
-            *out_stop = i;
-            return LINE_BARE_LF;
-        }
-        if (i - pos >= max) {
-            *out_stop = i;
-            return LINE_TOO_LONG;
-        }
+    /* The verdict of a byte-by-byte walk that stops at the first CR or LF,
+     * or at |max| bytes: found with memchr, which scans a word at a time. */
+    bool capped = max < end - pos; /* the walk would reach byte pos+max */
+    size_t lim = capped ? pos + max + 1 : end;
+    const char *lf = memchr(buf + pos, '\n', lim - pos);
+    size_t stop = lf ? (size_t)(lf - buf) : lim;
+    const char *cr = memchr(buf + pos, '\r', stop - pos);
+    if (cr) {
+        size_t i = (size_t)(cr - buf);
+        *out_stop = i;
+        if (i + 1 == end)
+            return LINE_MORE;
+        return buf[i + 1] == '\n' ? LINE_OK : LINE_BARE_CR;
+    }
+    if (lf) {
+        *out_stop = stop;
+        return LINE_BARE_LF;
+    }
+    if (capped) {
+        *out_stop = pos + max;
+        return LINE_TOO_LONG;
     }
     *out_stop = end;
     return LINE_MORE;
@@ -504,8 +551,10 @@ static bool field_line(struct fields *f, const char *buf, size_t pos, size_t eol
     h->name_len = name_len;
     h->value = value;
     h->value_len = value_len;
+    h->kind = (uint8_t)h1_classify(name, name_len);
 
-    if (h1_token_eq(name, name_len, "content-length")) {
+    switch (h->kind) {
+    case H1H_CONTENT_LENGTH: {
         uint64_t cl = 0;
         switch (parse_content_length(value, value_len, &cl)) {
         case CL_BAD:
@@ -519,10 +568,13 @@ static bool field_line(struct fields *f, const char *buf, size_t pos, size_t eol
             return fail(status, reason, 400, "cl_mismatch");
         f->has_cl = true;
         f->cl = cl;
-    } else if (h1_token_eq(name, name_len, "transfer-encoding")) {
+        break;
+    }
+    case H1H_TRANSFER_ENCODING:
         if (!add_transfer_encoding(f, value, value_len, status, reason))
             return false;
-    } else if (h1_token_eq(name, name_len, "connection")) {
+        break;
+    case H1H_CONNECTION: {
         size_t p = 0;
         const char *e;
         size_t elen;
@@ -534,16 +586,21 @@ static bool field_line(struct fields *f, const char *buf, size_t pos, size_t eol
             else if (h1_token_eq(e, elen, "upgrade"))
                 f->conn_upgrade = true;
         }
-    } else if (!f->is_request) {
-        return true;
-    } else if (h1_token_eq(name, name_len, "host")) {
+        break;
+    }
+    case H1H_HOST:
+        if (!f->is_request)
+            break;
         if (++f->nhost > 1)
             return fail(status, reason, 400, "duplicate_host");
         if (!valid_authority(value, value_len, false))
             return fail(status, reason, 400, "bad_host");
         f->host = value;
         f->host_len = value_len;
-    } else if (h1_token_eq(name, name_len, "expect")) {
+        break;
+    case H1H_EXPECT: {
+        if (!f->is_request)
+            break;
         size_t p = 0;
         const char *e;
         size_t elen;
@@ -551,8 +608,14 @@ static bool field_line(struct fields *f, const char *buf, size_t pos, size_t eol
             if (h1_token_eq(e, elen, "100-continue"))
                 f->expect_continue = true;
         }
-    } else if (h1_token_eq(name, name_len, "upgrade")) {
-        f->has_upgrade = true;
+        break;
+    }
+    case H1H_UPGRADE:
+        if (f->is_request)
+            f->has_upgrade = true;
+        break;
+    default:
+        break;
     }
     return true;
 }

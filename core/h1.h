@@ -12,11 +12,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* h1_hdr_kind: the header names the core acts on, classified once when a
+ * head is parsed (h1_classify) so later passes switch on a byte instead of
+ * comparing strings. Everything else is H1H_OTHER. */
+typedef enum h1_hdr_kind {
+    H1H_OTHER = 0,
+    /* hop-by-hop (RFC 9110 7.6.1), in one range: see h1_kind_is_hop */
+    H1H_CONNECTION,
+    H1H_KEEP_ALIVE,
+    H1H_PROXY_CONNECTION,
+    H1H_TE,
+    H1H_TRAILER,
+    H1H_TRANSFER_ENCODING,
+    H1H_UPGRADE,
+    /* end-to-end, but framing or answered by the proxy itself */
+    H1H_CONTENT_LENGTH,
+    H1H_EXPECT,
+    H1H_HOST,
+    /* proxy headers the core edits */
+    H1H_X_FORWARDED_FOR,
+    H1H_X_FORWARDED_PROTO,
+    H1H_VIA,
+    H1H_X_REQUEST_ID,
+} h1_hdr_kind_t;
+
+static inline bool h1_kind_is_hop(unsigned kind)
+{
+    return kind >= H1H_CONNECTION && kind <= H1H_UPGRADE;
+}
+
 typedef struct h1_header {
     const char *name;
     size_t name_len;
     const char *value; /* leading/trailing OWS stripped */
     size_t value_len;
+    uint8_t kind; /* h1_hdr_kind_t of |name| */
 } h1_header_t;
 
 /* h1_limits_t: a zero field (or a NULL |lim|) means the default: 8192 bytes
@@ -188,9 +218,19 @@ bool h1_token_eq(const char *s, size_t len, const char *lower);
  * Transfer-Encoding, Upgrade (RFC 9110 section 7.6.1). */
 bool h1_is_hop_by_hop(const char *name, size_t len);
 
+/* h1_classify: the h1_hdr_kind_t of a header name (case-insensitive). One
+ * switch on the length and at most two compares. */
+h1_hdr_kind_t h1_classify(const char *name, size_t len);
+
 /* h1_connection_lists reports whether the Connection header values in
  * |hdrs| list |name| as a connection option (to strip it when forwarding). */
 bool h1_connection_lists(const h1_header_t *hdrs, size_t n, const char *name, size_t len);
+
+/* h1_connection_names_others: the Connection fields among |hdrs| (by their
+ * classified kind) name some field other than "close" and the hop-by-hop
+ * ones, which go anyway. When false, which is nearly always, no field needs
+ * checking with h1_connection_lists. */
+bool h1_connection_names_others(const h1_header_t *hdrs, size_t n);
 
 /* h1_valid_header_name / h1_valid_header_value: RFC 9110 token and
  * field-value checks (used when filters set headers). */

@@ -37,8 +37,8 @@ typedef struct hdrs {
  * writers put the framing in themselves. */
 static inline bool is_framing_field(slc_str_t name)
 {
-    return h1_is_hop_by_hop(name.ptr, name.len) ||
-           h1_token_eq(name.ptr, name.len, "content-length");
+    h1_hdr_kind_t k = h1_classify(name.ptr, name.len);
+    return h1_kind_is_hop(k) || k == H1H_CONTENT_LENGTH;
 }
 
 typedef enum h1w_framing {

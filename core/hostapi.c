@@ -202,10 +202,21 @@ static void h_resume(slc_req_t *r)
     stream_resume(r);
 }
 
+/* of_stream_gen: |c| is a cluster of the stream's own generation. Handles
+ * from cfg_cluster are, for the filter instance that resolved them; this
+ * O(1) check keeps a stale handle (a filter bug) from reaching freed
+ * memory. */
+static bool of_stream_gen(const slc_req_t *r, const slc_cluster_t *c)
+{
+    return c && c->index < r->gen->nclusters && &r->gen->clusters[c->index] == c;
+}
+
 static slc_status_t h_route_set_cluster(slc_req_t *r, const slc_cluster_t *c)
 {
     if (r->state != ST_REQ_FILTERS)
         return SLC_ESTATE;
+    if (!of_stream_gen(r, c))
+        return SLC_EINVAL;
     r->cluster = c;
     r->ep = NULL;
     return SLC_OK;
@@ -431,11 +442,8 @@ static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
     r->retry = c->max_retries ? c : NULL;
     /* Only a request with a body needs a replay copy (Istio's default
      * retry policy is set on every routed request). */
-    if (r->retry && !r->replay && r->req_body != H1_BODY_NONE) {
-        r->replay = evbuffer_new();
-        if (!r->replay)
-            return SLC_ENOMEM;
-    }
+    if (r->retry && r->req_body != H1_BODY_NONE)
+        r->replay.on = true;
     return SLC_OK;
 }
 
@@ -448,12 +456,11 @@ static slc_status_t h_route_set_mirror(slc_req_t *r, const slc_cluster_t *c)
 {
     if (r->state != ST_REQ_FILTERS)
         return SLC_ESTATE;
+    if (c && !of_stream_gen(r, c))
+        return SLC_EINVAL;
     r->mirror = c;
-    if (c && !r->replay && r->req_body != H1_BODY_NONE) {
-        r->replay = evbuffer_new();
-        if (!r->replay)
-            return SLC_ENOMEM;
-    }
+    if (c && r->req_body != H1_BODY_NONE)
+        r->replay.on = true;
     return SLC_OK;
 }
 

@@ -100,46 +100,6 @@ slc_status_t hdrs_set(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value, b
     return SLC_OK;
 }
 
-/* strip_hop_by_hop removes RFC 9110 7.6.1 headers and whatever the
- * Connection header lists, before forwarding in either direction. The
- * Connection fields are gathered first, so the pass is linear in the
- * header count (times the few Connection fields), not quadratic. */
-static void strip_hop_by_hop(hdrs_t *h)
-{
-    h1_header_t conn[8];
-    size_t nconn = 0;
-    bool too_many = false;
-    for (size_t c = 0; c < h->n; c++) {
-        if (!h1_token_eq(h->v[c].name.ptr, h->v[c].name.len, "connection"))
-            continue;
-        if (nconn == sizeof(conn) / sizeof(conn[0])) {
-            too_many = true;
-            break;
-        }
-        conn[nconn++] =
-            (h1_header_t){h->v[c].name.ptr, h->v[c].name.len, h->v[c].value.ptr, h->v[c].value.len};
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < h->n; i++) {
-        const char *name = h->v[i].name.ptr;
-        size_t len = h->v[i].name.len;
-        bool drop =
-            h1_is_hop_by_hop(name, len) || (nconn && h1_connection_lists(conn, nconn, name, len));
-        /* Past 8 Connection fields (no real client sends that many) the
-         * rest are read in place: slower, never wrong. */
-        for (size_t c = 0; too_many && c < h->n && !drop; c++) {
-            if (!h1_token_eq(h->v[c].name.ptr, h->v[c].name.len, "connection"))
-                continue;
-            h1_header_t one = {h->v[c].name.ptr, h->v[c].name.len, h->v[c].value.ptr,
-                               h->v[c].value.len};
-            drop = h1_connection_lists(&one, 1, name, len);
-        }
-        if (!drop)
-            h->v[o++] = h->v[i];
-    }
-    h->n = o;
-}
-
 /* ---- upstream attempts ------------------------------------------------ */
 
 bool stream_tried(const stream_t *s, const slc_endpoint_t *e)
@@ -166,10 +126,25 @@ static const struct timeval *ms_tv(struct timeval *tv, uint64_t ms)
     return tv;
 }
 
-static void dconn_arm_timer(dconn_t *dc)
+/* dconn_listener: the connection's listener in the worker's current
+ * generation, or NULL if that generation dropped it. Looked up by name once
+ * per generation and cached on the connection, keyed by the generation's
+ * id (never reused, unlike its address). */
+static glistener_t *dconn_listener(dconn_t *dc)
 {
     gen_t *g = dc->w->cur ? dc->w->cur->gen : NULL;
-    glistener_t *gl = g ? gen_listener(g, dc->ls->name) : NULL;
+    if (!g)
+        return NULL;
+    if (dc->gl_gen != g->id) {
+        dc->gl = gen_listener(g, dc->ls->name);
+        dc->gl_gen = g->id;
+    }
+    return dc->gl;
+}
+
+static void dconn_arm_timer(dconn_t *dc)
+{
+    glistener_t *gl = dconn_listener(dc);
     uint64_t ms = 10000;
     if (gl)
         ms = dc->head_seen && !dc->s ? gl->conf->header_timeout_ms : gl->conf->idle_timeout_ms;
@@ -348,8 +323,7 @@ void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, i
     w->nconns++;
 
     /* Connection-phase filters of the current generation. */
-    gen_t *g = w->cur ? w->cur->gen : NULL;
-    glistener_t *gl = g ? gen_listener(g, ls->name) : NULL;
+    glistener_t *gl = dconn_listener(dc);
     if (gl) {
         chain_t *ch = &gl->chain;
         for (size_t i = 0; i < ch->nph[PH_CONNECTION]; i++) {
@@ -453,33 +427,139 @@ static slc_str_t sdup(stream_t *s, const char *p, size_t n)
     return (slc_str_t){c, c ? n : 0};
 }
 
-static void stream_add_proxy_headers(stream_t *s)
+/* xff_from_right: the |nth| address (1 = rightmost) of the X-Forwarded-For
+ * list, which is the concatenation of every x-forwarded-for field in order.
+ * LIFETIME: a view into the header value (request arena). */
+static bool xff_from_right(const hdrs_t *h, uint32_t nth, slc_str_t *out)
+{
+    slc_str_t xff = SLC_STR("x-forwarded-for");
+    for (size_t i = h->n; i-- > 0;) {
+        if (!name_eq(h->v[i].name, xff))
+            continue;
+        const char *p = h->v[i].value.ptr;
+        size_t end = h->v[i].value.len;
+        while (end > 0) {
+            size_t start = end;
+            while (start > 0 && p[start - 1] != ',')
+                start--;
+            size_t a = start, z = end;
+            while (a < z && (p[a] == ' ' || p[a] == '\t'))
+                a++;
+            while (z > a && (p[z - 1] == ' ' || p[z - 1] == '\t'))
+                z--;
+            if (z > a && --nth == 0) {
+                *out = (slc_str_t){p + a, z - a};
+                return true;
+            }
+            end = start ? start - 1 : 0;
+        }
+    }
+    return false;
+}
+
+/* stream_take_headers copies the request's fields into the stream in one
+ * pass over the parser's classification: hop-by-hop fields, what Connection
+ * lists, content-length and expect are dropped (the core frames and answers
+ * 100-continue itself), and the proxy headers are edited as Envoy's
+ * connection manager does (use_remote_address, xff_num_trusted_hops). The
+ * views point into |copy|, the head's arena copy; |head| is the original. */
+static void stream_take_headers(stream_t *s, const h1_request_t *req, const char *copy,
+                                const char *head)
 {
     dconn_t *dc = s->dc;
-    slc_str_t xff = SLC_STR("x-forwarded-for");
-    /* Append to the LAST field: with several, the list is their
-     * concatenation, and the hop we add must end it. */
-    hdr_t *h = NULL;
-    for (size_t i = 0; i < s->req_hdrs.n; i++)
-        if (name_eq(s->req_hdrs.v[i].name, xff))
-            h = &s->req_hdrs.v[i];
-    size_t iplen = strlen(dc->peer_ip);
-    if (h) {
-        size_t n = h->value.len + 2 + iplen;
-        char *v = arena_alloc_nozero(&s->arena, n + 1);
-        if (v) {
-            memcpy(v, h->value.ptr, h->value.len);
-            memcpy(v + h->value.len, ", ", 2);
-            memcpy(v + h->value.len + 2, dc->peer_ip, iplen + 1);
-            h->value = (slc_str_t){v, n};
-        }
-    } else {
-        hdrs_push(s, &s->req_hdrs, xff, (slc_str_t){dc->peer_ip, iplen});
+    const conf_listener_t *lc = s->gl->conf;
+    h1_header_t conn[8];
+    size_t nconn = 0;
+    bool conn_overflow = false;
+    bool conn_names = h1_connection_names_others(req->headers, req->nheaders);
+    for (size_t i = 0; conn_names && i < req->nheaders; i++) {
+        if (req->headers[i].kind != H1H_CONNECTION)
+            continue;
+        if (nconn < sizeof(conn) / sizeof(conn[0]))
+            conn[nconn++] = req->headers[i];
+        else
+            conn_overflow = true;
     }
-    hdrs_remove(&s->req_hdrs, SLC_STR("x-forwarded-proto"));
-    hdrs_push(s, &s->req_hdrs, SLC_STR("x-forwarded-proto"), SLC_STR("http"));
-    h = hdrs_find(&s->req_hdrs, SLC_STR("via"));
-    if (h) {
+    ssize_t xff = -1, via = -1, rid = -1, xfp = -1;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const h1_header_t *h = &req->headers[i];
+        if (h1_kind_is_hop(h->kind) || h->kind == H1H_CONTENT_LENGTH || h->kind == H1H_EXPECT)
+            continue;
+        /* Past 8 Connection fields (no real client sends that many) the
+         * whole list is consulted: slower, never wrong. */
+        if (nconn &&
+            h1_connection_lists(conn_overflow ? req->headers : conn,
+                                conn_overflow ? req->nheaders : nconn, h->name, h->name_len))
+            continue;
+        switch (h->kind) {
+        case H1H_X_FORWARDED_FOR:
+            xff = (ssize_t)s->req_hdrs.n;
+            break;
+        case H1H_X_FORWARDED_PROTO:
+            /* Only a trusted hop may tell us the client's scheme. */
+            if (lc->xff_num_trusted_hops == 0)
+                continue;
+            if (xfp < 0)
+                xfp = (ssize_t)s->req_hdrs.n;
+            break;
+        case H1H_VIA:
+            if (via < 0)
+                via = (ssize_t)s->req_hdrs.n;
+            break;
+        case H1H_X_REQUEST_ID:
+            if (rid < 0)
+                rid = (ssize_t)s->req_hdrs.n;
+            break;
+        default:
+            break;
+        }
+        hdrs_push(s, &s->req_hdrs, (slc_str_t){copy + (h->name - head), h->name_len},
+                  (slc_str_t){copy + (h->value - head), h->value_len});
+    }
+
+    /* The trusted client address: the peer itself, or what the trusted hops
+     * say it was (Envoy's rules: with use_remote_address the Nth address
+     * from the right, else the N+1th; the peer when the list is short). */
+    size_t iplen = strlen(dc->peer_ip);
+    s->client_addr = (slc_str_t){dc->peer_ip, iplen};
+    uint32_t nth = lc->xff_num_trusted_hops + (lc->use_remote_address ? 0 : 1);
+    slc_str_t told;
+    if (nth && xff >= 0 && xff_from_right(&s->req_hdrs, nth, &told))
+        s->client_addr = told;
+
+    if (lc->use_remote_address) {
+        /* Append to the LAST field: with several, the list is their
+         * concatenation, and the hop we add must end it. */
+        if (xff >= 0) {
+            hdr_t *h = &s->req_hdrs.v[xff];
+            size_t n = h->value.len + 2 + iplen;
+            char *v = arena_alloc_nozero(&s->arena, n + 1);
+            if (v) {
+                memcpy(v, h->value.ptr, h->value.len);
+                memcpy(v + h->value.len, ", ", 2);
+                memcpy(v + h->value.len + 2, dc->peer_ip, iplen + 1);
+                h->value = (slc_str_t){v, n};
+            }
+        } else {
+            hdrs_push(s, &s->req_hdrs, SLC_STR("x-forwarded-for"), (slc_str_t){dc->peer_ip, iplen});
+        }
+    }
+
+    /* The scheme is the transport's: a secured connection is https. A
+     * trusted hop's x-forwarded-proto overrides it (kept as sent). */
+    s->scheme = dc->io.t ? SLC_STR("https") : SLC_STR("http");
+    if (xfp >= 0) {
+        slc_str_t v = s->req_hdrs.v[xfp].value;
+        if (h1_token_eq(v.ptr, v.len, "https"))
+            s->scheme = SLC_STR("https");
+        else if (h1_token_eq(v.ptr, v.len, "http"))
+            s->scheme = SLC_STR("http");
+    } else {
+        hdrs_push(s, &s->req_hdrs, SLC_STR("x-forwarded-proto"), s->scheme);
+    }
+
+    if (via >= 0) {
+        hdr_t *h = &s->req_hdrs.v[via];
         size_t n = h->value.len + sizeof(", 1.1 sluice") - 1;
         char *v = arena_alloc_nozero(&s->arena, n + 1);
         if (v) {
@@ -490,11 +570,10 @@ static void stream_add_proxy_headers(stream_t *s)
     } else {
         hdrs_push(s, &s->req_hdrs, SLC_STR("via"), SLC_STR("1.1 sluice"));
     }
-    h = hdrs_find(&s->req_hdrs, SLC_STR("x-request-id"));
-    if (h) {
-        size_t n =
-            h->value.len < sizeof(s->request_id) - 1 ? h->value.len : sizeof(s->request_id) - 1;
-        memcpy(s->request_id, h->value.ptr, n);
+    if (rid >= 0) {
+        slc_str_t v = s->req_hdrs.v[rid].value;
+        size_t n = v.len < sizeof(s->request_id) - 1 ? v.len : sizeof(s->request_id) - 1;
+        memcpy(s->request_id, v.ptr, n);
         s->request_id[n] = '\0';
     } else {
         worker_uuid(s->w, s->request_id);
@@ -546,7 +625,6 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
     s->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     s->expect_continue = req->expect_continue;
     s->client_keep_alive = req->keep_alive;
-    s->scheme = SLC_STR("http");
     slc_str_t target = {REBASE(req->target), req->target_len};
     bool absolute = false;
     if (target.len > 7 && (strncasecmp(target.ptr, "http://", 7) == 0 ||
@@ -564,12 +642,8 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
         if (req->host)
             s->authority = (slc_str_t){REBASE(req->host), req->host_len};
     }
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const h1_header_t *h = &req->headers[i];
-        hdrs_push(s, &s->req_hdrs, (slc_str_t){REBASE(h->name), h->name_len},
-                  (slc_str_t){REBASE(h->value), h->value_len});
-    }
 #undef REBASE
+    stream_take_headers(s, req, copy, head);
     if (absolute && s->authority.len) /* Host must agree with what we routed on */
         hdrs_set(s, &s->req_hdrs, SLC_STR("host"), s->authority, false);
     s->req_body = req->body;
@@ -578,10 +652,6 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
     if (s->req_body == H1_BODY_CHUNKED)
         h1_chunked_init(&s->req_chunked);
     s->req_done = s->req_body == H1_BODY_NONE;
-    strip_hop_by_hop(&s->req_hdrs);
-    hdrs_remove(&s->req_hdrs, SLC_STR("content-length"));
-    hdrs_remove(&s->req_hdrs, SLC_STR("expect")); /* we answer 100-continue ourselves */
-    stream_add_proxy_headers(s);
     return s;
 }
 
@@ -730,7 +800,7 @@ static void after_phase(stream_t *s, int phase)
             stream_respond(s);
             return;
         }
-        s->cst = worker_cstats(s->w, s->cluster->name);
+        s->cst = cluster_stats(s->w, s->cluster);
         s->phase = PH_UP_SELECT;
         s->phase_at = 0;
         run_phase(s);
@@ -898,10 +968,10 @@ void stream_pump_request(stream_t *s)
     if (s->in_pump_req)
         return;
     s->in_pump_req = true;
-    size_t before = s->replay && !s->replay_broken ? evbuffer_get_length(s->up->io.out) : 0;
+    size_t before = s->replay.on && !s->replay_broken ? evbuffer_get_length(s->up->io.out) : 0;
     int r = move_body(s, PH_REQ_BODY, in, &s->up->io, s->req_body, &s->req_left, &s->req_chunked,
                       true, &s->req_bytes, &reason);
-    if (s->replay && !s->replay_broken)
+    if (s->replay.on && !s->replay_broken)
         replay_keep(s, before);
     s->in_pump_req = false;
     sio_mark(&s->up->io);
@@ -929,22 +999,31 @@ static void replay_keep(stream_t *s, size_t before)
     size_t n = evbuffer_get_length(out) - before;
     if (n == 0)
         return;
-    if (evbuffer_get_length(s->replay) + n > REPLAY_LIMIT) {
+    if (s->replay.len + n > REPLAY_LIMIT) {
         s->replay_broken = true;
         return;
     }
     struct evbuffer_ptr at;
-    evbuffer_ptr_set(out, &at, before, EVBUFFER_PTR_SET);
-    struct evbuffer_iovec v[16];
-    int k = evbuffer_peek(out, (ev_ssize_t)n, &at, v, 16);
-    size_t copied = 0;
-    for (int i = 0; i < k && i < 16 && copied < n; i++) {
-        size_t len = v[i].iov_len < n - copied ? v[i].iov_len : n - copied;
-        evbuffer_add(s->replay, v[i].iov_base, len);
-        copied += len;
-    }
-    if (copied != n)
+    replay_piece_t *p = arena_alloc_nozero(&s->arena, sizeof(*p) + n);
+    if (!p || evbuffer_ptr_set(out, &at, before, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, p->data, n) != (ev_ssize_t)n) {
         s->replay_broken = true;
+        return;
+    }
+    p->next = NULL;
+    p->len = n;
+    if (s->replay.tail)
+        s->replay.tail->next = p;
+    else
+        s->replay.head = p;
+    s->replay.tail = p;
+    s->replay.len += n;
+}
+
+void replay_copy_to(const replay_t *r, struct evbuffer *out)
+{
+    for (const replay_piece_t *p = r->head; p; p = p->next)
+        evbuffer_add(out, p->data, p->len);
 }
 
 /* drain_request_body discards an unread request body after a local reply,
@@ -1053,9 +1132,6 @@ static void write_response_head(stream_t *s)
     bool keep = s->client_keep_alive && !s->closing_after && !dc->closing && !s->w->draining;
     bool chunk_through = false;
     if (!s->local_reply) {
-        strip_hop_by_hop(&s->resp_hdrs);
-        if (s->resp_body == H1_BODY_LENGTH)
-            hdrs_remove(&s->resp_hdrs, SLC_STR("content-length"));
         if (s->resp_body == H1_BODY_CHUNKED) {
             if (s->minor >= 1)
                 chunk_through = true;
@@ -1108,7 +1184,7 @@ static void write_response_head(stream_t *s)
     stream_pump_response(s);
 }
 
-void stream_on_response_head(stream_t *s, const h1_response_t *r)
+void stream_on_response_head(stream_t *s, const h1_response_t *r, const char *head)
 {
     if (s->try_ev)
         event_del(s->try_ev);
@@ -1117,17 +1193,28 @@ void stream_on_response_head(stream_t *s, const h1_response_t *r)
         retry_schedule(s); /* the connection goes, body unread */
         return;
     }
-    /* Copy the head into the arena: the upstream buffer is drained next. */
-    const char *base = r->reason ? r->reason : NULL;
-    (void)base;
+    /* One arena copy of the head (the upstream buffer is drained next);
+     * the fields are views into it. Hop-by-hop fields and what Connection
+     * lists go now, classified by the parser; the writer adds the framing
+     * (a bodiless response's content-length passes, so it stays listed). */
+    char *copy = arena_alloc_nozero(&s->arena, r->head_len);
+    if (!copy) {
+        stream_upstream_failed(s, 502, SLC_RF_UPE, "upstream response head too large\n");
+        return;
+    }
+    memcpy(copy, head, r->head_len);
     s->status = r->status;
-    s->reason = r->reason_len ? sdup(s, r->reason, r->reason_len) : SLC_STR_NULL;
+    s->reason =
+        r->reason_len ? (slc_str_t){copy + (r->reason - head), r->reason_len} : SLC_STR_NULL;
     s->resp_hdrs.n = 0;
+    bool has_conn = h1_connection_names_others(r->headers, r->nheaders);
     for (size_t i = 0; i < r->nheaders; i++) {
         const h1_header_t *h = &r->headers[i];
-        slc_str_t n = sdup(s, h->name, h->name_len);
-        slc_str_t v = sdup(s, h->value, h->value_len);
-        hdrs_push(s, &s->resp_hdrs, n, v);
+        if (h1_kind_is_hop(h->kind) ||
+            (has_conn && h1_connection_lists(r->headers, r->nheaders, h->name, h->name_len)))
+            continue;
+        hdrs_push(s, &s->resp_hdrs, (slc_str_t){copy + (h->name - head), h->name_len},
+                  (slc_str_t){copy + (h->value - head), h->value_len});
     }
     s->resp_body = r->body;
     s->resp_left = r->content_length;
@@ -1259,7 +1346,7 @@ static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status)
     const slc_retry_policy_t *p = s->retry;
     if (!p || s->retries_done >= p->max_retries || s->resp_head_sent || s->w->draining)
         return false;
-    if (s->req_bytes && (!s->replay || s->replay_broken))
+    if (s->req_bytes && (!s->replay.on || s->replay_broken))
         return false; /* the body already sent cannot be sent again */
     uint32_t on = p->retry_on;
     switch (res) {
@@ -1376,8 +1463,6 @@ static void stream_free(stream_t *s)
         event_del(s->timeout_ev);
     upstream_cancel_pending(s);
     stream_uncount_ep(s);
-    if (s->replay)
-        evbuffer_free(s->replay);
     stat_add(w->streams_active, -1);
     arena_t a = s->arena; /* the stream itself lives in the arena */
     arena_reset(&a);
@@ -1527,7 +1612,7 @@ static void dconn_process(dconn_t *dc)
     if (avail == 0)
         return;
     gen_t *g = w->cur ? w->cur->gen : NULL;
-    glistener_t *gl = g ? gen_listener(g, dc->ls->name) : NULL;
+    glistener_t *gl = dconn_listener(dc);
     if (!gl) {
         /* The listener is gone from the configuration. */
         dconn_close(dc);

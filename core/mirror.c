@@ -85,7 +85,7 @@ void mirror_start(stream_t *s)
     s->mirror = NULL; /* once per stream */
     worker_t *w = s->w;
     const char *skip = NULL;
-    if (s->replay_broken || (s->req_bytes && !s->replay))
+    if (s->replay_broken || (s->req_bytes && !s->replay.on))
         skip = "body_too_large";
     const slc_endpoint_t *e = skip ? NULL : pick(s, c);
     if (!skip && !e)
@@ -120,14 +120,13 @@ void mirror_start(stream_t *s)
     evbuffer_add(b, "host: ", 6);
     evbuffer_add(b, a.ptr, a.len);
     evbuffer_add(b, "-shadow\r\n", 9);
-    size_t body = s->replay ? evbuffer_get_length(s->replay) : 0;
+    size_t body = s->replay.len;
     if (s->req_body == H1_BODY_CHUNKED)
         evbuffer_add(b, "transfer-encoding: chunked\r\n", 28);
     else if (body)
         evbuffer_add_printf(b, "content-length: %zu\r\n", body);
     evbuffer_add(b, "connection: close\r\n\r\n", 21);
-    if (body)
-        evbuffer_add(b, evbuffer_pullup(s->replay, (ev_ssize_t)body), body);
+    replay_copy_to(&s->replay, b);
 
     sh->next = w->shadows;
     if (w->shadows)

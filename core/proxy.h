@@ -100,6 +100,22 @@ enum { DISCARD_REUSE_READABLE, DISCARD_IDLE_READABLE, DISCARD_LEFTOVER };
 
 typedef struct shadow shadow_t; /* mirror.c */
 
+/* replay: the request body bytes already sent upstream, kept for a retry
+ * or the mirror. The pieces live in the stream's arena, whose chunks each
+ * worker recycles, so keeping a body costs no malloc; they go with the
+ * stream. At most REPLAY_LIMIT bytes. */
+typedef struct replay_piece {
+    struct replay_piece *next;
+    size_t len;
+    char data[];
+} replay_piece_t;
+
+typedef struct replay {
+    replay_piece_t *head, *tail;
+    size_t len;
+    bool on; /* a retry policy or a mirror wants the body kept */
+} replay_t;
+
 typedef struct worker {
     int id;
     struct server *srv;
@@ -187,8 +203,8 @@ struct slc_req {
     uint32_t retries_done;
     const slc_endpoint_t *tried[8];
     uint32_t ntried;
-    struct evbuffer *replay; /* copy of the body bytes sent upstream */
-    bool replay_broken;      /* the body outgrew the replay buffer */
+    replay_t replay;    /* copy of the body bytes sent upstream (if on) */
+    bool replay_broken; /* the body outgrew the replay buffer */
     bool sent_100;
     struct event *try_ev, *backoff_ev;
     const slc_cluster_t *mirror;
@@ -211,6 +227,10 @@ struct slc_req {
     uint32_t flags;
     uint64_t start_us, upstream_start_us;
     char request_id[40];
+    /* the trusted client address (use_remote_address, xff_num_trusted_hops):
+     * a view of the connection's peer_ip or of an x-forwarded-for value in
+     * the arena; lives as long as the stream. */
+    slc_str_t client_addr;
 };
 typedef struct slc_req stream_t;
 
@@ -242,6 +262,11 @@ typedef struct dconn {
     uint8_t hscan_match;
     uint64_t requests;
     holder_t *pinned;
+    /* dconn_listener's cache: the listener in generation |gl_gen| (an id;
+     * 0 = none yet). Borrowed from that generation, which the worker holds
+     * while it is current. */
+    glistener_t *gl;
+    uint64_t gl_gen;
 } dconn_t;
 
 typedef struct uconn {
@@ -267,6 +292,15 @@ void worker_notify_gen(worker_t *w, gen_t *g);
 void worker_drain_notes(worker_t *w);
 lstats_t *worker_lstats(worker_t *w, const char *listener);
 cstats_t *worker_cstats(worker_t *w, const char *cluster);
+/* cluster_stats: worker_cstats for |c|, through the generation's per-worker
+ * slot (a lookup by name only the first time). */
+static inline cstats_t *cluster_stats(worker_t *w, const slc_cluster_t *c)
+{
+    void **slot = &((struct slc_cluster *)c)->wstats[w->id];
+    if (!*slot)
+        *slot = worker_cstats(w, c->name);
+    return *slot;
+}
 void worker_hold(holder_t *h);
 void worker_release(worker_t *w, holder_t *h);
 void worker_uuid(worker_t *w, char out[37]);
@@ -304,7 +338,9 @@ void upstream_worker_init(worker_t *w);
  * to clusters whose limit makes streams wait elsewhere. */
 void upstream_release_idle_for_waiters(worker_t *w);
 /* stream side hooks called by upstream.c */
-void stream_on_response_head(stream_t *s, const h1_response_t *r);
+/* stream_on_response_head: |r| was parsed from |head| (upstream input,
+ * valid for the call only: the stream copies what it keeps). */
+void stream_on_response_head(stream_t *s, const h1_response_t *r, const char *head);
 void stream_pump_response(stream_t *s);
 void stream_pump_request(stream_t *s);
 void stream_upstream_ready(stream_t *s); /* connected: run upstream-connect filters, send */
@@ -323,6 +359,9 @@ void stream_uncount_ep(stream_t *s);
 void mirror_start(stream_t *s); /* request complete: send the copy */
 void mirror_free_all(worker_t *w);
 #define REPLAY_LIMIT (64 * 1024)
+/* replay_copy_to appends the kept body to |out| (a copy: |out| may outlive
+ * the stream, as a mirror's does). */
+void replay_copy_to(const replay_t *r, struct evbuffer *out);
 
 /* conn_sio: the socket behind an SDK connection handle. */
 sio_t *conn_sio(slc_conn_t *c);

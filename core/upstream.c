@@ -194,7 +194,7 @@ static void read_response_head(stream_t *s)
             continue;
         }
         uc->requests++;
-        stream_on_response_head(s, &r);
+        stream_on_response_head(s, &r, p);
         return;
     }
 }
@@ -658,11 +658,8 @@ void stream_upstream_ready(stream_t *s)
     /* With a transport the wire bytes outnumber these: the check in
      * on_up_read then errs toward accepting the response. */
     uc->head_end = uc->io.sent + sio_pending(&uc->io);
-    if (s->replay && evbuffer_get_length(s->replay)) {
-        /* A retry: the body bytes the failed attempt took, again. */
-        size_t n = evbuffer_get_length(s->replay);
-        evbuffer_add(uc->io.out, evbuffer_pullup(s->replay, (ev_ssize_t)n), n);
-    }
+    /* A retry: the body bytes the failed attempt took, again. */
+    replay_copy_to(&s->replay, uc->io.out);
     s->req_pumping = true;
     if (s->req_done && s->mirror)
         mirror_start(s); /* bodiless (or replayed) request: complete already */

@@ -36,6 +36,9 @@ route /anything/NAME through any cluster to it ([query parameters]):
                        then waits for the peer to close
   cut-chunked          chunked: a 5-byte chunk, 200 ms, then closes without
                        the last chunk
+  hop-headers          200 "hop" with hop-by-hop fields (keep-alive,
+                       proxy-connection, and x-secret named by Connection)
+                       next to an ordinary x-visible
   anything else        404 "not found"
 """
 
@@ -171,6 +174,10 @@ def serve(c):
         event("request", c.id, path=target)
         if name == "ok":
             c.send(response(200, b"ok"))
+        elif name == "hop-headers":
+            c.send(response(200, b"hop", extra="Connection: X-Secret, keep-alive\r\n"
+                            "X-Secret: 1\r\nKeep-Alive: timeout=5\r\n"
+                            "Proxy-Connection: keep-alive\r\nX-Visible: yes\r\n"))
         elif name == "stray-later":
             c.send(response(200, b"first"))
             threading.Thread(target=stray_later, args=(c, int(q.get("ms", "300"))),

@@ -214,6 +214,16 @@ class InterimResponses(HostileCase):
         self.assertLess(frac, 0.10, "sluice used %.0f%% of a core after the flood" % (frac * 100))
         self.assertEqual(get(self.s.port, "/ok"), (200, b"ok"))
 
+    def test_response_hop_by_hop_fields_dropped(self):
+        """Not hostile, but the same origin can send them: hop-by-hop fields
+        of a response, and what its Connection names, stop at sluice."""
+        r = h.curl([self.s.url("/hop-headers")])
+        self.assertEqual((r.status, r.body), (200, b"hop"), r)
+        self.assertEqual(r.headers.get("x-visible"), "yes", r.headers)
+        for name in ("x-secret", "keep-alive", "proxy-connection"):
+            self.assertNotIn(name, r.headers, r.headers)
+        self.assertNotIn("x-secret", r.headers.get("connection", "").lower(), r.headers)
+
     def test_a_few_interim_responses_then_the_answer(self):
         r = h.curl([self.s.url("/interim?n=3")])
         self.assertEqual((r.status, r.body), (200, b"interim-ok"), r)

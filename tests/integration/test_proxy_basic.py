@@ -176,6 +176,12 @@ class ProxyBasic(h.SluiceTestCase):
         xff = ",".join(v for k, v in hdrs if k == "x-forwarded-for")
         self.assertRegex(xff, r"203\.0\.113\.7\s*,\s*127\.0\.0\.1", hdrs)
 
+    def test_forwarded_proto_from_client_not_trusted(self):
+        """With xff_num_trusted_hops 0 (the default) a client cannot claim a
+        scheme: its x-forwarded-proto is replaced by the connection's."""
+        hdrs = self._upstream_headers(["-H", "X-Forwarded-Proto: https"])
+        self.assertEqual([v for k, v in hdrs if k == "x-forwarded-proto"], ["http"], hdrs)
+
     def test_request_id_preserved(self):
         hdrs = self._upstream_headers(["-H", "x-request-id: my-trace-0042"])
         ids = [v for k, v in hdrs if k == "x-request-id"]
@@ -216,6 +222,52 @@ class ProxyBasic(h.SluiceTestCase):
             r = h.curl([self.s.url("/status/%d" % code)])
             self.assertEqual(r.status, code, r)
             self.assertIn(r.headers.get("x-upstream"), ("A", "B"))
+
+
+class ForwardedTrust(h.SluiceTestCase):
+    """A listener behind one trusted proxy that already appended the client
+    (use_remote_address false, xff_num_trusted_hops 1): X-Forwarded-For
+    passes unchanged and the hop's x-forwarded-proto is kept."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.a = cls.class_upstream("A")
+            cfg = h.build_config(h.free_port(), h.free_port(),
+                                 [h.router_filter([h.route_to("one", prefix="/")]),
+                                  h.lb_filter()],
+                                 [h.cluster("one", [cls.a.addr])],
+                                 listener_extra={"use_remote_address": False,
+                                                 "xff_num_trusted_hops": 1})
+            cls.s = cls.class_sluice(cfg)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    def upstream_headers(self, args):
+        r = h.curl(list(args) + [self.s.url("/headers")])
+        self.assertEqual(r.status, 200, r)
+        out = []
+        for ln in r.text().splitlines()[1:]:
+            if ":" in ln:
+                k, v = ln.split(":", 1)
+                out.append((k.strip().lower(), v.strip()))
+        return out
+
+    def test_xff_not_appended(self):
+        hdrs = self.upstream_headers(["-H", "X-Forwarded-For: 203.0.113.7, 198.51.100.2"])
+        self.assertEqual([v for k, v in hdrs if k == "x-forwarded-for"],
+                         ["203.0.113.7, 198.51.100.2"], hdrs)
+
+    def test_trusted_forwarded_proto_kept(self):
+        hdrs = self.upstream_headers(["-H", "X-Forwarded-Proto: https"])
+        self.assertEqual([v for k, v in hdrs if k == "x-forwarded-proto"], ["https"], hdrs)
+
+    def test_forwarded_proto_added_when_absent(self):
+        hdrs = self.upstream_headers([])
+        self.assertEqual([v for k, v in hdrs if k == "x-forwarded-proto"], ["http"], hdrs)
+        self.assertEqual([v for k, v in hdrs if k == "x-forwarded-for"], [], hdrs)
 
 
 if __name__ == "__main__":

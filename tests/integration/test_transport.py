@@ -84,6 +84,8 @@ class Transport(h.SluiceTestCase):
         head, body = self.request(sock, "/headers")
         self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
         self.assertIn(b"x-peer-identity: " + IDENTITY, body)
+        # a secured connection is https to the upstream
+        self.assertIn(b"x-forwarded-proto: https", body.lower())
         # keep-alive through the transport: a second request, same socket
         head2, body2 = self.request(sock, "/hello")
         self.assertTrue(head2.startswith(b"HTTP/1.1 200"), head2)

@@ -882,9 +882,9 @@ static void test_helpers(void **state)
     assert_false(h1_is_hop_by_hop("Host", 4));
 
     h1_header_t h[3] = {
-        {"Connection", 10, "keep-alive, X-Foo", 17},
-        {"X-Bar", 5, "close", 5},
-        {"connection", 10, " ,x-bar ,", 9},
+        {"Connection", 10, "keep-alive, X-Foo", 17, H1H_CONNECTION},
+        {"X-Bar", 5, "close", 5, H1H_OTHER},
+        {"connection", 10, " ,x-bar ,", 9, H1H_CONNECTION},
     };
     assert_true(h1_connection_lists(h, 3, "x-foo", 5));
     assert_true(h1_connection_lists(h, 3, "X-BAR", 5));
@@ -908,6 +908,79 @@ static void test_helpers(void **state)
     assert_false(h1_valid_header_value("a\r\nX: y", 7));
     assert_false(h1_valid_header_value("a\0", 2));
     assert_false(h1_valid_header_value("a\x7f", 2));
+}
+
+/* Every name the core acts on is classified once, whatever its case, and
+ * names that differ by one byte or one length are not. */
+static void test_classify(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        h1_hdr_kind_t kind;
+    } cases[] = {
+        {"Connection", H1H_CONNECTION},
+        {"KEEP-ALIVE", H1H_KEEP_ALIVE},
+        {"proxy-connection", H1H_PROXY_CONNECTION},
+        {"te", H1H_TE},
+        {"Trailer", H1H_TRAILER},
+        {"Transfer-Encoding", H1H_TRANSFER_ENCODING},
+        {"upgrade", H1H_UPGRADE},
+        {"Content-Length", H1H_CONTENT_LENGTH},
+        {"expect", H1H_EXPECT},
+        {"HOST", H1H_HOST},
+        {"X-Forwarded-For", H1H_X_FORWARDED_FOR},
+        {"x-forwarded-PROTO", H1H_X_FORWARDED_PROTO},
+        {"Via", H1H_VIA},
+        {"X-Request-Id", H1H_X_REQUEST_ID},
+        {"Trailers", H1H_OTHER},
+        {"hosts", H1H_OTHER},
+        {"x-forwarded-fox", H1H_OTHER},
+        {"x-forwarded-prot", H1H_OTHER},
+        {"content-lengtH ", H1H_OTHER},
+        {"t", H1H_OTHER},
+        {"", H1H_OTHER},
+        {"x-request-ie", H1H_OTHER},
+        {"vie", H1H_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        h1_hdr_kind_t k = h1_classify(cases[i].name, strlen(cases[i].name));
+        if (k != cases[i].kind) {
+            print_error("%s: kind %d, want %d\n", cases[i].name, k, cases[i].kind);
+            fail();
+        }
+        assert_int_equal(h1_is_hop_by_hop(cases[i].name, strlen(cases[i].name)),
+                         h1_kind_is_hop(cases[i].kind));
+    }
+    /* tchar, byte by byte (RFC 9110 5.6.2) */
+    for (int c = 0; c < 256; c++) {
+        char b = (char)c;
+        bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        assert_int_equal(h1_valid_header_name(&b, 1), want);
+    }
+    /* the parser stores the kind with each field */
+    h1_request_t req;
+    const char raw[] = "POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n"
+                       "content-length: 0\r\nX-Other: v\r\n\r\n";
+    expect_ok(S(raw), &req);
+    assert_int_equal(req.nheaders, 4);
+    assert_int_equal(req.headers[0].kind, H1H_HOST);
+    assert_int_equal(req.headers[1].kind, H1H_X_FORWARDED_FOR);
+    assert_int_equal(req.headers[2].kind, H1H_CONTENT_LENGTH);
+    assert_int_equal(req.headers[3].kind, H1H_OTHER);
+
+    /* Connection naming only itself, close and hop-by-hop fields needs no
+     * per-field check; naming anything else does. */
+    h1_header_t c[2] = {
+        {"Connection", 10, "keep-alive, Close, TE, upgrade", 30, H1H_CONNECTION},
+        {"X-A", 3, "x-b", 3, H1H_OTHER},
+    };
+    assert_false(h1_connection_names_others(c, 2));
+    c[1] = (h1_header_t){"connection", 10, "close, x-b", 10, H1H_CONNECTION};
+    assert_true(h1_connection_names_others(c, 2));
+    c[1].kind = H1H_OTHER; /* only classified Connection fields count */
+    assert_false(h1_connection_names_others(c, 2));
 }
 
 int main(void)
@@ -936,6 +1009,7 @@ int main(void)
         cmocka_unit_test(test_chunked_api),
         cmocka_unit_test(test_chunked_errors),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_classify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
