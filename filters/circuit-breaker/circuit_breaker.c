@@ -370,8 +370,10 @@ static slc_status_t cb_config_new(const slc_host_t *h, const slc_cfg_node_t *n, 
 
 /* ---- the request path ---------------------------------------------------- */
 
-/* find_cluster: the listed cluster |c| (this generation's pointer first,
- * then by name for a stream of another generation), or NULL. */
+/* find_cluster: the listed cluster |c|, or NULL. The handles were
+ * resolved in config_new from this instance's own generation, which is the
+ * generation of every stream that runs it, so pointers are compared and no
+ * name is looked up on the request path. */
 static cb_cluster_t *find_cluster(const cb_cfg_t *cfg, const slc_cluster_t *c)
 {
     if (c == NULL) {
@@ -380,13 +382,6 @@ static cb_cluster_t *find_cluster(const cb_cfg_t *cfg, const slc_cluster_t *c)
     for (size_t i = 0; i < cfg->nclusters; i++) {
         if (cfg->clusters[i].cluster == c) {
             return &cfg->clusters[i];
-        }
-    }
-    slc_str_t name = slc_host->cluster_name(c);
-    for (size_t i = 0; i < cfg->nclusters; i++) {
-        cb_cluster_t *cc = &cfg->clusters[i];
-        if (cc->name.len == name.len && memcmp(cc->name.ptr, name.ptr, name.len) == 0) {
-            return cc;
         }
     }
     return NULL;

@@ -107,7 +107,11 @@ typedef struct hdr_ops {
 /* dest is one weighted destination; |cum| is the running total of weights
  * up to and including it, for the pick. */
 typedef struct dest {
-    slc_str_t cluster; /* looked up per stream with cluster_get */
+    /* Resolved in config_new. A filter instance belongs to one generation,
+     * and streams run the chain of their own generation, so this is the
+     * stream's cluster: no lookup by name per request. LIFETIME: the config
+     * instance (cfg_cluster). */
+    const slc_cluster_t *cluster;
     uint64_t cum;
 } dest_t;
 
@@ -142,7 +146,7 @@ typedef struct route {
     slc_retry_policy_t retry;
     bool has_rewrite_uri;
     slc_str_t rewrite_uri, rewrite_authority;
-    slc_str_t mirror;
+    const slc_cluster_t *mirror; /* NULL: none; resolved like dest_t.cluster */
     uint32_t mirror_ppm;
     /* every kind */
     hdr_ops_t req_ops, resp_ops;
@@ -854,11 +858,16 @@ static void build_matches(build_ctx_t *b, const slc_cfg_node_t *n, route_t *rt)
     }
 }
 
-static void check_cluster(build_ctx_t *b, const slc_cfg_node_t *n, const char *name)
+/* resolve_cluster: the handle of cluster |name| in the generation being
+ * built, or NULL after reporting it unknown. */
+static const slc_cluster_t *resolve_cluster(build_ctx_t *b, const slc_cfg_node_t *n,
+                                            const char *name)
 {
-    if (b->h->cfg_cluster(b->d, str_of(name)) == NULL) {
+    const slc_cluster_t *c = b->h->cfg_cluster(b->d, str_of(name));
+    if (c == NULL) {
         build_error(b, n, "unknown cluster '%s'", name);
     }
+    return c;
 }
 
 /* build_dests binds `route:`, a list of weighted destinations or the legacy
@@ -874,9 +883,9 @@ static void build_dests(build_ctx_t *b, const slc_cfg_node_t *n, route_t *rt,
         if (!bind(b, n, legacy_dest_fields, &rd)) {
             return;
         }
-        check_cluster(b, h->cfg_get(n, "cluster"), rd.cluster);
+        const slc_cluster_t *c = resolve_cluster(b, h->cfg_get(n, "cluster"), rd.cluster);
         rt->dests = alloc_array(b, 1, sizeof(dest_t));
-        rt->dests[0] = (dest_t){str_of(rd.cluster), 1};
+        rt->dests[0] = (dest_t){c, 1};
         rt->ndests = 1;
         rt->total_weight = 1;
         if (present(b, n, "timeout") != NULL) {
@@ -901,12 +910,12 @@ static void build_dests(build_ctx_t *b, const slc_cfg_node_t *n, route_t *rt,
         if (!bind(b, item, dest_fields, &rd)) {
             continue;
         }
-        check_cluster(b, h->cfg_get(item, "cluster"), rd.cluster);
+        const slc_cluster_t *c = resolve_cluster(b, h->cfg_get(item, "cluster"), rd.cluster);
         /* Istio: a single destination takes all traffic whatever its weight;
          * with several, a missing weight is 0. */
         uint64_t w = len == 1 ? 1 : rd.weight;
         rt->total_weight += w;
-        rt->dests[rt->ndests++] = (dest_t){str_of(rd.cluster), rt->total_weight};
+        rt->dests[rt->ndests++] = (dest_t){c, rt->total_weight};
     }
     if (b->errors == before && rt->total_weight == 0) {
         build_error(b, n, "destination weights are all zero (give each destination a 'weight')");
@@ -1225,8 +1234,7 @@ static void build_mirror(build_ctx_t *b, const slc_cfg_node_t *n, route_t *rt)
         build_error(b, n, "'mirror' needs a sluice with filter ABI 1.1");
         return;
     }
-    check_cluster(b, b->h->cfg_get(n, "cluster"), raw.cluster);
-    rt->mirror = str_of(raw.cluster);
+    rt->mirror = resolve_cluster(b, b->h->cfg_get(n, "cluster"), raw.cluster);
     rt->mirror_ppm = PPM_ALL;
     parse_percent(b, node_or(b, n, "percentage"), raw.percentage, &rt->mirror_ppm);
 }
@@ -1876,10 +1884,7 @@ static slc_action_t forward(router_stream_t *st, slc_req_t *r, const route_t *rt
                             const route_match_t *m, slc_str_t path, slc_str_t full)
 {
     const dest_t *d = pick_dest(st->w, rt);
-    /* Validated at config time against this same generation, so a miss
-     * here means the host broke its promise; fail closed. */
-    const slc_cluster_t *c = slc_host->cluster_get(r, d->cluster);
-    if (c == NULL || slc_host->route_set_cluster(r, c) != SLC_OK) {
+    if (slc_host->route_set_cluster(r, d->cluster) != SLC_OK) {
         reply_text(r, 503, SLC_STR("unknown cluster\n"));
         return SLC_STOP;
     }
@@ -1887,11 +1892,9 @@ static slc_action_t forward(router_stream_t *st, slc_req_t *r, const route_t *rt
     if (slc_host_has(slc_host, route_set_retry)) {
         slc_host->route_set_retry(r, &rt->retry);
     }
-    if (rt->mirror.len && slc_host_has(slc_host, route_set_mirror) && roll(st->w, rt->mirror_ppm)) {
-        const slc_cluster_t *mc = slc_host->cluster_get(r, rt->mirror);
-        if (mc != NULL) {
-            slc_host->route_set_mirror(r, mc);
-        }
+    if (rt->mirror != NULL && slc_host_has(slc_host, route_set_mirror) &&
+        roll(st->w, rt->mirror_ppm)) {
+        slc_host->route_set_mirror(r, rt->mirror);
     }
     if (rt->has_rewrite_uri && rewrite_path(r, rt, m, path, full) == SLC_ENOMEM) {
         reply_text(r, 503, SLC_STR("out of memory\n"));

@@ -1562,8 +1562,18 @@ static void fh_resume(slc_req_t *r)
     r->resumed++;
 }
 
+/* fh_route_set_cluster refuses a cluster of another generation, as the
+ * core does (a filter instance and its streams share one generation). */
 static slc_status_t fh_route_set_cluster(slc_req_t *r, const slc_cluster_t *c)
 {
+    bool ours = false;
+    for (const slc_cluster_t *x = r->gen ? r->gen->clusters : NULL; x != NULL && !ours;
+         x = x->next) {
+        ours = x == c;
+    }
+    if (!ours) {
+        return SLC_EINVAL;
+    }
     r->cluster = c;
     r->endpoint = NULL;
     return SLC_OK;
@@ -1580,8 +1590,16 @@ static void fh_route_set_timeout(slc_req_t *r, uint64_t ms)
     r->timeout_ms = ms;
 }
 
+static unsigned g_cluster_gets;
+
+unsigned fake_cluster_get_calls(void)
+{
+    return g_cluster_gets;
+}
+
 static const slc_cluster_t *fh_cluster_get(slc_req_t *r, slc_str_t name)
 {
+    g_cluster_gets++;
     return gen_lookup(r->gen, name);
 }
 

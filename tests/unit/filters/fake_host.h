@@ -154,6 +154,8 @@ int fake_req_reply_status(const slc_req_t *r); /* 0 if no local reply */
 const char *fake_req_reply_body(const slc_req_t *r);
 const char *fake_req_reply_content_type(const slc_req_t *r);
 const slc_cluster_t *fake_req_cluster(const slc_req_t *r);
+/* fake_cluster_get_calls: cluster_get lookups by name so far (all streams). */
+unsigned fake_cluster_get_calls(void);
 const slc_endpoint_t *fake_req_endpoint(const slc_req_t *r);
 bool fake_req_timeout_set(const slc_req_t *r);
 uint64_t fake_req_timeout(const slc_req_t *r);

@@ -306,17 +306,27 @@ static void test_timeout_recorded(void **state)
     fake_req_free(r);
 }
 
-static void test_cluster_from_stream_generation(void **state)
+static void test_cluster_resolved_at_config_time(void **state)
 {
     fixture_t *f = *state;
-    /* A newer generation with a cluster of the same name: the stream must
-     * get that one, not the one the config was validated against. */
-    fake_gen_t *g2 = fake_gen_new();
-    slc_cluster_t *api2 = fake_cluster_add(g2, "api", "127.0.0.1:7000", NULL);
-    slc_req_t *r = fake_req_new(g2, "GET", "api.example.com", "/api");
+    /* Destinations and mirrors are handles resolved in config_new (the
+     * instance and its streams share one generation): no lookup by name on
+     * the request path. */
+    unsigned before = fake_cluster_get_calls();
+    slc_req_t *r = fake_req_new(f->gen, "GET", "api.example.com", "/api");
     assert_int_equal(fake_inst_run(f->inst, r, FAKE_REQUEST_HEADERS), SLC_CONTINUE);
-    assert_ptr_equal(fake_req_cluster(r), api2);
-    assert_ptr_not_equal(fake_req_cluster(r), f->api);
+    assert_ptr_equal(fake_req_cluster(r), f->api);
+    fake_req_free(r);
+    assert_int_equal(fake_cluster_get_calls(), before);
+
+    /* A stream of another generation never runs this instance in the core;
+     * if a host handed one over anyway, the handle is refused and the
+     * router fails closed. */
+    fake_gen_t *g2 = fake_gen_new();
+    fake_cluster_add(g2, "api", "127.0.0.1:7000", NULL);
+    r = fake_req_new(g2, "GET", "api.example.com", "/api");
+    assert_int_equal(fake_inst_run(f->inst, r, FAKE_REQUEST_HEADERS), SLC_STOP);
+    assert_int_equal(fake_req_reply_status(r), 503);
     fake_req_free(r);
     fake_gen_free(g2);
 }
@@ -1691,7 +1701,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_route, setup_standard, teardown),
         cmocka_unit_test_setup_teardown(test_no_vhost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_recorded, setup_standard, teardown),
-        cmocka_unit_test_setup_teardown(test_cluster_from_stream_generation, setup_standard,
+        cmocka_unit_test_setup_teardown(test_cluster_resolved_at_config_time, setup_standard,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_allocation_per_request, setup_standard, teardown),
         cmocka_unit_test_setup_teardown(test_err_unknown_cluster, setup, teardown),
