@@ -103,6 +103,50 @@ static unsigned char ascii_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
+/* lit_eq compares |s| with a literal of lower-case letters and '-', eight
+ * bytes at a time: OR-ing 0x20 lowers a letter and leaves '-' alone. Only
+ * CR (0x0d) would also turn into '-', and no caller passes one: names are
+ * tchars, list tokens come from validated field values. */
+static bool lit_eq(const char *s, const char *lit, size_t n)
+{
+    uint64_t a, b;
+    for (; n >= 8; s += 8, lit += 8, n -= 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, lit, 8);
+        if ((a | 0x2020202020202020ull) != b)
+            return false;
+    }
+    for (; n; s++, lit++, n--)
+        if (((unsigned char)*s | 0x20) != (unsigned char)*lit)
+            return false;
+    return true;
+}
+
+/* field_chars_ok: every byte is a field-vchar, SP, HTAB or obs-text. Eight
+ * bytes at a time: a word with no byte below 0x20 and none equal to 0x7f is
+ * accepted at once; a word that may have one is checked byte by byte. */
+static bool field_chars_ok(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t ctl = (x - ones * 0x20) & ~x & highs; /* some byte < 0x20 (maybe) */
+        uint64_t y = x ^ (ones * 0x7f);
+        uint64_t del = (y - ones) & ~y & highs; /* some byte == 0x7f (maybe) */
+        if (ctl | del) {
+            for (size_t k = i; k < i + 8; k++)
+                if (!is_field_char((unsigned char)s[k]))
+                    return false;
+        }
+    }
+    for (; i < n; i++)
+        if (!is_field_char((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
 static bool ci_eq(const char *a, const char *b, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -129,7 +173,7 @@ h1_hdr_kind_t h1_classify(const char *name, size_t n)
 /* The literal's length is the switch label, so ci_eq compares n bytes.
  * Most names fail on their first byte (|0x20 lowers a letter; no literal
  * starts with a non-letter), so that is tested before the loop. */
-#define IS(lit) ((((unsigned char)name[0]) | 0x20) == (lit)[0] && ci_eq(name, lit, n))
+#define IS(lit) ((((unsigned char)name[0]) | 0x20) == (lit)[0] && lit_eq(name, lit, n))
     switch (n) {
     case 2:
         return IS("te") ? H1H_TE : H1H_OTHER;
@@ -538,10 +582,8 @@ static bool field_line(struct fields *f, const char *buf, size_t pos, size_t eol
     size_t ve = eol;
     while (ve > v && is_ows((unsigned char)buf[ve - 1]))
         ve--;
-    for (size_t k = v; k < ve; k++) {
-        if (!is_field_char((unsigned char)buf[k]))
-            return fail(status, reason, 400, "bad_header_value");
-    }
+    if (!field_chars_ok(buf + v, ve - v))
+        return fail(status, reason, 400, "bad_header_value");
     if (f->nheaders >= f->max_count)
         return fail(status, reason, 431, "too_many_headers");
     const char *value = buf + v;

@@ -149,7 +149,7 @@ static void dconn_arm_timer(dconn_t *dc)
     if (gl)
         ms = dc->head_seen && !dc->s ? gl->conf->header_timeout_ms : gl->conf->idle_timeout_ms;
     struct timeval tv;
-    evtimer_add(&dc->timer, ms_tv(&tv, ms));
+    evtimer_add(&dc->timer, worker_timeout(dc->w, ms, &tv));
 }
 
 /* stream_progress is a cheap "did anything move" mark for the stream idle

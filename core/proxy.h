@@ -143,6 +143,14 @@ typedef struct worker {
     uint64_t rng[2];
     bool draining;
     stat_t *streams_active;
+    /* libevent common timeouts for the durations connections are armed with
+     * again and again (header and idle timeouts): adding such a timer is a
+     * list append instead of a heap insertion. Owned by the base. */
+    struct {
+        uint64_t ms;
+        const struct timeval *tv;
+    } ctos[8];
+    int nctos;
 } worker_t;
 
 enum stream_state {
@@ -308,6 +316,9 @@ uint64_t worker_rand(worker_t *w);
 /* worker_stats: worker |id|'s metrics shard (server.c). */
 stats_shard_t *worker_stats(int id);
 uint64_t now_us(worker_t *w);
+/* worker_timeout: a timeval for |ms| to pass to event_add on |w|'s base,
+ * a common timeout when one is free. LIFETIME: |tmp| or the base. */
+const struct timeval *worker_timeout(worker_t *w, uint64_t ms, struct timeval *tmp);
 
 /* http.c: downstream side and streams */
 void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen);

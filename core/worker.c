@@ -33,6 +33,23 @@ static uint64_t rng_next(worker_t *w)
     return w->rng[1] + s0;
 }
 
+const struct timeval *worker_timeout(worker_t *w, uint64_t ms, struct timeval *tmp)
+{
+    tmp->tv_sec = (time_t)(ms / 1000);
+    tmp->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+    for (int i = 0; i < w->nctos; i++)
+        if (w->ctos[i].ms == ms)
+            return w->ctos[i].tv;
+    if (w->nctos == (int)(sizeof(w->ctos) / sizeof(w->ctos[0])))
+        return tmp; /* a few durations are common; the rest use the heap */
+    const struct timeval *tv = event_base_init_common_timeout(w->base, tmp);
+    if (!tv)
+        return tmp;
+    w->ctos[w->nctos].ms = ms;
+    w->ctos[w->nctos++].tv = tv;
+    return tv;
+}
+
 uint64_t worker_rand(worker_t *w)
 {
     return rng_next(w);

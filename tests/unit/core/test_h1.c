@@ -959,6 +959,28 @@ static void test_classify(void **state)
                     (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
         assert_int_equal(h1_valid_header_name(&b, 1), want);
     }
+    /* Every byte value at every position of a value long enough for the
+     * word-at-a-time check: accepted exactly when it is a field char. */
+    for (int c = 0; c < 256; c++) {
+        for (size_t at = 0; at < 18; at++) {
+            static const char tmpl[] = "GET / HTTP/1.1\r\nHost: a\r\nX: abcdefghijklmnopqr\r\n\r\n";
+            const size_t val = sizeof("GET / HTTP/1.1\r\nHost: a\r\nX: ") - 1;
+            char raw[sizeof(tmpl)];
+            memcpy(raw, tmpl, sizeof(tmpl));
+            if (c == '\r' || c == '\n' || ((c == ' ' || c == '\t') && (at == 0 || at == 17)))
+                continue; /* line ends and edge whitespace are other rules */
+            raw[val + at] = (char)c;
+            h1_request_t rq;
+            int st = 0;
+            const char *why = NULL;
+            h1_result_t r = parse_req(raw, sizeof(tmpl) - 1, NULL, &rq, &st, &why);
+            bool want = (c >= 0x20 && c != 0x7f) || c == '\t';
+            if ((r == H1_OK) != want) {
+                print_error("byte 0x%02x at %zu: result %d (%s)\n", c, at, r, why ? why : "");
+                fail();
+            }
+        }
+    }
     /* the parser stores the kind with each field */
     h1_request_t req;
     const char raw[] = "POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n"
