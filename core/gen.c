@@ -164,6 +164,30 @@ slc_cluster_t *gen_cluster(const gen_t *g, const char *name, size_t len)
     return NULL;
 }
 
+uint32_t cluster_usable_count(struct slc_cluster *c, uint64_t now)
+{
+    /* Version 0 is "never computed": the cl_state counter starts at 0, so
+     * the cache keys on version + 1. */
+    uint64_t v = atomic_load_explicit(&c->st->health_version, memory_order_acquire) + 1;
+    if (atomic_load_explicit(&c->usable_ver, memory_order_acquire) == v &&
+        now < atomic_load_explicit(&c->usable_until, memory_order_relaxed))
+        return atomic_load_explicit(&c->usable, memory_order_relaxed);
+    uint32_t n = 0;
+    uint64_t until = UINT64_MAX;
+    for (size_t i = 0; i < c->neps; i++) {
+        const struct slc_endpoint *e = &c->eps[i];
+        uint64_t ej = atomic_load_explicit(&e->st->ejected_until, memory_order_relaxed);
+        if (ej > now && ej < until)
+            until = ej; /* the count changes when this ejection ends */
+        if (endpoint_usable(e, now))
+            n++;
+    }
+    atomic_store_explicit(&c->usable, n, memory_order_relaxed);
+    atomic_store_explicit(&c->usable_until, until, memory_order_relaxed);
+    atomic_store_explicit(&c->usable_ver, v, memory_order_release);
+    return n;
+}
+
 glistener_t *gen_listener(const gen_t *g, const char *name)
 {
     for (size_t i = 0; i < g->nlisteners; i++)

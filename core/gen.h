@@ -53,7 +53,10 @@ typedef struct cl_state {
     kept_t kept;                  /* key: the cluster name; must be first */
     _Atomic uint32_t connections; /* open upstream connections, all workers */
     _Atomic uint32_t pending;     /* streams waiting for a connection */
-    log_limit_t fault_log;        /* "upstream fault" lines, shared by workers */
+    /* Bumped whenever an endpoint of the cluster is ejected, returned early
+     * or changes health-check state: cached usable counts are stale. */
+    _Atomic uint64_t health_version;
+    log_limit_t fault_log; /* "upstream fault" lines, shared by workers */
 } cl_state_t;
 
 struct slc_endpoint {
@@ -84,6 +87,12 @@ struct slc_cluster {
     struct slc_endpoint *eps;
     size_t neps;
     size_t index; /* position in gen->clusters */
+    /* cluster_usable_count's cache, shared by the workers: the count, the
+     * cl_state health_version it was computed at (0: never) and when the
+     * first ejection counted in it ends. Recomputed by whichever worker
+     * finds it stale; two at once store the same answer. */
+    _Atomic uint64_t usable_ver, usable_until;
+    _Atomic uint32_t usable;
     /* [nworkers]: each worker's counters for this cluster (a cstats_t *),
      * set lazily by that worker alone, so the request path finds them
      * without a lookup by name. The counters are the worker's and outlive
@@ -173,6 +182,17 @@ void gen_ref(gen_t *g);
 bool gen_unref(gen_t *g);
 
 slc_cluster_t *gen_cluster(const gen_t *g, const char *name, size_t len);
+
+/* cluster_usable_count: endpoints of |c| neither ejected nor failing health
+ * checks at |now| (gen_now_ms clock). O(1) while nothing changed; a scan of
+ * the endpoints once after an ejection, a return or a health flip. Any
+ * thread. */
+uint32_t cluster_usable_count(struct slc_cluster *c, uint64_t now);
+/* cluster_health_changed: the usable set of |st|'s cluster changed. */
+static inline void cluster_health_changed(cl_state_t *st)
+{
+    atomic_fetch_add_explicit(&st->health_version, 1, memory_order_release);
+}
 
 /* gen_set_resolver: where `resolution: dns` names get their addresses (the
  * server's DNS cache); unset, a blocking getaddrinfo. Main thread. */

@@ -48,6 +48,7 @@ static void verdict(checker_t *c, bool ok)
         st->hc_ok++;
         if (atomic_load(&st->hc_unhealthy) && st->hc_ok >= hc->healthy_threshold) {
             atomic_store(&st->hc_unhealthy, false);
+            cluster_health_changed(c->ep->cluster->st);
             log_info("endpoint healthy again", "cluster=%s endpoint=%s", c->cc->name, c->ep->addr);
         }
     } else {
@@ -55,6 +56,7 @@ static void verdict(checker_t *c, bool ok)
         st->hc_fail++;
         if (!atomic_load(&st->hc_unhealthy) && st->hc_fail >= hc->unhealthy_threshold) {
             atomic_store(&st->hc_unhealthy, true);
+            cluster_health_changed(c->ep->cluster->st);
             log_warn("endpoint failed its health checks", "cluster=%s endpoint=%s failures=%u",
                      c->cc->name, c->ep->addr, st->hc_fail);
         }

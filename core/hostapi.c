@@ -440,6 +440,7 @@ static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
     memcpy(c, p, n);
     c->struct_size = sizeof(*c);
     r->retry = c->max_retries ? c : NULL;
+    r->try_timeout_ms = r->retry ? r->retry->per_try_timeout_ms : 0;
     /* Only a request with a body needs a replay copy (Istio's default
      * retry policy is set on every routed request). */
     if (r->retry && r->req_body != H1_BODY_NONE)
@@ -467,6 +468,7 @@ static slc_status_t h_route_set_mirror(slc_req_t *r, const slc_cluster_t *c)
 static void h_endpoint_eject(const slc_endpoint_t *e, uint64_t until_ms)
 {
     atomic_store_explicit(&e->st->ejected_until, until_ms, memory_order_relaxed);
+    cluster_health_changed(e->cluster->st);
 }
 
 static uint64_t h_endpoint_ejected_until(const slc_endpoint_t *e)

@@ -1333,21 +1333,36 @@ void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *
 void stream_report_attempt(stream_t *s, slc_attempt_result_t res, int status)
 {
     chain_t *ch = s->chain;
+    s->retry_asked = false;
+    s->retry_backoff_ms = 0;
+    s->in_result = true;
     for (size_t p = 0; p < ch->nph[PH_UP_RESULT]; p++) {
         size_t pos = ch->ph[PH_UP_RESULT][p];
         if (pos < s->ctx_upto)
             ch->f[pos]->desc.on_upstream_result(s->ctx[pos], s, s->ep, res, status);
     }
+    s->in_result = false;
 }
 
-/* retry_wanted: does the policy cover this outcome, and can we still? */
+bool stream_can_retry(const stream_t *s)
+{
+    if (s->resp_head_sent || s->w->draining || s->attempts >= STREAM_MAX_ATTEMPTS)
+        return false;
+    /* the body already sent cannot be sent again without its copy */
+    return !s->req_bytes || (s->replay.on && !s->replay_broken);
+}
+
+/* retry_wanted: did a filter ask for another attempt (ABI 1.3), or does
+ * the built-in policy (route_set_retry) cover this outcome; and can we? */
 static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status)
 {
-    const slc_retry_policy_t *p = s->retry;
-    if (!p || s->retries_done >= p->max_retries || s->resp_head_sent || s->w->draining)
+    if (!stream_can_retry(s))
         return false;
-    if (s->req_bytes && (!s->replay.on || s->replay_broken))
-        return false; /* the body already sent cannot be sent again */
+    if (s->retry_asked)
+        return true;
+    const slc_retry_policy_t *p = s->retry;
+    if (!p || s->retries_done >= p->max_retries)
+        return false;
     uint32_t on = p->retry_on;
     switch (res) {
     case SLC_ATTEMPT_CONNECT_FAILURE:
@@ -1404,11 +1419,16 @@ static void retry_schedule(stream_t *s)
     s->resp_hdrs.n = 0;
     s->state = ST_UPSTREAM;
     s->req_pumping = false;
-    uint64_t base = s->retry->backoff_base_ms ? s->retry->backoff_base_ms : 25;
-    uint64_t cap = base * 10, span = base << (s->retries_done - 1 < 10 ? s->retries_done - 1 : 10);
-    if (span > cap)
-        span = cap;
-    uint64_t ms = span ? worker_rand(s->w) % (span + 1) : 0;
+    uint64_t ms = s->retry_backoff_ms;
+    if (!s->retry_asked) {
+        uint64_t base = s->retry->backoff_base_ms ? s->retry->backoff_base_ms : 25;
+        uint64_t cap = base * 10,
+                 span = base << (s->retries_done - 1 < 10 ? s->retries_done - 1 : 10);
+        if (span > cap)
+            span = cap;
+        ms = span ? worker_rand(s->w) % (span + 1) : 0;
+    }
+    s->retry_asked = false;
     if (!s->backoff_ev) {
         s->backoff_ev = arena_alloc(&s->arena, event_get_struct_event_size());
         if (!s->backoff_ev) {

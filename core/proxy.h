@@ -207,7 +207,12 @@ struct slc_req {
     const slc_endpoint_t *counted_ep; /* endpoint whose active count we hold */
 
     /* retries and mirroring (ABI 1.1) */
-    slc_retry_policy_t *retry; /* arena copy; NULL = none */
+    slc_retry_policy_t *retry; /* arena copy; NULL = none (the built-in policy) */
+    uint64_t try_timeout_ms;   /* per attempt; 0 = none */
+    /* A filter's own retry decision (ABI 1.3 attempt_retry), taken only
+     * while on_upstream_result hooks run (in_result). */
+    bool in_result, retry_asked;
+    uint64_t retry_backoff_ms;
     uint32_t retries_done;
     const slc_endpoint_t *tried[8];
     uint32_t ntried;
@@ -366,6 +371,13 @@ void stream_attempt_failed(stream_t *s, slc_attempt_result_t res, int status, ui
 /* stream_report_attempt runs on_upstream_result filters. */
 void stream_report_attempt(stream_t *s, slc_attempt_result_t res, int status);
 bool stream_tried(const stream_t *s, const slc_endpoint_t *e);
+/* stream_can_retry: another attempt is possible (no response head sent
+ * downstream, the body replayable, the worker not draining, and fewer than
+ * STREAM_MAX_ATTEMPTS made), whoever decides it. */
+bool stream_can_retry(const stream_t *s);
+/* The router accepts up to 100 retries; a filter deciding its own retries
+ * (attempt_retry) is held to the same bound, so none can loop forever. */
+#define STREAM_MAX_ATTEMPTS 101
 void stream_uncount_ep(stream_t *s);
 void mirror_start(stream_t *s); /* request complete: send the copy */
 void mirror_free_all(worker_t *w);

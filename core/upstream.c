@@ -412,7 +412,7 @@ void upstream_begin(stream_t *s)
     stat_inc(s->cst->requests);
     s->attempts++;
     s->interim = s->interim_bytes = 0;
-    if (s->retry && s->retry->per_try_timeout_ms) {
+    if (s->try_timeout_ms) {
         if (!s->try_ev) {
             s->try_ev = arena_alloc(&s->arena, event_get_struct_event_size());
             if (s->try_ev) {
@@ -421,8 +421,8 @@ void upstream_begin(stream_t *s)
             }
         }
         if (s->try_ev) {
-            struct timeval tv = {(time_t)(s->retry->per_try_timeout_ms / 1000),
-                                 (suseconds_t)((s->retry->per_try_timeout_ms % 1000) * 1000)};
+            struct timeval tv = {(time_t)(s->try_timeout_ms / 1000),
+                                 (suseconds_t)((s->try_timeout_ms % 1000) * 1000)};
             evtimer_add(s->try_ev, &tv);
         }
     }

@@ -375,6 +375,34 @@ static void test_lookups(void **state)
     release(&b);
 }
 
+/* The usable count is cached until an endpoint is ejected, returned or
+ * flips health, or until the first ejection it counted ends. */
+static void test_usable_count(void **state)
+{
+    (void)state;
+    NEED_CC();
+    built_t b;
+    build_ok(&b, "usable.yaml", phases_yaml);
+    slc_cluster_t *api = gen_cluster(b.g, "api", 3);
+    uint64_t now = 1000000;
+    assert_int_equal(cluster_usable_count(api, now), 2);
+    host_table.endpoint_eject(&api->eps[0], now + 500);
+    assert_int_equal(cluster_usable_count(api, now), 1);
+    assert_int_equal(cluster_usable_count(api, now + 499), 1);
+    assert_int_equal(cluster_usable_count(api, now + 500), 2); /* the ejection ended */
+    /* A health flip without the version bump stays unseen (the cache is
+     * what makes the count O(1)); with it, it is counted. */
+    atomic_store(&api->eps[1].st->hc_unhealthy, true);
+    assert_int_equal(cluster_usable_count(api, now + 500), 2);
+    cluster_health_changed(api->st);
+    assert_int_equal(cluster_usable_count(api, now + 500), 1);
+    atomic_store(&api->eps[1].st->hc_unhealthy, false);
+    cluster_health_changed(api->st);
+    host_table.endpoint_eject(&api->eps[0], 0);
+    assert_int_equal(cluster_usable_count(api, now), 2);
+    release(&b);
+}
+
 /* ---- config_new and the diag callbacks -------------------------------- */
 
 static void test_cfg_cluster_and_metric(void **state)
@@ -715,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_module_by_relative_path),
         cmocka_unit_test(test_config_new_gets_empty_map_when_absent_BUG),
         cmocka_unit_test(test_ref_unref_and_ids),
+        cmocka_unit_test(test_usable_count),
         cmocka_unit_test(test_real_router_and_lb),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
