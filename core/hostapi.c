@@ -265,6 +265,7 @@ static void h_stream_info(slc_req_t *r, slc_stream_info_t *out)
     i.request_id = (slc_str_t){r->request_id, strlen(r->request_id)};
     i.protocol = r->minor ? SLC_STR("HTTP/1.1") : SLC_STR("HTTP/1.0");
     i.attempts = r->attempts;
+    i.client_address = r->client_addr;
     memcpy(out, &i, size < sizeof(i) ? size : sizeof(i));
     out->struct_size = size < sizeof(i) ? size : (uint32_t)sizeof(i);
 }
@@ -519,6 +520,41 @@ static slc_status_t h_cfg_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
     return d->cluster_pool(d->build, c, o);
 }
 
+/* ---- ABI 1.3 ----------------------------------------------------------- */
+
+static slc_status_t h_attempt_retry(slc_req_t *r, uint64_t backoff_ms)
+{
+    if (!r->in_result || !stream_can_retry(r))
+        return SLC_ESTATE;
+    r->retry_asked = true;
+    if (backoff_ms > r->retry_backoff_ms)
+        r->retry_backoff_ms = backoff_ms;
+    return SLC_OK;
+}
+
+static slc_status_t h_route_keep_body(slc_req_t *r)
+{
+    if (r->state != ST_REQ_FILTERS || r->req_bytes)
+        return SLC_ESTATE;
+    if (r->req_body != H1_BODY_NONE)
+        r->replay.on = true;
+    return SLC_OK;
+}
+
+static slc_status_t h_route_set_try_timeout(slc_req_t *r, uint64_t ms)
+{
+    /* request filters, and every upstream_select round (retries too) */
+    if (r->state != ST_REQ_FILTERS && !(r->in_chain && r->phase == PH_UP_SELECT))
+        return SLC_ESTATE;
+    r->try_timeout_ms = ms;
+    return SLC_OK;
+}
+
+static uint32_t h_cluster_usable_count(const slc_cluster_t *c)
+{
+    return cluster_usable_count((slc_cluster_t *)c, gen_now_ms());
+}
+
 static uint32_t h_req_attempts(slc_req_t *r)
 {
     return r->attempts;
@@ -593,4 +629,8 @@ const slc_host_t host_table = {
     .endpoint_cluster = h_endpoint_cluster,
     .req_attempts = h_req_attempts,
     .cfg_cluster_pool = h_cfg_cluster_pool,
+    .attempt_retry = h_attempt_retry,
+    .route_keep_body = h_route_keep_body,
+    .route_set_try_timeout = h_route_set_try_timeout,
+    .cluster_usable_count = h_cluster_usable_count,
 };

@@ -196,6 +196,7 @@ typedef struct router_stream {
     const router_cfg_t *cfg;
     router_worker_t *w;
     const route_t *rt;
+    uint32_t retries; /* asked for with attempt_retry (ABI 1.3 hosts) */
     bool abort_after_delay;
 } router_stream_t;
 
@@ -1889,8 +1890,15 @@ static slc_action_t forward(router_stream_t *st, slc_req_t *r, const route_t *rt
         return SLC_STOP;
     }
     slc_host->route_set_timeout(r, rt->timeout_ms);
-    if (slc_host_has(slc_host, route_set_retry)) {
-        slc_host->route_set_retry(r, &rt->retry);
+    if (slc_host_has(slc_host, attempt_retry)) {
+        /* ABI 1.3: the router decides each retry (router_on_upstream_result);
+         * the core only keeps the body and times the attempts. */
+        if (rt->retry.max_retries > 0) {
+            slc_host->route_keep_body(r);
+            slc_host->route_set_try_timeout(r, rt->retry.per_try_timeout_ms);
+        }
+    } else if (slc_host_has(slc_host, route_set_retry)) {
+        slc_host->route_set_retry(r, &rt->retry); /* an older host decides */
     }
     if (rt->mirror != NULL && slc_host_has(slc_host, route_set_mirror) &&
         roll(st->w, rt->mirror_ppm)) {
@@ -1979,6 +1987,61 @@ static slc_action_t router_on_request_headers(void *ctx, slc_req_t *r)
     return forward(st, r, rt, m, path, full);
 }
 
+/* retry_covers: Istio's retryOn semantics for one attempt's outcome. */
+static bool retry_covers(const slc_retry_policy_t *p, slc_attempt_result_t res, int status)
+{
+    uint32_t on = p->retry_on;
+    switch (res) {
+    case SLC_ATTEMPT_CONNECT_FAILURE:
+        return on & (SLC_RETRY_CONNECT_FAILURE | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
+    case SLC_ATTEMPT_RESET:
+        return on & (SLC_RETRY_RESET | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
+    case SLC_ATTEMPT_TIMEOUT: /* a per-try timeout counts as a 504 */
+        return on & (SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
+    case SLC_ATTEMPT_RESPONSE:
+        if ((on & SLC_RETRY_5XX) && status >= 500 && status <= 599) {
+            return true;
+        }
+        if ((on & SLC_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504) {
+            return true;
+        }
+        if (on & SLC_RETRY_RETRIABLE_STATUS) {
+            for (uint32_t i = 0; i < p->nretriable_statuses && i < 8; i++) {
+                if (p->retriable_statuses[i] == status) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+    return false;
+}
+
+/* router_on_upstream_result decides retries on ABI 1.3 hosts: the route's
+ * policy, then Envoy's backoff with full jitter, a uniform delay in
+ * [0, min(base * 2^(n-1), 10 * base)] for retry n. */
+static void router_on_upstream_result(void *ctx, slc_req_t *r, const slc_endpoint_t *e,
+                                      slc_attempt_result_t res, int status)
+{
+    (void)e;
+    router_stream_t *st = ctx;
+    const route_t *rt = st->rt;
+    if (rt == NULL || rt->kind != ACTION_ROUTE || !slc_host_has(slc_host, attempt_retry) ||
+        st->retries >= rt->retry.max_retries || !retry_covers(&rt->retry, res, status)) {
+        return;
+    }
+    uint64_t base = rt->retry.backoff_base_ms ? rt->retry.backoff_base_ms : 25;
+    uint32_t n = st->retries < 10 ? st->retries : 10;
+    uint64_t span = base << n;
+    if (span > base * 10) {
+        span = base * 10;
+    }
+    uint64_t backoff = prng_next(st->w) % (span + 1);
+    if (slc_host->attempt_retry(r, backoff) == SLC_OK) {
+        st->retries++;
+    }
+}
+
 static slc_action_t router_on_response_headers(void *ctx, slc_req_t *r)
 {
     const router_stream_t *st = ctx;
@@ -1999,6 +2062,7 @@ static const slc_filter_desc_t router_desc = {
     .request_new = router_request_new,
     .on_request_headers = router_on_request_headers,
     .on_response_headers = router_on_response_headers,
+    .on_upstream_result = router_on_upstream_result,
 };
 
 SLC_FILTER_DEFINE(router_desc)

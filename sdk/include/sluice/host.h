@@ -211,6 +211,40 @@ struct slc_host {
      * at once. SLC_EINVAL if another filter already set them. */
     slc_status_t (*cfg_cluster_pool)(slc_diag_t *d, const slc_cluster_t *c,
                                      const slc_pool_options_t *o);
+
+    /* ---- ABI 1.3: retries a filter decides -------------------------------
+     * A filter may decide retries itself instead of handing the core a
+     * built-in policy (route_set_retry): it keeps the body for replay and
+     * sets a per-try timeout while routing, then asks for another attempt
+     * from on_upstream_result. The core keeps only the mechanism: the
+     * replay copy, the attempts, the timers. */
+
+    /* attempt_retry asks for another upstream attempt of |r| after
+     * |backoff_ms| (0: on the next loop turn), as a new upstream_select
+     * round. PHASES: only inside on_upstream_result (SLC_ESTATE elsewhere).
+     * SLC_ESTATE too when no attempt is possible any more: the response
+     * head went downstream, body bytes were sent that the core did not keep
+     * (route_keep_body) or that outgrew the 64 KiB replay copy, the worker
+     * is draining, or the stream made 101 attempts. Several filters asking
+     * for one outcome: one retry, after the longest backoff. A retry a
+     * filter asked for takes precedence over the built-in policy. THREAD:
+     * the stream's worker. */
+    slc_status_t (*attempt_retry)(slc_req_t *r, uint64_t backoff_ms);
+    /* route_keep_body keeps a copy of the request body as it goes upstream
+     * (up to 64 KiB; the copy lives in the request arena) so a retry or a
+     * mirror can send it again. PHASES: request filters, before any body
+     * byte left (SLC_ESTATE after). Idempotent. */
+    slc_status_t (*route_keep_body)(slc_req_t *r);
+    /* route_set_try_timeout bounds each upstream attempt to |ms| (0: no
+     * bound). Expiry ends the attempt as SLC_ATTEMPT_TIMEOUT, reported to
+     * on_upstream_result like any other outcome. PHASES: request filters
+     * and upstream_select (the next attempt uses the new value). */
+    slc_status_t (*route_set_try_timeout)(slc_req_t *r, uint64_t ms);
+    /* cluster_usable_count: endpoints of |c| neither ejected nor failing
+     * active health checks, now. O(1) unless an endpoint's state changed
+     * since the last call (then one scan). THREAD: any worker. LIFETIME of
+     * |c|: as for every cluster handle, its configuration generation. */
+    uint32_t (*cluster_usable_count)(const slc_cluster_t *c);
 };
 
 /* slc_host_has tells whether |h| has table entry |field| (newer minors). */

@@ -143,6 +143,11 @@ typedef struct slc_stream_info {
     slc_str_t request_id;       /* x-request-id */
     slc_str_t protocol;         /* "HTTP/1.1" */
     uint32_t attempts;          /* upstream attempts made */
+    /* ABI 1.3: the trusted client address (the listener's
+     * use_remote_address and xff_num_trusted_hops, as Envoy's connection
+     * manager computes it): the peer's IP, or one a trusted proxy put in
+     * x-forwarded-for. LIFETIME: the stream. */
+    slc_str_t client_address;
 } slc_stream_info_t;
 
 /* Retry conditions (Envoy's / Istio's retryOn vocabulary), a bit set. */

@@ -17,7 +17,9 @@
  *
  * History: 1.0 first release. 1.1 retries, mirroring, endpoint ejection,
  * monotonic time, labelled metrics (host table) and on_upstream_result
- * (descriptor). 1.2 the response flag SLC_RF_UPE.
+ * (descriptor). 1.2 the response flag SLC_RF_UPE. 1.3 retries a filter
+ * decides (attempt_retry, route_keep_body, route_set_try_timeout),
+ * cluster_usable_count, and slc_stream_info_t.client_address.
  *
  * Only opaque handles, {ptr,len} values, plain enums, the descriptor and the
  * host table cross the boundary, so no build signature is needed.
@@ -26,7 +28,7 @@
 #define SLUICE_VERSION_H
 
 #define SLC_ABI_MAJOR   1
-#define SLC_ABI_MINOR   2
+#define SLC_ABI_MINOR   3
 #define SLC_ABI_VERSION ((SLC_ABI_MAJOR << 16) | SLC_ABI_MINOR)
 
 #define SLC_ABI_MAJOR_OF(v) ((unsigned)(v) >> 16)
