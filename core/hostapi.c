@@ -369,10 +369,7 @@ static slc_status_t h_conn_set_transport(slc_conn_t *c, const slc_transport_t *t
     sio_t *io = conn_sio(c);
     if (io->t)
         return SLC_ESTATE;
-    if (!t || !t->recv || !t->send)
-        return SLC_EINVAL;
-    sio_set_transport(io, t, ctx, c);
-    return SLC_OK;
+    return sio_set_transport(io, t, ctx, c);
 }
 
 static slc_status_t h_conn_emit(slc_conn_t *c, slc_emit_t dir, const uint8_t *data, size_t len)

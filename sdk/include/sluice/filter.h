@@ -35,8 +35,21 @@ typedef struct slc_host slc_host_t;
  * Plaintext the core wants to send goes through |send|, which emits wire
  * bytes. When the handshake completes the transport calls
  * slc_conn_transport_ready(c). Returning SLC_EIO closes the connection.
+ *
+ * GROWTH: set struct_size = sizeof(slc_transport_t). Members may be appended
+ * in a minor; the core reads only the members that lie below struct_size
+ * (slc_transport_has) and treats the rest as NULL. struct_size 0 (transports
+ * built before 1.3 that left it unset) means the 1.0 layout, which has every
+ * member up to |alpn|. |recv| and |send| are required (else
+ * conn_set_transport returns SLC_EINVAL); every other member is optional:
+ * without |shutdown| no close_notify is sent, without |free| the core never
+ * releases |ctx|, without a fact function that fact is SLC_STR_NULL.
+ *
  * OWNERSHIP: |ctx| is owned by the transport; the core calls |free| once
- * when the connection closes. */
+ * when the connection closes. The table itself is borrowed for the
+ * connection's lifetime (static storage in the module): the core copies the
+ * members below struct_size at install time.
+ * THREAD: every member runs on the worker that owns the connection. */
 typedef struct slc_transport {
     uint32_t struct_size;
     slc_status_t (*recv)(void *ctx, slc_conn_t *c, const uint8_t *wire, size_t len);
@@ -44,14 +57,34 @@ typedef struct slc_transport {
     /* shutdown emits a close_notify (or equivalent) with SLC_EMIT_WIRE. */
     void (*shutdown)(void *ctx, slc_conn_t *c);
     void (*free)(void *ctx);
-    /* peer facts, borrowed from |ctx|; SLC_STR_NULL if unknown. */
+    /* peer facts; SLC_STR_NULL if unknown. LIFETIME: the bytes belong to
+     * |ctx| and must stay valid and unchanged until |free| runs, because
+     * conn_peer_identity/conn_sni/conn_alpn hand them to filters for the
+     * connection's lifetime. */
     slc_str_t (*peer_identity)(void *ctx); /* e.g. a SPIFFE ID */
     slc_str_t (*sni)(void *ctx);
     slc_str_t (*alpn)(void *ctx);
 } slc_transport_t;
 
+/* slc_struct_has tells whether struct |p| of type |type| (one carrying a
+ * struct_size) has member |field| set: it lies below struct_size and is not
+ * NULL. Both sides use it for members appended in later minors. */
+#define slc_struct_has(p, type, field)                                                             \
+    ((p)->struct_size >= offsetof(type, field) + sizeof((p)->field) && (p)->field != NULL)
+
+/* SLC_TRANSPORT_SIZE_1_0: the transport layout of 1.0-1.3, implied by a
+ * struct_size of 0. */
+#define SLC_TRANSPORT_SIZE_1_0 (offsetof(slc_transport_t, alpn) + sizeof(void (*)(void)))
+
+/* slc_transport_has: |t| provides member |field| (struct_size 0 = 1.0). */
+#define slc_transport_has(t, field)                                                                \
+    (((t)->struct_size ? (t)->struct_size : SLC_TRANSPORT_SIZE_1_0) >=                             \
+         offsetof(slc_transport_t, field) + sizeof((t)->field) &&                                  \
+     (t)->field != NULL)
+
 /* slc_filter_desc_t is what a module's entry function returns. The host
- * checks abi_version and struct_size before reading anything else.
+ * checks abi_version and struct_size before reading anything else, copies
+ * the part below struct_size and never calls a hook beyond it.
  * LIFETIME: static storage in the module. */
 typedef struct slc_filter_desc {
     uint32_t abi_version; /* SLC_ABI_VERSION the module was built against */
