@@ -1,9 +1,13 @@
 /* sluice filter SDK: what a filter module provides.
  *
- * A filter module is a shared object that exports exactly one symbol,
- * slc_filter_entry (see SLC_FILTER_DEFINE). The host calls it once per load
- * with its function table and receives a descriptor: the ABI the module was
- * built for, its name and version, and the hooks it implements. A NULL hook
+ * A filter module is a shared object that exports two symbols, both written
+ * by SLC_FILTER_DEFINE: slc_filter_abi_version (ABI 1.3: the SLC_ABI_VERSION
+ * of the headers it was compiled with) and slc_filter_entry. The host reads
+ * the version first and refuses an incompatible module without running any
+ * of its code; then it calls the entry once per load with its function table
+ * and receives a descriptor: the ABI the module was built for, its name and
+ * version, and the hooks it implements. Modules built against 1.0-1.2 export
+ * only the entry and are judged by their descriptor, as before. A NULL hook
  * means "not interested"; the chain runner never calls it and it costs
  * nothing.
  *
@@ -143,9 +147,12 @@ typedef struct slc_filter_desc {
                                slc_attempt_result_t result, int status);
 } slc_filter_desc_t;
 
-/* SLC_FILTER_DEFINE(desc_var) defines the module's entry function. It keeps
- * |host| in the module-wide `slc_host` that the wrappers in host.h use. */
+/* SLC_FILTER_DEFINE(desc_var) defines the module's entry function and (ABI
+ * 1.3) its exported ABI constant. The entry keeps |host| in the module-wide
+ * `slc_host` that the wrappers in host.h use. */
 #define SLC_FILTER_DEFINE(desc)                                                                    \
+    __attribute__((visibility("default"))) extern const uint32_t SLC_FILTER_ABI_SYMBOL;            \
+    __attribute__((visibility("default"))) const uint32_t SLC_FILTER_ABI_SYMBOL = SLC_ABI_VERSION; \
     const slc_host_t *slc_host;                                                                    \
     __attribute__((visibility("default"))) const slc_filter_desc_t *SLC_FILTER_ENTRY(              \
         const slc_host_t *host);                                                                   \
@@ -155,6 +162,10 @@ typedef struct slc_filter_desc {
         slc_host = host;                                                                           \
         return &(desc);                                                                            \
     }
+
+/* SLC_FILTER_DESC_SIZE_1_0: the descriptor of 1.0 (everything before
+ * on_upstream_result); 1.1 to 1.3 use sizeof(slc_filter_desc_t). */
+#define SLC_FILTER_DESC_SIZE_1_0 offsetof(slc_filter_desc_t, on_upstream_result)
 
 /* Field-table builders for slc_cfg_bind. */
 #define SLC_FIELD_STR(k, type, member, ...)                                                        \

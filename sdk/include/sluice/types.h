@@ -94,7 +94,13 @@ typedef enum slc_field_kind {
 } slc_field_kind_t;
 
 /* slc_cfg_field_t describes one key of a YAML map for slc_cfg_bind; build
- * tables with the SLC_FIELD_* macros in filter.h. */
+ * tables with the SLC_FIELD_* macros in filter.h (designated initializers,
+ * so members appended later start as zero in your table).
+ * GROWTH: members may be appended in a minor. The host walks a table with
+ * the stride of the minor the module was compiled with (it knows it from
+ * the module's slc_filter_abi_version or descriptor), and reads members
+ * past that stride as zero. The layout is frozen for 1.0-1.3 (the core
+ * static-asserts it); a table need not carry a struct_size. */
 typedef struct slc_cfg_field {
     slc_field_kind_t kind;
     const char *key;
