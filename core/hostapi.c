@@ -410,6 +410,41 @@ static slc_str_t h_conn_alpn(slc_conn_t *c)
 
 /* ---- ABI 1.1 ----------------------------------------------------------- */
 
+slc_status_t retry_policy_copy(arena_t *a, const slc_retry_policy_t *p, slc_retry_policy_t **out)
+{
+    slc_retry_policy_t *c = arena_alloc(a, sizeof(*c));
+    if (!c)
+        return SLC_ENOMEM;
+    /* struct_size 0 predates the field being checked: the 1.1 layout. */
+    size_t in = p->struct_size ? p->struct_size : offsetof(slc_retry_policy_t, statuses);
+    memcpy(c, p, in < sizeof(*c) ? in : sizeof(*c));
+    c->struct_size = sizeof(*c);
+    const uint16_t *src = c->retriable_statuses;
+    uint32_t n = c->nretriable_statuses < 8 ? c->nretriable_statuses : 8;
+    if (slc_struct_has(c, slc_retry_policy_t, statuses)) {
+        src = c->statuses;
+        n = c->nstatuses;
+    }
+    /* The filter's array is only borrowed for the call. */
+    uint16_t *st = n ? arena_alloc(a, n * sizeof(*st)) : NULL;
+    if (n && !st)
+        return SLC_ENOMEM;
+    if (n)
+        memcpy(st, src, n * sizeof(*st));
+    c->statuses = st;
+    c->nstatuses = n;
+    *out = c;
+    return SLC_OK;
+}
+
+bool retry_status_listed(const slc_retry_policy_t *p, int status)
+{
+    for (uint32_t i = 0; i < p->nstatuses; i++)
+        if (p->statuses[i] == status)
+            return true;
+    return false;
+}
+
 static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
 {
     /* Only before any body byte left: the replay copy must hold all of it. */
@@ -419,12 +454,10 @@ static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
         r->retry = NULL;
         return SLC_OK;
     }
-    slc_retry_policy_t *c = arena_alloc(&r->arena, sizeof(*c));
-    if (!c)
-        return SLC_ENOMEM;
-    size_t n = p->struct_size && p->struct_size < sizeof(*c) ? p->struct_size : sizeof(*c);
-    memcpy(c, p, n);
-    c->struct_size = sizeof(*c);
+    slc_retry_policy_t *c;
+    slc_status_t st = retry_policy_copy(&r->arena, p, &c);
+    if (st != SLC_OK)
+        return st;
     r->retry = c->max_retries ? c : NULL;
     /* Only a request with a body needs a replay copy (Istio's default
      * retry policy is set on every routed request). */

@@ -324,6 +324,15 @@ void mirror_start(stream_t *s); /* request complete: send the copy */
 void mirror_free_all(worker_t *w);
 #define REPLAY_LIMIT (64 * 1024)
 
+/* retry_policy_copy copies the filter's policy |p| into arena |a| in this
+ * build's layout: members beyond p->struct_size are zero, and |statuses|
+ * always points at the retriable statuses (arena memory: the 1.3 array, or
+ * the 1.1 fixed array of an older filter), so the retry logic reads one
+ * form. SLC_ENOMEM when the arena is exhausted. */
+slc_status_t retry_policy_copy(arena_t *a, const slc_retry_policy_t *p, slc_retry_policy_t **out);
+/* retry_status_listed: |status| is among |p|'s retriable statuses. */
+bool retry_status_listed(const slc_retry_policy_t *p, int status);
+
 /* conn_sio: the socket behind an SDK connection handle. */
 sio_t *conn_sio(slc_conn_t *c);
 

@@ -164,15 +164,26 @@ enum {
 };
 
 /* slc_retry_policy_t is a route's retry decision (route_set_retry). Fields
- * may be appended; set struct_size. */
+ * may be appended; set struct_size = sizeof(slc_retry_policy_t).
+ * OWNERSHIP: the caller's; route_set_retry copies the policy and the
+ * |statuses| array into the stream before it returns. */
 typedef struct slc_retry_policy {
     uint32_t struct_size;
     uint32_t max_retries;        /* retries after the first attempt; 0 = none */
     uint32_t retry_on;           /* SLC_RETRY_* bits */
     uint64_t per_try_timeout_ms; /* 0 = none (the route timeout still applies) */
     uint64_t backoff_base_ms;    /* exponential with full jitter, capped at 10x */
+    /* The 1.1 form of the retriable statuses, kept for filters built
+     * against 1.1 and 1.2 (whose struct_size stops after it). A 1.3 filter
+     * uses |statuses| instead; it may also fill these (the first 8) for
+     * hosts older than 1.3, which read only them. */
     uint16_t retriable_statuses[8];
     uint32_t nretriable_statuses;
+    /* ---- ABI 1.3 ---- */
+    /* statuses: |nstatuses| retriable statuses, any number. When non-NULL
+     * (and below struct_size) the host uses it and ignores the 1.1 form. */
+    const uint16_t *statuses;
+    uint32_t nstatuses;
 } slc_retry_policy_t;
 
 /* What one upstream attempt came to (on_upstream_result). */

@@ -1062,6 +1062,10 @@ static void test_retry_default_policy(void **state)
                                      SLC_RETRY_RETRIABLE_STATUS);
     assert_int_equal(p.nretriable_statuses, 1);
     assert_int_equal(p.retriable_statuses[0], 503);
+    /* ABI 1.3 form, which a 1.3 host reads instead. */
+    assert_int_equal(p.nstatuses, 1);
+    assert_non_null(p.statuses);
+    assert_int_equal(p.statuses[0], 503);
     assert_int_equal(p.backoff_base_ms, 25);
     assert_int_equal(p.per_try_timeout_ms, 0);
     /* No route timeout by default (Istio). */
@@ -1094,6 +1098,9 @@ static void test_retry_custom_policy(void **state)
     assert_int_equal(p.nretriable_statuses, 2);
     assert_int_equal(p.retriable_statuses[0], 504);
     assert_int_equal(p.retriable_statuses[1], 502);
+    assert_int_equal(p.nstatuses, 2);
+    assert_int_equal(p.statuses[0], 504);
+    assert_int_equal(p.statuses[1], 502);
     assert_int_equal(p.backoff_base_ms, 25);
     fake_req_free(r);
 
@@ -1111,6 +1118,29 @@ static void test_retry_custom_policy(void **state)
     r = req_run(f, "GET", "h", "/c", &act, NULL);
     assert_true(fake_req_retry(r, &p));
     assert_int_equal(p.max_retries, 0);
+    fake_req_free(r);
+}
+
+/* ABI 1.3: more than the 1.1 form's 8 statuses; the first 8 are mirrored
+ * into the fixed array for hosts older than 1.3. */
+static void test_retry_many_statuses(void **state)
+{
+    fixture_t *f = *state;
+    slc_cfg_node_t *rn = fake_map("attempts", S("2"), "retry_on",
+                                  S("500,501,502,503,504,505,507,508,509,510,reset"), NULL);
+    inst_ok(f, routes_config(fake_map("route", to_cluster("v1"), "retries", rn, NULL), NULL));
+    slc_action_t act;
+    slc_req_t *r = req_run(f, "GET", "h", "/", &act, NULL);
+    slc_retry_policy_t p;
+    assert_true(fake_req_retry(r, &p));
+    static const uint16_t want[] = {500, 501, 502, 503, 504, 505, 507, 508, 509, 510};
+    assert_int_equal(p.nstatuses, 10);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(p.statuses[i], want[i]);
+    assert_int_equal(p.nretriable_statuses, 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_int_equal(p.retriable_statuses[i], want[i]);
+    assert_int_equal(p.retry_on, SLC_RETRY_RESET | SLC_RETRY_RETRIABLE_STATUS);
     fake_req_free(r);
 }
 
@@ -1719,6 +1749,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_single_destination_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_default_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_custom_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_many_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_without_attempts_warns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_abort, setup, teardown),
