@@ -107,27 +107,42 @@ static slc_status_t h_header_get(slc_req_t *r, slc_hdrs_t which, slc_str_t name,
     return SLC_OK;
 }
 
+static bool iterating(const slc_req_t *r, slc_hdrs_t which)
+{
+    return r->iterating & (1u << (which == SLC_RESPONSE_HEADERS));
+}
+
 static slc_status_t h_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (iterating(r, which))
+        return SLC_ESTATE;
     return hdrs_set(r, which_hdrs(r, which), name, value, false);
 }
 
 static slc_status_t h_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (iterating(r, which))
+        return SLC_ESTATE;
     return hdrs_set(r, which_hdrs(r, which), name, value, true);
 }
 
 static slc_status_t h_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t name)
 {
+    if (iterating(r, which))
+        return SLC_ESTATE;
     return hdrs_remove(which_hdrs(r, which), name) ? SLC_OK : SLC_ENOENT;
 }
 
 static void h_header_iterate(slc_req_t *r, slc_hdrs_t which, slc_header_fn fn, void *arg)
 {
     hdrs_t *h = which_hdrs(r, which);
+    unsigned bit = 1u << (which == SLC_RESPONSE_HEADERS);
+    unsigned was = r->iterating;
+    r->iterating |= bit;
     for (size_t i = 0; i < h->n; i++)
         if (!fn(arg, h->v[i].name, h->v[i].value))
-            return;
+            break;
+    r->iterating = was; /* nested walks of the same block keep the bit */
 }
 
 static slc_str_t h_pseudo(slc_req_t *r, slc_pseudo_t which)
@@ -148,6 +163,9 @@ static slc_str_t h_pseudo(slc_req_t *r, slc_pseudo_t which)
 static slc_status_t h_set_pseudo(slc_req_t *r, slc_pseudo_t which, slc_str_t value)
 {
     if (r->state != ST_REQ_FILTERS)
+        return SLC_ESTATE;
+    /* The authority is also the Host header. */
+    if (which == SLC_PSEUDO_AUTHORITY && iterating(r, SLC_REQUEST_HEADERS))
         return SLC_ESTATE;
     if (!h1_valid_header_value(value.ptr, value.len) || value.len == 0)
         return SLC_EINVAL;
@@ -185,7 +203,11 @@ static int h_response_status(slc_req_t *r)
 
 static slc_status_t h_set_response_status(slc_req_t *r, int status)
 {
-    if (r->resp_head_sent || status < 200 || status > 599)
+    if (status < 200 || status > 599)
+        return SLC_EINVAL;
+    /* Earlier the upstream's (or a local reply's) status would overwrite it
+     * unseen; later the head is on the wire. */
+    if (r->state != ST_RESP_FILTERS || r->resp_head_sent)
         return SLC_ESTATE;
     r->status = status;
     r->reason = SLC_STR_NULL;
@@ -218,6 +240,11 @@ static const slc_cluster_t *h_route_cluster(slc_req_t *r)
 
 static void h_route_set_timeout(slc_req_t *r, uint64_t ms)
 {
+    /* The timer starts when the request first goes upstream and is never
+     * re-armed; a later call would be silently ignored anyway, so it is
+     * ignored explicitly (no status to return in the 1.0 signature). */
+    if (r->state != ST_REQ_FILTERS)
+        return;
     r->timeout_ms = ms;
 }
 
@@ -228,7 +255,11 @@ static const slc_cluster_t *h_cluster_get(slc_req_t *r, slc_str_t name)
 
 static slc_status_t h_upstream_set_endpoint(slc_req_t *r, const slc_endpoint_t *e)
 {
-    if (!r->cluster || e->cluster != r->cluster)
+    /* Only while an upstream_select round runs (or is paused): afterwards
+     * the attempt already holds r->ep. */
+    if (r->phase != PH_UP_SELECT || !(r->in_chain || r->paused))
+        return SLC_ESTATE;
+    if (!r->cluster || !e || e->cluster != r->cluster)
         return SLC_EINVAL;
     r->ep = e;
     return SLC_OK;

@@ -156,6 +156,10 @@ struct slc_req {
     bool up_eof;                     /* the upstream closed; what it sent is buffered */
     uint32_t interim, interim_bytes; /* 1xx responses of this attempt */
     size_t ctx_upto;                 /* chain positions below this have stream state */
+    /* iterating: bit (1 << slc_hdrs_t) set while header_iterate walks that
+     * block, so the host can refuse changes to it (they would shift or
+     * grow the array under the walk). */
+    unsigned iterating;
 
     /* request */
     slc_str_t method, path, authority, scheme;

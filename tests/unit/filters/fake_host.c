@@ -1201,6 +1201,9 @@ struct slc_req {
     /* ABI 1.1 */
     bool retry_set;
     slc_retry_policy_t retry;
+    /* bit (1 << slc_hdrs_t) while header_iterate walks that block: changes
+     * to it are SLC_ESTATE, as in the core (hostapi.c). */
+    unsigned iterating;
     const slc_endpoint_t *tried[8];
     size_t ntried;
     const slc_cluster_t *mirror;
@@ -1457,8 +1460,16 @@ static slc_status_t fh_header_get(slc_req_t *r, slc_hdrs_t which, slc_str_t name
     return SLC_ENOENT;
 }
 
+static bool fh_iterating(const slc_req_t *r, slc_hdrs_t which)
+{
+    return r->iterating & (1u << (which == SLC_RESPONSE_HEADERS));
+}
+
 static slc_status_t fh_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t name)
 {
+    if (fh_iterating(r, which)) {
+        return SLC_ESTATE;
+    }
     struct hdr_list *l = req_hdrs(r, which);
     size_t kept = 0;
     bool found = false;
@@ -1477,6 +1488,9 @@ static slc_status_t fh_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t n
 
 static slc_status_t fh_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (fh_iterating(r, which)) {
+        return SLC_ESTATE;
+    }
     if (!header_name_ok(name) || !header_value_ok(value)) {
         return SLC_EINVAL;
     }
@@ -1486,6 +1500,9 @@ static slc_status_t fh_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name
 
 static slc_status_t fh_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (fh_iterating(r, which)) {
+        return SLC_ESTATE;
+    }
     if (!header_name_ok(name) || !header_value_ok(value)) {
         return SLC_EINVAL;
     }
@@ -1497,12 +1514,15 @@ static slc_status_t fh_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name
 static void fh_header_iterate(slc_req_t *r, slc_hdrs_t which, slc_header_fn fn, void *arg)
 {
     struct hdr_list *l = req_hdrs(r, which);
+    unsigned was = r->iterating;
+    r->iterating |= 1u << (which == SLC_RESPONSE_HEADERS);
     for (size_t i = 0; i < l->n; i++) {
         if (!fn(arg, (slc_str_t){l->v[i].name, l->v[i].name_len},
                 (slc_str_t){l->v[i].value, l->v[i].value_len})) {
-            return;
+            break;
         }
     }
+    r->iterating = was;
 }
 
 static slc_str_t fh_pseudo(slc_req_t *r, slc_pseudo_t which)
