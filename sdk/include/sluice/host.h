@@ -213,6 +213,11 @@ struct slc_host {
                                      const slc_pool_options_t *o);
 };
 
+/* The table sizes older minors had: 1.0, and 1.1 (= 1.2; 1.3 added no
+ * entry so far). A host's struct_size is at least the size of its minor. */
+#define SLC_HOST_SIZE_1_0 offsetof(slc_host_t, route_set_retry)
+#define SLC_HOST_SIZE_1_1 (offsetof(slc_host_t, cfg_cluster_pool) + sizeof(void (*)(void)))
+
 /* slc_host_has tells whether |h| has table entry |field| (newer minors). */
 #define slc_host_has(h, field)                                                                     \
     ((h)->struct_size >= offsetof(slc_host_t, field) + sizeof((h)->field) && (h)->field != NULL)
