@@ -93,48 +93,72 @@ typedef struct slc_transport {
 typedef struct slc_filter_desc {
     uint32_t abi_version; /* SLC_ABI_VERSION the module was built against */
     uint32_t struct_size; /* sizeof(slc_filter_desc_t) it was built with */
-    const char *name;     /* module name, e.g. "router" */
-    const char *version;  /* module version, e.g. "0.1.0" */
+    /* LIFETIME of name and version: static storage in the module. */
+    const char *name;    /* module name, e.g. "router" */
+    const char *version; /* module version, e.g. "0.1.0" */
+
+    /* Every hook: THREAD as stated; the |r| and |c| handles it receives are
+     * valid for the call, and for the stream or connection's life when kept
+     * in that stream's or connection's own state. */
 
     /* config_new builds an instance from its YAML node |n| (the filter's
      * `config:` block; an empty map when absent). Report every problem with
      * slc_diag_error() against the offending node and return SLC_EINVAL.
-     * OWNERSHIP: *out_cfg is owned by the filter; freed by config_free. */
+     * THREAD: main. LIFETIME: |h| for the module's life; |n| and |diag| for
+     * the call only. OWNERSHIP: *out_cfg is owned by the filter and freed
+     * by config_free. After a failed config_new, config_free is not called:
+     * release what you malloc'd before returning (cfg_alloc memory the host
+     * frees either way). */
     slc_status_t (*config_new)(const slc_host_t *h, const slc_cfg_node_t *n, void **out_cfg,
                                slc_diag_t *diag);
+    /* config_free: when the instance's generation is freed, after the last
+     * stream using it ended. THREAD: main. */
     void (*config_free)(void *cfg);
 
     /* worker_init/worker_fini give each worker its own mutable state for one
-     * config instance. OWNERSHIP: *out_wctx owned by the filter. */
+     * config instance. THREAD: that worker. OWNERSHIP: *out_wctx owned by
+     * the filter, freed in worker_fini. A failing worker_init makes every
+     * stream through the filter on that worker a 500. */
     slc_status_t (*worker_init)(void *cfg, int worker_id, void **out_wctx);
     void (*worker_fini)(void *cfg, void *wctx);
 
     /* on_connection runs at accept. SLC_STOP closes the connection (deny).
-     * A filter may install a transport here. */
+     * A filter may install a transport here. THREAD: the connection's
+     * worker. LIFETIME: |c| until the connection closes. */
     slc_action_t (*on_connection)(void *cfg, void *wctx, slc_conn_t *c);
 
     /* request_new creates per-stream state. Allocate it from the request
-     * arena (slc_arena_alloc). If NULL, the stream hooks receive |cfg| as
-     * ctx. */
+     * arena (slc_arena_alloc): OWNERSHIP the host's, LIFETIME stream. If
+     * the hook is NULL, the stream hooks receive |cfg| as ctx. THREAD: the
+     * stream's worker. */
     slc_status_t (*request_new)(void *cfg, void *wctx, slc_req_t *r, void **out_ctx);
 
     /* Stream phases, in order. Request-side hooks run in chain order,
-     * response-side hooks in reverse order. */
+     * response-side hooks in reverse order. THREAD for all of them: the
+     * stream's worker, never two at once for one stream. LIFETIME: |r| and
+     * |ctx| until on_complete returns. Which host entries each phase may
+     * call is stated in host.h. */
     slc_action_t (*on_request_headers)(void *ctx, slc_req_t *r);
     /* on_request_body sees each contiguous piece of request body as it
      * streams; |end| is true on the last call (possibly with an empty
-     * chunk). The bytes are borrowed for the call only. */
+     * chunk). LIFETIME: the bytes are borrowed for the call only. */
     slc_action_t (*on_request_body)(void *ctx, slc_req_t *r, slc_str_t chunk, bool end);
     /* on_upstream_select picks an endpoint of the routed cluster with
-     * slc_upstream_set_endpoint (the lb filter). */
+     * slc_upstream_set_endpoint (the lb filter); once per attempt. */
     slc_action_t (*on_upstream_select)(void *ctx, slc_req_t *r);
     /* on_upstream_connect runs once a new upstream connection is open,
-     * before any request bytes go out: install an upstream transport here. */
+     * before any request bytes go out: install an upstream transport here.
+     * LIFETIME: |upstream| for the call (pooled connections outlive the
+     * stream; keep no handle). */
     slc_action_t (*on_upstream_connect)(void *ctx, slc_req_t *r, slc_conn_t *upstream);
+    /* on_response_headers: the response head (the upstream's or a local
+     * reply), before it is sent: the last point to change it. */
     slc_action_t (*on_response_headers)(void *ctx, slc_req_t *r);
+    /* on_response_body: as on_request_body, for the response. */
     slc_action_t (*on_response_body)(void *ctx, slc_req_t *r, slc_str_t chunk, bool end);
     /* on_complete always runs once per stream that reached request_new,
-     * whatever happened (log, span, outlier stats). */
+     * whatever happened (log, span, outlier stats). The stream's memory is
+     * released after it returns. */
     void (*on_complete)(void *ctx, slc_req_t *r);
 
     /* ---- ABI 1.1 ------------------------------------------------------- */
@@ -142,7 +166,7 @@ typedef struct slc_filter_desc {
      * (retries included), in chain order, with the endpoint tried and what
      * came of it; |status| is the response status for SLC_ATTEMPT_RESPONSE,
      * else 0. For outlier detection and accounting; it cannot change the
-     * stream. */
+     * stream. THREAD: the stream's worker. LIFETIME: |e|: stream. */
     void (*on_upstream_result)(void *ctx, slc_req_t *r, const slc_endpoint_t *e,
                                slc_attempt_result_t result, int status);
 } slc_filter_desc_t;

@@ -133,7 +133,10 @@ enum {
 };
 
 /* slc_stream_info_t is a snapshot of one stream's facts. Fields may be
- * appended; read them only below struct_size. */
+ * appended; read them only below struct_size.
+ * LIFETIME of the slc_str_t members: cluster and upstream name the stream's
+ * generation's cluster and endpoint, valid until the stream ends; listener,
+ * request_id and protocol likewise. Copy them to keep them longer. */
 typedef struct slc_stream_info {
     uint32_t struct_size;
     uint32_t response_flags;    /* SLC_RF_* bits */
