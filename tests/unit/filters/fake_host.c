@@ -1201,6 +1201,7 @@ struct slc_req {
     /* ABI 1.1 */
     bool retry_set;
     slc_retry_policy_t retry;
+    uint16_t *retry_statuses; /* the copy retry.statuses points at (malloc) */
     /* bit (1 << slc_hdrs_t) while header_iterate walks that block: changes
      * to it are SLC_ESTATE, as in the core (hostapi.c). */
     unsigned iterating;
@@ -1257,6 +1258,7 @@ void fake_req_free(slc_req_t *r)
     for (int i = 0; i < 4; i++) {
         free(r->pseudo[i]);
     }
+    free(r->retry_statuses);
     hdr_list_free(&r->hdrs[0]);
     hdr_list_free(&r->hdrs[1]);
     free(r->reply_body);
@@ -1728,8 +1730,22 @@ uint64_t fake_req_next_timer_ms(const slc_req_t *r)
 static slc_status_t fh_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
 {
     r->retry_set = p != NULL;
-    if (p)
+    if (p) {
         r->retry = *p;
+        /* As the core: the statuses are copied, the caller's array may be
+         * gone once the call returns (fake_req_retry hands out this copy). */
+        if (p->statuses != NULL && p->nstatuses != 0) {
+            /* malloc, not the fake arena: tests count the filter's own
+             * arena use, and this copy is the host's. */
+            free(r->retry_statuses);
+            r->retry_statuses = malloc(p->nstatuses * sizeof(*r->retry_statuses));
+            if (r->retry_statuses == NULL) {
+                abort();
+            }
+            memcpy(r->retry_statuses, p->statuses, p->nstatuses * sizeof(*r->retry_statuses));
+            r->retry.statuses = r->retry_statuses;
+        }
+    }
     return SLC_OK;
 }
 
