@@ -1144,6 +1144,28 @@ static void test_retry_many_statuses(void **state)
     fake_req_free(r);
 }
 
+/* On a host older than 1.3 only the fixed array reaches the core, so a
+ * 9th status would be dropped silently: it is a config error there. */
+static void test_retry_many_statuses_on_old_host(void **state)
+{
+    fixture_t *f = *state;
+    slc_host_t old = fake_host_table;
+    old.abi_version = (1u << 16) | 2u;
+    old.struct_size = SLC_HOST_SIZE_1_1;
+    slc_cfg_node_t *rn =
+        fake_map("attempts", S("2"), "retry_on", S("500,501,502,503,504,505,507,508,509"), NULL);
+    slc_cfg_node_t *cfg =
+        routes_config(fake_map("route", to_cluster("v1"), "retries", rn, NULL), NULL);
+    slc_diag_t *d = fake_diag_new(f->gen);
+    void *out = NULL;
+    assert_int_equal(f->desc->config_new(&old, cfg, &out, d), SLC_EINVAL);
+    assert_true(fake_diag_find(d, "at most 8 retriable status codes before ABI 1.3") >= 0);
+    if (out != NULL && f->desc->config_free != NULL) {
+        f->desc->config_free(out);
+    }
+    fake_diag_free(d);
+}
+
 static void test_retries_without_attempts_warns(void **state)
 {
     fixture_t *f = *state;
@@ -1750,6 +1772,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_default_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_custom_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_many_statuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_many_statuses_on_old_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_without_attempts_warns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_abort, setup, teardown),
