@@ -1189,12 +1189,49 @@ static bool convert_scalar(const slc_cfg_field_t *f, const char *text, size_t le
     }
 }
 
-static size_t count_fields(const slc_cfg_field_t *fields)
+/* The slc_cfg_field_t of ABI 1.0, unchanged up to 1.3. A minor that appends
+ * a member adds its own size below; tables of older modules keep the old
+ * stride, so the binder must never index them with sizeof(slc_cfg_field_t). */
+#define CFG_FIELD_SIZE_1_0 (offsetof(slc_cfg_field_t, names) + sizeof(const char *const *))
+_Static_assert(sizeof(slc_cfg_field_t) == CFG_FIELD_SIZE_1_0,
+               "slc_cfg_field_t grew: add its new size to cfg_field_stride");
+_Static_assert(offsetof(slc_cfg_field_t, kind) == 0 &&
+                   offsetof(slc_cfg_field_t, key) == sizeof(void *) &&
+                   offsetof(slc_cfg_field_t, offset) == 2 * sizeof(void *) &&
+                   offsetof(slc_cfg_field_t, required) == 3 * sizeof(void *) &&
+                   offsetof(slc_cfg_field_t, min) == 4 * sizeof(void *) &&
+                   offsetof(slc_cfg_field_t, max) == 4 * sizeof(void *) + 8 &&
+                   offsetof(slc_cfg_field_t, dflt) == 4 * sizeof(void *) + 16 &&
+                   offsetof(slc_cfg_field_t, names) == 5 * sizeof(void *) + 16,
+               "the slc_cfg_field_t layout of ABI 1.0-1.3 is frozen");
+
+size_t cfg_field_stride(uint32_t abi)
 {
+    (void)abi; /* 1.0 to 1.3 share one layout */
+    return CFG_FIELD_SIZE_1_0;
+}
+
+/* normalize_fields copies a module's table (entries |stride| bytes apart)
+ * into this build's layout, members the module's minor lacks left zero.
+ * Returns a malloc'd array ended by SLC_FIELD_END_; *out_n its length. */
+static slc_cfg_field_t *normalize_fields(const slc_cfg_field_t *fields, size_t stride,
+                                         size_t *out_n)
+{
+    const unsigned char *p = (const unsigned char *)fields;
+    size_t copy = stride < sizeof(slc_cfg_field_t) ? stride : sizeof(slc_cfg_field_t);
     size_t n = 0;
-    while (fields[n].kind != SLC_FIELD_END_)
-        n++;
-    return n;
+    slc_field_kind_t kind;
+    for (;; n++) {
+        memcpy(&kind, p + n * stride, sizeof(kind));
+        if (kind == SLC_FIELD_END_)
+            break;
+    }
+    slc_cfg_field_t *out = xmalloc((n + 1) * sizeof(*out));
+    memset(out, 0, (n + 1) * sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        memcpy(&out[i], p + i * stride, copy);
+    *out_n = n;
+    return out;
 }
 
 /* bind_value handles a key that is present in the map. */
@@ -1218,16 +1255,29 @@ static void bind_value(slc_diag_t *d, const slc_cfg_field_t *f, const slc_cfg_no
         diag_errorf(d, v, "%s", err);
 }
 
+static slc_status_t bind_fields(slc_diag_t *d, const slc_cfg_node_t *n,
+                                const slc_cfg_field_t *fields, size_t nf, void *out);
+
 /* cfg_bind: absent keys (and keys whose value is null) take the field's
  * default, parsed from its YAML text like a scalar written in the file; with
  * no default the out-memory is left as the caller filled it. Errors come in
  * source order: first everything found walking the map, then missing
  * required keys. */
-slc_status_t cfg_bind(slc_diag_t *d, const slc_cfg_node_t *n, const slc_cfg_field_t *fields,
+slc_status_t cfg_bind(slc_diag_t *d, const slc_cfg_node_t *n, const slc_cfg_field_t *in_fields,
                       void *out)
 {
     size_t before = d->nerrors;
-    size_t nf = count_fields(fields);
+    size_t nf;
+    slc_cfg_field_t *fields = normalize_fields(in_fields, cfg_field_stride(d->module_abi), &nf);
+    slc_status_t st = bind_fields(d, n, fields, nf, out);
+    free(fields);
+    return st != SLC_OK || d->nerrors != before ? SLC_EINVAL : SLC_OK;
+}
+
+static slc_status_t bind_fields(slc_diag_t *d, const slc_cfg_node_t *n,
+                                const slc_cfg_field_t *fields, size_t nf, void *out)
+{
+    size_t before = d->nerrors;
     unsigned char *o = out;
     cfg_tree_t *t = (cfg_tree_t *)(n && n->tree ? n->tree : d->tree);
 

@@ -45,6 +45,10 @@ struct slc_diag {
     /* Set by the core while a filter instance is built: */
     void *build;          /* opaque to cfgtree: the generation being built */
     const char *instance; /* filter instance name, for metric labels */
+    /* module_abi: the SLC_ABI_VERSION the calling module was compiled with
+     * (module_t.abi), so cfg_bind walks its field tables with that minor's
+     * stride. 0 for the core's own tables (this build's layout). */
+    uint32_t module_abi;
     const slc_cluster_t *(*cluster_lookup)(void *build, slc_str_t name);
     void *(*instance_alloc)(void *build, size_t size);
     slc_metric_t *(*metric_new)(void *build, slc_metric_kind_t kind, const char *name,
@@ -91,6 +95,9 @@ const slc_cfg_node_t *cfg_at(const slc_cfg_node_t *n, size_t i);
 slc_str_t cfg_key_at(const slc_cfg_node_t *n, size_t i);
 const slc_cfg_node_t *cfg_get(const slc_cfg_node_t *n, const char *key);
 
+/* cfg_field_stride: the size of one slc_cfg_field_t in a table compiled
+ * against ABI |abi| (0 = this build). */
+size_t cfg_field_stride(uint32_t abi);
 /* cfg_bind: see slc_host_t.cfg_bind. Unknown keys get "did you mean 'x'?"
  * when a field name is within edit distance 2 (or a case-insensitive match).
  * An absent map (NULL node) binds defaults. */

@@ -343,6 +343,7 @@ static int build_filters(gen_t *g, const slc_host_t *host, slc_diag_t *d)
         build_ctx_t b = {g, fi};
         d->build = &b;
         d->instance = fi->name;
+        d->module_abi = fi->mod->abi;
         d->cluster_lookup = build_cluster_lookup;
         d->instance_alloc = build_alloc;
         d->metric_new = build_metric_new;
@@ -369,6 +370,7 @@ static int build_filters(gen_t *g, const slc_host_t *host, slc_diag_t *d)
             fi->cfg = NULL;
         d->build = NULL;
         d->instance = NULL;
+        d->module_abi = 0;
     }
     return d->nerrors ? -1 : 0;
 }

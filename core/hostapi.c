@@ -107,27 +107,42 @@ static slc_status_t h_header_get(slc_req_t *r, slc_hdrs_t which, slc_str_t name,
     return SLC_OK;
 }
 
+static bool iterating(const slc_req_t *r, slc_hdrs_t which)
+{
+    return r->iterating & (1u << (which == SLC_RESPONSE_HEADERS));
+}
+
 static slc_status_t h_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (iterating(r, which))
+        return SLC_ESTATE;
     return hdrs_set(r, which_hdrs(r, which), name, value, false);
 }
 
 static slc_status_t h_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (iterating(r, which))
+        return SLC_ESTATE;
     return hdrs_set(r, which_hdrs(r, which), name, value, true);
 }
 
 static slc_status_t h_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t name)
 {
+    if (iterating(r, which))
+        return SLC_ESTATE;
     return hdrs_remove(which_hdrs(r, which), name) ? SLC_OK : SLC_ENOENT;
 }
 
 static void h_header_iterate(slc_req_t *r, slc_hdrs_t which, slc_header_fn fn, void *arg)
 {
     hdrs_t *h = which_hdrs(r, which);
+    unsigned bit = 1u << (which == SLC_RESPONSE_HEADERS);
+    unsigned was = r->iterating;
+    r->iterating |= bit;
     for (size_t i = 0; i < h->n; i++)
         if (!fn(arg, h->v[i].name, h->v[i].value))
-            return;
+            break;
+    r->iterating = was; /* nested walks of the same block keep the bit */
 }
 
 static slc_str_t h_pseudo(slc_req_t *r, slc_pseudo_t which)
@@ -148,6 +163,9 @@ static slc_str_t h_pseudo(slc_req_t *r, slc_pseudo_t which)
 static slc_status_t h_set_pseudo(slc_req_t *r, slc_pseudo_t which, slc_str_t value)
 {
     if (r->state != ST_REQ_FILTERS)
+        return SLC_ESTATE;
+    /* The authority is also the Host header. */
+    if (which == SLC_PSEUDO_AUTHORITY && iterating(r, SLC_REQUEST_HEADERS))
         return SLC_ESTATE;
     if (!h1_valid_header_value(value.ptr, value.len) || value.len == 0)
         return SLC_EINVAL;
@@ -185,7 +203,11 @@ static int h_response_status(slc_req_t *r)
 
 static slc_status_t h_set_response_status(slc_req_t *r, int status)
 {
-    if (r->resp_head_sent || status < 200 || status > 599)
+    if (status < 200 || status > 599)
+        return SLC_EINVAL;
+    /* Earlier the upstream's (or a local reply's) status would overwrite it
+     * unseen; later the head is on the wire. */
+    if (r->state != ST_RESP_FILTERS || r->resp_head_sent)
         return SLC_ESTATE;
     r->status = status;
     r->reason = SLC_STR_NULL;
@@ -229,6 +251,11 @@ static const slc_cluster_t *h_route_cluster(slc_req_t *r)
 
 static void h_route_set_timeout(slc_req_t *r, uint64_t ms)
 {
+    /* The timer starts when the request first goes upstream and is never
+     * re-armed; a later call would be silently ignored anyway, so it is
+     * ignored explicitly (no status to return in the 1.0 signature). */
+    if (r->state != ST_REQ_FILTERS)
+        return;
     r->timeout_ms = ms;
 }
 
@@ -239,7 +266,11 @@ static const slc_cluster_t *h_cluster_get(slc_req_t *r, slc_str_t name)
 
 static slc_status_t h_upstream_set_endpoint(slc_req_t *r, const slc_endpoint_t *e)
 {
-    if (!r->cluster || e->cluster != r->cluster)
+    /* Only while an upstream_select round runs (or is paused): afterwards
+     * the attempt already holds r->ep. */
+    if (r->phase != PH_UP_SELECT || !(r->in_chain || r->paused))
+        return SLC_ESTATE;
+    if (!r->cluster || !e || e->cluster != r->cluster)
         return SLC_EINVAL;
     r->ep = e;
     return SLC_OK;
@@ -381,10 +412,7 @@ static slc_status_t h_conn_set_transport(slc_conn_t *c, const slc_transport_t *t
     sio_t *io = conn_sio(c);
     if (io->t)
         return SLC_ESTATE;
-    if (!t || !t->recv || !t->send)
-        return SLC_EINVAL;
-    sio_set_transport(io, t, ctx, c);
-    return SLC_OK;
+    return sio_set_transport(io, t, ctx, c);
 }
 
 static slc_status_t h_conn_emit(slc_conn_t *c, slc_emit_t dir, const uint8_t *data, size_t len)
@@ -425,6 +453,41 @@ static slc_str_t h_conn_alpn(slc_conn_t *c)
 
 /* ---- ABI 1.1 ----------------------------------------------------------- */
 
+slc_status_t retry_policy_copy(arena_t *a, const slc_retry_policy_t *p, slc_retry_policy_t **out)
+{
+    slc_retry_policy_t *c = arena_alloc(a, sizeof(*c));
+    if (!c)
+        return SLC_ENOMEM;
+    /* struct_size 0 predates the field being checked: the 1.1 layout. */
+    size_t in = p->struct_size ? p->struct_size : offsetof(slc_retry_policy_t, statuses);
+    memcpy(c, p, in < sizeof(*c) ? in : sizeof(*c));
+    c->struct_size = sizeof(*c);
+    const uint16_t *src = c->retriable_statuses;
+    uint32_t n = c->nretriable_statuses < 8 ? c->nretriable_statuses : 8;
+    if (slc_struct_has(c, slc_retry_policy_t, statuses)) {
+        src = c->statuses;
+        n = c->nstatuses;
+    }
+    /* The filter's array is only borrowed for the call. */
+    uint16_t *st = n ? arena_alloc(a, n * sizeof(*st)) : NULL;
+    if (n && !st)
+        return SLC_ENOMEM;
+    if (n)
+        memcpy(st, src, n * sizeof(*st));
+    c->statuses = st;
+    c->nstatuses = n;
+    *out = c;
+    return SLC_OK;
+}
+
+bool retry_status_listed(const slc_retry_policy_t *p, int status)
+{
+    for (uint32_t i = 0; i < p->nstatuses; i++)
+        if (p->statuses[i] == status)
+            return true;
+    return false;
+}
+
 static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
 {
     /* Only before any body byte left: the replay copy must hold all of it. */
@@ -434,12 +497,10 @@ static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
         r->retry = NULL;
         return SLC_OK;
     }
-    slc_retry_policy_t *c = arena_alloc(&r->arena, sizeof(*c));
-    if (!c)
-        return SLC_ENOMEM;
-    size_t n = p->struct_size && p->struct_size < sizeof(*c) ? p->struct_size : sizeof(*c);
-    memcpy(c, p, n);
-    c->struct_size = sizeof(*c);
+    slc_retry_policy_t *c;
+    slc_status_t st = retry_policy_copy(&r->arena, p, &c);
+    if (st != SLC_OK)
+        return st;
     r->retry = c->max_retries ? c : NULL;
     r->try_timeout_ms = r->retry ? r->retry->per_try_timeout_ms : 0;
     /* Only a request with a body needs a replay copy (Istio's default

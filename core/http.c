@@ -1376,11 +1376,7 @@ static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status)
             return true;
         if ((on & SLC_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
             return true;
-        if (on & SLC_RETRY_RETRIABLE_STATUS)
-            for (uint32_t i = 0; i < p->nretriable_statuses && i < 8; i++)
-                if (p->retriable_statuses[i] == status)
-                    return true;
-        return false;
+        return (on & SLC_RETRY_RETRIABLE_STATUS) && retry_status_listed(p, status);
     }
     return false;
 }

@@ -56,6 +56,31 @@ static int copy_file(const char *src, const char *dst, off_t size)
     return off == size ? 0 : -1;
 }
 
+/* Same major, and a minor no newer than ours (see version.h). */
+static bool abi_compatible(uint32_t v)
+{
+    return SLC_ABI_MAJOR_OF(v) == SLC_ABI_MAJOR && SLC_ABI_MINOR_OF(v) <= SLC_ABI_MINOR;
+}
+
+/* abi_refusal names the file, the module (when its descriptor is known) and
+ * both versions, so an operator can tell which side to upgrade. */
+static void abi_refusal(char *err, size_t errlen, const char *path, const char *name, uint32_t v)
+{
+    char who[64] = "";
+    if (name)
+        snprintf(who, sizeof(who), " (%s)", name);
+    if (SLC_ABI_MAJOR_OF(v) != SLC_ABI_MAJOR)
+        snprintf(err, errlen,
+                 "filter module '%s'%s was built for ABI %u.%u; this sluice provides %u.%u and "
+                 "loads only modules of major %u",
+                 path, who, SLC_ABI_MAJOR_OF(v), SLC_ABI_MINOR_OF(v), SLC_ABI_MAJOR, SLC_ABI_MINOR,
+                 SLC_ABI_MAJOR);
+    else
+        snprintf(err, errlen,
+                 "filter module '%s'%s needs SDK ABI %u.%u; this sluice provides %u.%u", path, who,
+                 SLC_ABI_MAJOR_OF(v), SLC_ABI_MINOR_OF(v), SLC_ABI_MAJOR, SLC_ABI_MINOR);
+}
+
 module_t *module_load(const char *path, const slc_host_t *host, char *err, size_t errlen)
 {
     struct stat st;
@@ -94,6 +119,16 @@ module_t *module_load(const char *path, const slc_host_t *host, char *err, size_
                  colon ? colon + 2 : (e ? e : "unknown error"));
         return NULL;
     }
+    /* From 1.3 on the module says which headers it was compiled with before
+     * any of its code runs: refuse it here rather than hand the host table to
+     * code built for a table we do not have. Older modules lack the symbol
+     * and are judged by their descriptor below. */
+    const uint32_t *abi_sym = dlsym(h, SLC_FILTER_ABI_SYMBOL_NAME);
+    if (abi_sym && !abi_compatible(*abi_sym)) {
+        abi_refusal(err, errlen, path, NULL, *abi_sym);
+        dlclose(h);
+        return NULL;
+    }
     typedef const slc_filter_desc_t *(*entry_fn)(const slc_host_t *);
     entry_fn entry;
     *(void **)&entry = dlsym(h, SLC_FILTER_ENTRY_NAME);
@@ -110,11 +145,8 @@ module_t *module_load(const char *path, const slc_host_t *host, char *err, size_
         dlclose(h);
         return NULL;
     }
-    if (SLC_ABI_MAJOR_OF(d->abi_version) != SLC_ABI_MAJOR ||
-        SLC_ABI_MINOR_OF(d->abi_version) > SLC_ABI_MINOR) {
-        snprintf(err, errlen, "filter module '%s' (%s): built for ABI %u.%u, host is %u.%u", path,
-                 d->name ? d->name : "?", SLC_ABI_MAJOR_OF(d->abi_version),
-                 SLC_ABI_MINOR_OF(d->abi_version), SLC_ABI_MAJOR, SLC_ABI_MINOR);
+    if (!abi_compatible(d->abi_version)) {
+        abi_refusal(err, errlen, path, d->name ? d->name : "?", d->abi_version);
         dlclose(h);
         return NULL;
     }
@@ -134,6 +166,9 @@ module_t *module_load(const char *path, const slc_host_t *host, char *err, size_
     m->mtime = st.st_mtim;
     m->handle = h;
     m->desc = d;
+    /* The headers' version decides the module's struct layouts; a module
+     * without the symbol (1.0-1.2) built its descriptor with its headers. */
+    m->abi = abi_sym ? *abi_sym : d->abi_version;
     m->refs = 1;
     m->next = loaded;
     loaded = m;

@@ -14,6 +14,7 @@
 
 #define SLC_NO_WRAPPERS
 #include <sluice/filter.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct module {
@@ -25,6 +26,11 @@ typedef struct module {
     struct timespec mtime;
     void *handle;
     const slc_filter_desc_t *desc;
+    /* abi: the SLC_ABI_VERSION of the headers the module was compiled with
+     * (its slc_filter_abi_version, else its descriptor's abi_version). It
+     * fixes the layouts of what the module hands the core, e.g. the stride
+     * of its slc_cfg_field_t tables. */
+    uint32_t abi;
     int refs;
 } module_t;
 

@@ -180,6 +180,10 @@ struct slc_req {
     bool up_eof;                     /* the upstream closed; what it sent is buffered */
     uint32_t interim, interim_bytes; /* 1xx responses of this attempt */
     size_t ctx_upto;                 /* chain positions below this have stream state */
+    /* iterating: bit (1 << slc_hdrs_t) set while header_iterate walks that
+     * block, so the host can refuse changes to it (they would shift or
+     * grow the array under the walk). */
+    unsigned iterating;
 
     /* request */
     slc_str_t method, path, authority, scheme;
@@ -385,6 +389,15 @@ void mirror_free_all(worker_t *w);
 /* replay_copy_to appends the kept body to |out| (a copy: |out| may outlive
  * the stream, as a mirror's does). */
 void replay_copy_to(const replay_t *r, struct evbuffer *out);
+
+/* retry_policy_copy copies the filter's policy |p| into arena |a| in this
+ * build's layout: members beyond p->struct_size are zero, and |statuses|
+ * always points at the retriable statuses (arena memory: the 1.3 array, or
+ * the 1.1 fixed array of an older filter), so the retry logic reads one
+ * form. SLC_ENOMEM when the arena is exhausted. */
+slc_status_t retry_policy_copy(arena_t *a, const slc_retry_policy_t *p, slc_retry_policy_t **out);
+/* retry_status_listed: |status| is among |p|'s retriable statuses. */
+bool retry_status_listed(const slc_retry_policy_t *p, int status);
 
 /* conn_sio: the socket behind an SDK connection handle. */
 sio_t *conn_sio(slc_conn_t *c);

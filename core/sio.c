@@ -410,9 +410,15 @@ void sio_timer(sio_t *s, uint64_t ms)
     evtimer_add(&s->tev, &tv);
 }
 
-void sio_set_transport(sio_t *s, const slc_transport_t *t, void *ctx, slc_conn_t *conn)
+slc_status_t sio_set_transport(sio_t *s, const slc_transport_t *t, void *ctx, slc_conn_t *conn)
 {
-    s->t = t;
+    if (!t || !slc_transport_has(t, recv) || !slc_transport_has(t, send))
+        return SLC_EINVAL;
+    size_t size = t->struct_size ? t->struct_size : SLC_TRANSPORT_SIZE_1_0;
+    memset(&s->tview, 0, sizeof(s->tview));
+    memcpy(&s->tview, t, size < sizeof(s->tview) ? size : sizeof(s->tview));
+    s->tview.struct_size = sizeof(s->tview);
+    s->t = &s->tview;
     s->tctx = ctx;
     s->conn = conn;
     s->wire_in = evbuffer_new();
@@ -421,6 +427,7 @@ void sio_set_transport(sio_t *s, const slc_transport_t *t, void *ctx, slc_conn_t
         abort();
     /* Bytes already read before the transport existed are wire bytes. */
     evbuffer_add_buffer(s->wire_in, s->in);
+    return SLC_OK;
 }
 
 slc_status_t sio_emit(sio_t *s, slc_emit_t dir, const uint8_t *p, size_t n)

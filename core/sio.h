@@ -76,8 +76,11 @@ struct sio {
     uint64_t sent; /* bytes handed to the kernel (wire bytes) */
     sio_t *next_dirty;
     void *guard_top; /* innermost callback guard (sio.c) */
-    /* transport */
+    /* transport: |t| is NULL or points at |tview|, the core's copy of the
+     * members the filter's table has below its struct_size (later members
+     * NULL), so no call site needs to check struct_size again. */
     const slc_transport_t *t;
+    slc_transport_t tview;
     void *tctx;
     slc_conn_t *conn;
     bool t_ready, t_failed;
@@ -114,8 +117,10 @@ size_t sio_pending(const sio_t *s);
 /* sio_timer arms (ms > 0) or cancels (0) the one timer: on_event(SIO_TIMEOUT). */
 void sio_timer(sio_t *s, uint64_t ms);
 
-/* sio_set_transport installs |t|; from now on bytes go through it. */
-void sio_set_transport(sio_t *s, const slc_transport_t *t, void *ctx, slc_conn_t *conn);
+/* sio_set_transport installs |t|; from now on bytes go through it. Only the
+ * members below t->struct_size are used (0 = the 1.0 layout). SLC_EINVAL,
+ * and nothing installed, without recv and send. */
+slc_status_t sio_set_transport(sio_t *s, const slc_transport_t *t, void *ctx, slc_conn_t *conn);
 /* sio_emit is slc_host_t.conn_emit for the transport of |s|. */
 slc_status_t sio_emit(sio_t *s, slc_emit_t dir, const uint8_t *p, size_t n);
 

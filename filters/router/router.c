@@ -968,6 +968,7 @@ static size_t edit_distance(const char *a, size_t la, const char *b)
  * status 503, Envoy's 25 ms backoff base. */
 static void default_retry(slc_retry_policy_t *p)
 {
+    static const uint16_t default_statuses[] = {503};
     *p = (slc_retry_policy_t){
         .struct_size = sizeof(*p),
         .max_retries = 2,
@@ -976,6 +977,8 @@ static void default_retry(slc_retry_policy_t *p)
         .backoff_base_ms = 25,
         .retriable_statuses = {503},
         .nretriable_statuses = 1,
+        .statuses = default_statuses,
+        .nstatuses = 1,
     };
 }
 
@@ -987,6 +990,12 @@ static void parse_retry_on(build_ctx_t *b, const slc_cfg_node_t *n, const char *
 {
     p->retry_on = 0;
     p->nretriable_statuses = 0;
+    /* ABI 1.3 form, config-arena: at most one status per two characters.
+     * The first 8 also go to the 1.1 array, all an older host reads. */
+    uint16_t *statuses = b->h->cfg_alloc(b->d, (strlen(text) / 2 + 1) * sizeof(*statuses));
+    bool old_host = SLC_ABI_MINOR_OF(b->h->abi_version) < 3;
+    p->statuses = statuses;
+    p->nstatuses = 0;
     const char *s = text;
     while (*s != '\0') {
         while (*s == ' ' || *s == ',') {
@@ -1011,10 +1020,13 @@ static void parse_retry_on(build_ctx_t *b, const slc_cfg_node_t *n, const char *
             }
             if (len > 3 || v < 100 || v > 599) {
                 build_error(b, n, "retry_on: '%.*s' is not an HTTP status code", (int)len, s);
-            } else if (p->nretriable_statuses >= 8) {
-                build_error(b, n, "retry_on: at most 8 retriable status codes");
+            } else if (old_host && p->nstatuses >= 8) {
+                build_error(b, n, "retry_on: at most 8 retriable status codes before ABI 1.3");
             } else {
-                p->retriable_statuses[p->nretriable_statuses++] = (uint16_t)v;
+                if (p->nretriable_statuses < 8) {
+                    p->retriable_statuses[p->nretriable_statuses++] = (uint16_t)v;
+                }
+                statuses[p->nstatuses++] = (uint16_t)v;
                 p->retry_on |= SLC_RETRY_RETRIABLE_STATUS;
             }
         } else {
@@ -2006,8 +2018,9 @@ static bool retry_covers(const slc_retry_policy_t *p, slc_attempt_result_t res, 
             return true;
         }
         if (on & SLC_RETRY_RETRIABLE_STATUS) {
-            for (uint32_t i = 0; i < p->nretriable_statuses && i < 8; i++) {
-                if (p->retriable_statuses[i] == status) {
+            /* build_retry always fills the appendable form */
+            for (uint32_t i = 0; i < p->nstatuses; i++) {
+                if (p->statuses[i] == status) {
                     return true;
                 }
             }

@@ -258,7 +258,7 @@ class CliConfig(h.SluiceTestCase):
         line = [ln for ln in v.stderr.splitlines() if "wrong_abi.so" in ln]
         joined = "\n".join(line)
         self.assertIn("built for ABI 2.0", joined, v.stderr)
-        self.assertIn("host is " + h.ABI, joined, v.stderr)
+        self.assertIn("this sluice provides " + h.ABI, joined, v.stderr)
 
     def test_no_entry_module(self):
         mod = h.test_module("no_entry")

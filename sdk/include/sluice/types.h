@@ -94,7 +94,13 @@ typedef enum slc_field_kind {
 } slc_field_kind_t;
 
 /* slc_cfg_field_t describes one key of a YAML map for slc_cfg_bind; build
- * tables with the SLC_FIELD_* macros in filter.h. */
+ * tables with the SLC_FIELD_* macros in filter.h (designated initializers,
+ * so members appended later start as zero in your table).
+ * GROWTH: members may be appended in a minor. The host walks a table with
+ * the stride of the minor the module was compiled with (it knows it from
+ * the module's slc_filter_abi_version or descriptor), and reads members
+ * past that stride as zero. The layout is frozen for 1.0-1.3 (the core
+ * static-asserts it); a table need not carry a struct_size. */
 typedef struct slc_cfg_field {
     slc_field_kind_t kind;
     const char *key;
@@ -127,7 +133,10 @@ enum {
 };
 
 /* slc_stream_info_t is a snapshot of one stream's facts. Fields may be
- * appended; read them only below struct_size. */
+ * appended; read them only below struct_size.
+ * LIFETIME of the slc_str_t members: cluster and upstream name the stream's
+ * generation's cluster and endpoint, valid until the stream ends; listener,
+ * request_id and protocol likewise. Copy them to keep them longer. */
 typedef struct slc_stream_info {
     uint32_t struct_size;
     uint32_t response_flags;    /* SLC_RF_* bits */
@@ -163,15 +172,26 @@ enum {
 };
 
 /* slc_retry_policy_t is a route's retry decision (route_set_retry). Fields
- * may be appended; set struct_size. */
+ * may be appended; set struct_size = sizeof(slc_retry_policy_t).
+ * OWNERSHIP: the caller's; route_set_retry copies the policy and the
+ * |statuses| array into the stream before it returns. */
 typedef struct slc_retry_policy {
     uint32_t struct_size;
     uint32_t max_retries;        /* retries after the first attempt; 0 = none */
     uint32_t retry_on;           /* SLC_RETRY_* bits */
     uint64_t per_try_timeout_ms; /* 0 = none (the route timeout still applies) */
     uint64_t backoff_base_ms;    /* exponential with full jitter, capped at 10x */
+    /* The 1.1 form of the retriable statuses, kept for filters built
+     * against 1.1 and 1.2 (whose struct_size stops after it). A 1.3 filter
+     * uses |statuses| instead; it may also fill these (the first 8) for
+     * hosts older than 1.3, which read only them. */
     uint16_t retriable_statuses[8];
     uint32_t nretriable_statuses;
+    /* ---- ABI 1.3 ---- */
+    /* statuses: |nstatuses| retriable statuses, any number. When non-NULL
+     * (and below struct_size) the host uses it and ignores the 1.1 form. */
+    const uint16_t *statuses;
+    uint32_t nstatuses;
 } slc_retry_policy_t;
 
 /* What one upstream attempt came to (on_upstream_result). */

@@ -2,9 +2,11 @@
  *
  * Self-contained: the group setup compiles fixtures/tiny_module.c with
  * `cc -shared` into a private directory, in the variants the tests need
- * (good, rewritten, wrong ABI, newer minor, no entry point, ...). The SDK
- * headers come from the source tree, found from __FILE__. If no compiler is
- * available every test skips.
+ * (good, rewritten, wrong ABI, newer minor, no entry point, ...), and once
+ * against each older minor's shipped headers in tests/compat/abi-1.*: those
+ * are loaded, configured through the real host table and binder, and their
+ * hooks run. The SDK headers come from the source tree, found from __FILE__.
+ * If no compiler is available every test skips.
  *
  * "Is it still mapped" is answered by /proc/self/maps: module_load dlopens a
  * private copy that it unlinks at once, so the copy shows up there as
@@ -27,8 +29,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfgtree.h"
+#include "fixtures/tiny_module.h"
 #include "log.h"
 #include "module.h"
+#include "proxy.h"
 
 static char srcroot[PATH_MAX]; /* the repository */
 static char tmpdir[256];       /* this run's build and scratch directory */
@@ -124,16 +129,21 @@ static int group_setup(void **state)
         return 0;
     char defs[128];
     snprintf(defs, sizeof(defs), "-DTINY_ABI='((2u<<16)|0u)'");
-    int rc = build_tiny("good.so", "") | build_tiny("v2.so", "-DTINY_MARK=2 -DTINY_PAD=4096") |
-             build_tiny("v3.so", "-DTINY_MARK=3 -DTINY_PAD=8192") |
-             build_tiny("wrong_major.so", defs) |
-             build_tiny("newer_minor.so", "-DTINY_ABI='((SLC_ABI_MAJOR<<16)|(SLC_ABI_MINOR+1))'") |
-             build_tiny("no_entry.so", "-DTINY_NO_ENTRY") |
-             build_tiny("null_desc.so", "-DTINY_NULL_DESC") |
-             build_tiny("small_desc.so", "-DTINY_STRUCT_SIZE=8") |
-             build_tiny("unnamed.so", "-DTINY_UNNAMED") |
-             /* The previous minor's headers, as an older filter was built. */
-             build_tiny_sdk("abi_1_1.so", "", "tests/compat/abi-1.1");
+    int rc =
+        build_tiny("good.so", "") | build_tiny("v2.so", "-DTINY_MARK=2 -DTINY_PAD=4096") |
+        build_tiny("v3.so", "-DTINY_MARK=3 -DTINY_PAD=8192") | build_tiny("wrong_major.so", defs) |
+        build_tiny("newer_minor.so", "-DTINY_ABI='((SLC_ABI_MAJOR<<16)|(SLC_ABI_MINOR+1))'") |
+        build_tiny("no_entry.so", "-DTINY_NO_ENTRY") |
+        build_tiny("null_desc.so", "-DTINY_NULL_DESC") |
+        build_tiny("small_desc.so", "-DTINY_STRUCT_SIZE=8") |
+        build_tiny("unnamed.so", "-DTINY_UNNAMED") |
+        /* 1.3+: refused from the exported constant alone (the entry aborts). */
+        build_tiny("sym_newer.so", "-DTINY_SYM_ABI='((SLC_ABI_MAJOR<<16)|(SLC_ABI_MINOR+1))'") |
+        build_tiny("sym_major.so", "-DTINY_SYM_ABI='(2u<<16)'") |
+        /* Every older minor's headers, as older filters were built. */
+        build_tiny_sdk("abi_1_0.so", "", "tests/compat/abi-1.0") |
+        build_tiny_sdk("abi_1_1.so", "", "tests/compat/abi-1.1") |
+        build_tiny_sdk("abi_1_2.so", "", "tests/compat/abi-1.2");
     return rc == 0 ? 0 : -1;
 }
 
@@ -203,18 +213,100 @@ static void load_fail(const char *name, char *err, size_t errlen)
 
 /* ---- loading ---------------------------------------------------------- */
 
-static void test_previous_minor_loads(void **state)
+/* run_tiny binds |yaml| through the core's real host table and binder as
+ * the generation builder does (diag tagged with the module's ABI), and runs
+ * the module's request-headers hook. Returns the bound config (tree-arena,
+ * valid until *tree is freed) or NULL with the errors in |d|. */
+static tiny_cfg_t *run_tiny(const module_t *m, const char *yaml, cfg_tree_t **tree, slc_diag_t *d)
+{
+    diag_init(d, NULL);
+    *tree = cfg_tree_load_string("tiny.yaml", yaml, strlen(yaml), d);
+    assert_int_equal(d->nerrors, 0);
+    d->tree = *tree;
+    d->module_abi = m->abi;
+    void *cfg = NULL;
+    slc_status_t st = m->desc->config_new(&host_table, cfg_tree_root(*tree), &cfg, d);
+    if (st != SLC_OK)
+        return NULL;
+    int *calls = dlsym(m->handle, "tiny_hook_calls");
+    assert_non_null(calls);
+    int before = *calls;
+    assert_non_null(m->desc->on_request_headers);
+    assert_int_equal(m->desc->on_request_headers(cfg, NULL), SLC_CONTINUE);
+    assert_int_equal(*calls, before + 1);
+    return cfg;
+}
+
+/* Forward compatibility: a filter built against each older minor's shipped
+ * headers loads into this host, binds its config through the real binder
+ * (its field table has that minor's layout) and runs its hooks. */
+static void test_older_minors_load_and_run(void **state)
+{
+    (void)state;
+    NEED_CC();
+    for (unsigned minor = 0; minor < SLC_ABI_MINOR && minor <= 2; minor++) {
+        char name[32], path[PATH_MAX], err[512] = "";
+        snprintf(name, sizeof(name), "abi_1_%u.so", minor);
+        fixture_path(path, sizeof(path), name);
+        module_t *m = module_load(path, &host_table, err, sizeof(err));
+        if (!m)
+            fail_msg("module_load(%s): %s", name, err);
+        assert_int_equal(m->desc->abi_version, (1u << 16) | minor);
+        /* Built before the constant existed: judged by its descriptor. */
+        assert_null(dlsym(m->handle, SLC_FILTER_ABI_SYMBOL_NAME));
+        assert_int_equal(m->abi, m->desc->abi_version);
+        assert_ptr_equal(config_mark(m), (void *)1);
+
+        cfg_tree_t *tree;
+        slc_diag_t d;
+        tiny_cfg_t *cfg = run_tiny(m, "greeting: hello\nloud: true\nmode: fast\n", &tree, &d);
+        if (!cfg) {
+            diag_print(&d, stderr);
+            fail_msg("%s: config_new failed", name);
+        }
+        assert_int_equal(cfg->mark, 1);
+        assert_string_equal(cfg->greeting, "hello");
+        assert_int_equal(cfg->count, 3); /* default */
+        assert_true(cfg->loud);
+        assert_int_equal(cfg->wait_ms, 1500);
+        assert_int_equal(cfg->mode, 0);
+        diag_cleanup(&d);
+        cfg_tree_free(tree);
+
+        /* Errors found through the old table name the old table's keys. */
+        assert_null(run_tiny(m, "greeting: x\ncont: 4\n", &tree, &d));
+        assert_int_equal(d.nerrors, 1);
+        if (!strstr(d.msgs[0].text, "unknown key 'cont' (did you mean 'count'?)"))
+            fail_msg("%s: %s", name, d.msgs[0].text);
+        diag_cleanup(&d);
+        cfg_tree_free(tree);
+        module_unref(m);
+    }
+}
+
+/* A module built with these headers exports the ABI constant, and the
+ * loader records it as the module's layout version. */
+static void test_current_module_exports_abi_constant(void **state)
 {
     (void)state;
     NEED_CC();
     char path[PATH_MAX], err[512] = "";
-    fixture_path(path, sizeof(path), "abi_1_1.so");
-    module_t *m = module_load(path, NULL, err, sizeof(err));
+    fixture_path(path, sizeof(path), "good.so");
+    module_t *m = module_load(path, &host_table, err, sizeof(err));
     if (!m)
         fail_msg("module_load: %s", err);
-    assert_int_equal(m->desc->abi_version, (1u << 16) | 1u);
-    assert_true(SLC_ABI_MINOR_OF(m->desc->abi_version) < SLC_ABI_MINOR);
-    assert_ptr_equal(config_mark(m), (void *)1);
+    const uint32_t *v = dlsym(m->handle, SLC_FILTER_ABI_SYMBOL_NAME);
+    assert_non_null(v);
+    assert_int_equal(*v, SLC_ABI_VERSION);
+    assert_int_equal(m->abi, SLC_ABI_VERSION);
+    cfg_tree_t *tree;
+    slc_diag_t d;
+    tiny_cfg_t *cfg = run_tiny(m, "greeting: hi\ncount: 10\n", &tree, &d);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->count, 10);
+    assert_int_equal(cfg->mode, 1);
+    diag_cleanup(&d);
+    cfg_tree_free(tree);
     module_unref(m);
 }
 
@@ -384,10 +476,10 @@ static void test_wrong_abi_major_refused(void **state)
     NEED_CC();
     char err[512], want[128];
     load_fail("wrong_major.so", err, sizeof(err));
-    snprintf(want, sizeof(want), "built for ABI 2.0, host is %u.%u", SLC_ABI_MAJOR, SLC_ABI_MINOR);
+    snprintf(want, sizeof(want), "(tiny) was built for ABI 2.0; this sluice provides %u.%u",
+             SLC_ABI_MAJOR, SLC_ABI_MINOR);
     if (!strstr(err, want))
         fail_msg("error \"%s\" lacks \"%s\"", err, want);
-    assert_non_null(strstr(err, "(tiny)")); /* the module's own name */
 }
 
 static void test_newer_minor_refused(void **state)
@@ -396,10 +488,33 @@ static void test_newer_minor_refused(void **state)
     NEED_CC();
     char err[512], want[128];
     load_fail("newer_minor.so", err, sizeof(err));
-    snprintf(want, sizeof(want), "built for ABI %u.%u, host is %u.%u", SLC_ABI_MAJOR,
-             SLC_ABI_MINOR + 1, SLC_ABI_MAJOR, SLC_ABI_MINOR);
+    snprintf(want, sizeof(want), "(tiny) needs SDK ABI %u.%u; this sluice provides %u.%u",
+             SLC_ABI_MAJOR, SLC_ABI_MINOR + 1, SLC_ABI_MAJOR, SLC_ABI_MINOR);
     if (!strstr(err, want))
         fail_msg("error \"%s\" lacks \"%s\"", err, want);
+}
+
+/* 1.3+: the exported constant alone decides; the entry point (which aborts
+ * in this fixture) is never called, so no module code runs. */
+static void test_newer_constant_refused_before_entry(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char err[512], path[PATH_MAX], want[PATH_MAX + 128];
+    load_fail("sym_newer.so", err, sizeof(err));
+    fixture_path(path, sizeof(path), "sym_newer.so");
+    snprintf(want, sizeof(want),
+             "filter module '%s' needs SDK ABI %u.%u; this sluice provides %u.%u", path,
+             SLC_ABI_MAJOR, SLC_ABI_MINOR + 1, SLC_ABI_MAJOR, SLC_ABI_MINOR);
+    assert_string_equal(err, want);
+
+    load_fail("sym_major.so", err, sizeof(err));
+    fixture_path(path, sizeof(path), "sym_major.so");
+    snprintf(want, sizeof(want),
+             "filter module '%s' was built for ABI 2.0; this sluice provides %u.%u and loads only "
+             "modules of major %u",
+             path, SLC_ABI_MAJOR, SLC_ABI_MINOR, SLC_ABI_MAJOR);
+    assert_string_equal(err, want);
 }
 
 static void test_no_entry_symbol(void **state)
@@ -477,8 +592,10 @@ int main(void)
         cmocka_unit_test(test_rewritten_file_loads_new_module),
         cmocka_unit_test(test_rewritten_in_place_loads_new_module),
         cmocka_unit_test(test_wrong_abi_major_refused),
-        cmocka_unit_test(test_previous_minor_loads),
+        cmocka_unit_test(test_older_minors_load_and_run),
+        cmocka_unit_test(test_current_module_exports_abi_constant),
         cmocka_unit_test(test_newer_minor_refused),
+        cmocka_unit_test(test_newer_constant_refused_before_entry),
         cmocka_unit_test(test_no_entry_symbol),
         cmocka_unit_test(test_entry_returns_null),
         cmocka_unit_test(test_descriptor_too_small_or_unnamed),

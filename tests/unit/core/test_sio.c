@@ -1,5 +1,6 @@
-/* Unit tests for core/sio.c: write backpressure and the byte count the
- * upstream side uses to tell a stray response from an answer.
+/* Unit tests for core/sio.c: write backpressure, the byte count the
+ * upstream side uses to tell a stray response from an answer, and which
+ * members of a filter's slc_transport_t the core uses (its struct_size).
  *
  * The peer is the other end of a socketpair that the test reads only when
  * it says so, so "the kernel refuses bytes" is real, not simulated. */
@@ -82,7 +83,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    sio_close(&f->io);
+    if (f->io.in) /* a test may have closed it already */
+        sio_close(&f->io);
     sio_loop_cleanup(&f->loop);
     close(f->peer);
     event_base_free(f->base);
@@ -157,12 +159,135 @@ static void test_sent_counts_kernel_bytes(void **state)
     assert_int_equal(read(f->peer, buf, sizeof(buf)), 5);
 }
 
+/* ---- transports: struct_size ------------------------------------------- */
+
+static int t_shutdowns, t_frees;
+
+static slc_status_t t_recv(void *ctx, slc_conn_t *c, const uint8_t *wire, size_t len)
+{
+    (void)ctx;
+    (void)c;
+    (void)wire;
+    (void)len;
+    return SLC_OK;
+}
+
+static slc_status_t t_send(void *ctx, slc_conn_t *c, const uint8_t *plain, size_t len)
+{
+    (void)ctx;
+    (void)c;
+    (void)plain;
+    (void)len;
+    return SLC_OK;
+}
+
+static void t_shutdown(void *ctx, slc_conn_t *c)
+{
+    (void)ctx;
+    (void)c;
+    t_shutdowns++;
+}
+
+static void t_free(void *ctx)
+{
+    (void)ctx;
+    t_frees++;
+}
+
+static slc_str_t t_sni(void *ctx)
+{
+    (void)ctx;
+    return SLC_STR("sni.example");
+}
+
+/* Beyond struct_size: calling it is the bug under test. */
+static slc_str_t t_beyond(void *ctx)
+{
+    (void)ctx;
+    fail_msg("the core called a transport member beyond struct_size");
+    return SLC_STR_NULL;
+}
+
+/* A transport whose struct_size stops before |alpn| (as one built for a
+ * minor without it would): the core reads the members below, treats alpn
+ * as absent, and never calls the pointer that happens to follow. */
+static void test_transport_struct_size_stops_before_alpn(void **state)
+{
+    fixture_t *f = *state;
+    static const slc_transport_t t = {
+        .struct_size = offsetof(slc_transport_t, alpn),
+        .recv = t_recv,
+        .send = t_send,
+        .shutdown = t_shutdown,
+        .free = t_free,
+        .sni = t_sni,
+        .alpn = t_beyond,
+    };
+    assert_int_equal(sio_set_transport(&f->io, &t, NULL, NULL), SLC_OK);
+    assert_non_null(f->io.t);
+    assert_true(slc_transport_has(f->io.t, sni));
+    assert_string_equal(f->io.t->sni(NULL).ptr, "sni.example");
+    assert_false(slc_transport_has(f->io.t, peer_identity));
+    assert_null(f->io.t->alpn);
+    assert_false(slc_transport_has(&t, alpn));
+    t_shutdowns = t_frees = 0;
+    sio_close(&f->io);
+    assert_int_equal(t_shutdowns, 1);
+    assert_int_equal(t_frees, 1);
+}
+
+/* Stopping before |free|: the core has no free to call, so it calls none
+ * (the transport keeps ownership of ctx), and no shutdown either. */
+static void test_transport_struct_size_stops_before_shutdown(void **state)
+{
+    fixture_t *f = *state;
+    static const slc_transport_t t = {
+        .struct_size = offsetof(slc_transport_t, shutdown),
+        .recv = t_recv,
+        .send = t_send,
+        .shutdown = t_shutdown,
+        .free = t_free,
+    };
+    assert_int_equal(sio_set_transport(&f->io, &t, NULL, NULL), SLC_OK);
+    assert_null(f->io.t->shutdown);
+    assert_null(f->io.t->free);
+    t_shutdowns = t_frees = 0;
+    sio_close(&f->io);
+    assert_int_equal(t_shutdowns, 0);
+    assert_int_equal(t_frees, 0);
+}
+
+/* struct_size 0 is the 1.0 layout (transports built before 1.3 left it
+ * unset); too small for recv and send is refused and nothing installed. */
+static void test_transport_struct_size_zero_and_too_small(void **state)
+{
+    fixture_t *f = *state;
+    slc_transport_t t = {
+        .struct_size = offsetof(slc_transport_t, send),
+        .recv = t_recv,
+        .send = t_send,
+        .sni = t_sni,
+    };
+    assert_int_equal(sio_set_transport(&f->io, &t, NULL, NULL), SLC_EINVAL);
+    assert_null(f->io.t);
+    t.struct_size = 0;
+    assert_int_equal(sio_set_transport(&f->io, &t, NULL, NULL), SLC_OK);
+    assert_true(slc_transport_has(f->io.t, sni));
+    assert_int_equal(f->io.t->struct_size, sizeof(slc_transport_t));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_refused_write_parks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parked_socket_resumes_when_writable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sent_counts_kernel_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transport_struct_size_stops_before_alpn, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_transport_struct_size_stops_before_shutdown, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_transport_struct_size_zero_and_too_small, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

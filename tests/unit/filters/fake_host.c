@@ -1201,6 +1201,10 @@ struct slc_req {
     /* ABI 1.1 */
     bool retry_set;
     slc_retry_policy_t retry;
+    uint16_t *retry_statuses; /* the copy retry.statuses points at (malloc) */
+    /* bit (1 << slc_hdrs_t) while header_iterate walks that block: changes
+     * to it are SLC_ESTATE, as in the core (hostapi.c). */
+    unsigned iterating;
     const slc_endpoint_t *tried[8];
     size_t ntried;
     const slc_cluster_t *mirror;
@@ -1254,6 +1258,7 @@ void fake_req_free(slc_req_t *r)
     for (int i = 0; i < 4; i++) {
         free(r->pseudo[i]);
     }
+    free(r->retry_statuses);
     hdr_list_free(&r->hdrs[0]);
     hdr_list_free(&r->hdrs[1]);
     free(r->reply_body);
@@ -1457,8 +1462,16 @@ static slc_status_t fh_header_get(slc_req_t *r, slc_hdrs_t which, slc_str_t name
     return SLC_ENOENT;
 }
 
+static bool fh_iterating(const slc_req_t *r, slc_hdrs_t which)
+{
+    return r->iterating & (1u << (which == SLC_RESPONSE_HEADERS));
+}
+
 static slc_status_t fh_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t name)
 {
+    if (fh_iterating(r, which)) {
+        return SLC_ESTATE;
+    }
     struct hdr_list *l = req_hdrs(r, which);
     size_t kept = 0;
     bool found = false;
@@ -1477,6 +1490,9 @@ static slc_status_t fh_header_remove(slc_req_t *r, slc_hdrs_t which, slc_str_t n
 
 static slc_status_t fh_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (fh_iterating(r, which)) {
+        return SLC_ESTATE;
+    }
     if (!header_name_ok(name) || !header_value_ok(value)) {
         return SLC_EINVAL;
     }
@@ -1486,6 +1502,9 @@ static slc_status_t fh_header_add(slc_req_t *r, slc_hdrs_t which, slc_str_t name
 
 static slc_status_t fh_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name, slc_str_t value)
 {
+    if (fh_iterating(r, which)) {
+        return SLC_ESTATE;
+    }
     if (!header_name_ok(name) || !header_value_ok(value)) {
         return SLC_EINVAL;
     }
@@ -1497,12 +1516,15 @@ static slc_status_t fh_header_set(slc_req_t *r, slc_hdrs_t which, slc_str_t name
 static void fh_header_iterate(slc_req_t *r, slc_hdrs_t which, slc_header_fn fn, void *arg)
 {
     struct hdr_list *l = req_hdrs(r, which);
+    unsigned was = r->iterating;
+    r->iterating |= 1u << (which == SLC_RESPONSE_HEADERS);
     for (size_t i = 0; i < l->n; i++) {
         if (!fn(arg, (slc_str_t){l->v[i].name, l->v[i].name_len},
                 (slc_str_t){l->v[i].value, l->v[i].value_len})) {
-            return;
+            break;
         }
     }
+    r->iterating = was;
 }
 
 static slc_str_t fh_pseudo(slc_req_t *r, slc_pseudo_t which)
@@ -1726,8 +1748,22 @@ uint64_t fake_req_next_timer_ms(const slc_req_t *r)
 static slc_status_t fh_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
 {
     r->retry_set = p != NULL;
-    if (p)
+    if (p) {
         r->retry = *p;
+        /* As the core: the statuses are copied, the caller's array may be
+         * gone once the call returns (fake_req_retry hands out this copy). */
+        if (p->statuses != NULL && p->nstatuses != 0) {
+            /* malloc, not the fake arena: tests count the filter's own
+             * arena use, and this copy is the host's. */
+            free(r->retry_statuses);
+            r->retry_statuses = malloc(p->nstatuses * sizeof(*r->retry_statuses));
+            if (r->retry_statuses == NULL) {
+                abort();
+            }
+            memcpy(r->retry_statuses, p->statuses, p->nstatuses * sizeof(*r->retry_statuses));
+            r->retry.statuses = r->retry_statuses;
+        }
+    }
     return SLC_OK;
 }
 

@@ -18,7 +18,8 @@
  *   - generations holding clusters and endpoints with settable health and
  *     active-request counts (cfg_cluster looks in the diag's generation,
  *     cluster_get in the request's);
- *   - requests with pseudo-headers, header blocks, an arena (one malloc per
+ *   - requests with pseudo-headers, header blocks (changes to a block while
+ *     header_iterate walks it are SLC_ESTATE, as in the core), an arena (one malloc per
  *     allocation, optional budget), LIFO defers, a recorded local reply,
  *     route decisions, response flags and timers that tests fire by hand on a
  *     virtual clock;

@@ -1072,6 +1072,10 @@ static void test_retry_default_policy(void **state)
                                      SLC_RETRY_RETRIABLE_STATUS);
     assert_int_equal(p.nretriable_statuses, 1);
     assert_int_equal(p.retriable_statuses[0], 503);
+    /* ABI 1.3 form, which a 1.3 host reads instead. */
+    assert_int_equal(p.nstatuses, 1);
+    assert_non_null(p.statuses);
+    assert_int_equal(p.statuses[0], 503);
     assert_int_equal(p.backoff_base_ms, 25);
     assert_int_equal(p.per_try_timeout_ms, 0);
     /* No route timeout by default (Istio). */
@@ -1104,6 +1108,9 @@ static void test_retry_custom_policy(void **state)
     assert_int_equal(p.nretriable_statuses, 2);
     assert_int_equal(p.retriable_statuses[0], 504);
     assert_int_equal(p.retriable_statuses[1], 502);
+    assert_int_equal(p.nstatuses, 2);
+    assert_int_equal(p.statuses[0], 504);
+    assert_int_equal(p.statuses[1], 502);
     assert_int_equal(p.backoff_base_ms, 25);
     fake_req_free(r);
 
@@ -1122,6 +1129,51 @@ static void test_retry_custom_policy(void **state)
     assert_true(fake_req_retry(r, &p));
     assert_int_equal(p.max_retries, 0);
     fake_req_free(r);
+}
+
+/* ABI 1.3: more than the 1.1 form's 8 statuses; the first 8 are mirrored
+ * into the fixed array for hosts older than 1.3. */
+static void test_retry_many_statuses(void **state)
+{
+    fixture_t *f = *state;
+    slc_cfg_node_t *rn = fake_map("attempts", S("2"), "retry_on",
+                                  S("500,501,502,503,504,505,507,508,509,510,reset"), NULL);
+    inst_ok(f, routes_config(fake_map("route", to_cluster("v1"), "retries", rn, NULL), NULL));
+    slc_action_t act;
+    slc_req_t *r = req_run(f, "GET", "h", "/", &act, NULL);
+    slc_retry_policy_t p;
+    assert_true(fake_req_retry(r, &p));
+    static const uint16_t want[] = {500, 501, 502, 503, 504, 505, 507, 508, 509, 510};
+    assert_int_equal(p.nstatuses, 10);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(p.statuses[i], want[i]);
+    assert_int_equal(p.nretriable_statuses, 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_int_equal(p.retriable_statuses[i], want[i]);
+    assert_int_equal(p.retry_on, SLC_RETRY_RESET | SLC_RETRY_RETRIABLE_STATUS);
+    fake_req_free(r);
+}
+
+/* On a host older than 1.3 only the fixed array reaches the core, so a
+ * 9th status would be dropped silently: it is a config error there. */
+static void test_retry_many_statuses_on_old_host(void **state)
+{
+    fixture_t *f = *state;
+    slc_host_t old = fake_host_table;
+    old.abi_version = (1u << 16) | 2u;
+    old.struct_size = SLC_HOST_SIZE_1_1;
+    slc_cfg_node_t *rn =
+        fake_map("attempts", S("2"), "retry_on", S("500,501,502,503,504,505,507,508,509"), NULL);
+    slc_cfg_node_t *cfg =
+        routes_config(fake_map("route", to_cluster("v1"), "retries", rn, NULL), NULL);
+    slc_diag_t *d = fake_diag_new(f->gen);
+    void *out = NULL;
+    assert_int_equal(f->desc->config_new(&old, cfg, &out, d), SLC_EINVAL);
+    assert_true(fake_diag_find(d, "at most 8 retriable status codes before ABI 1.3") >= 0);
+    if (out != NULL && f->desc->config_free != NULL) {
+        f->desc->config_free(out);
+    }
+    fake_diag_free(d);
 }
 
 static void test_retries_without_attempts_warns(void **state)
@@ -1729,6 +1781,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_single_destination_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_default_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_custom_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_many_statuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_many_statuses_on_old_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_without_attempts_warns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_abort, setup, teardown),
