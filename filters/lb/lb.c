@@ -103,6 +103,7 @@ typedef struct lb_cfg {
     uint32_t *index;
     size_t index_mask;
     bool retry_api;                   /* the host has req_attempts and upstream_tried (1.1) */
+    bool usable_api;                  /* the host has cluster_usable_count (1.3) */
     slc_metric_t *no_healthy, *panic; /* config-arena (host-owned) */
 } lb_cfg_t;
 
@@ -1027,6 +1028,7 @@ static slc_status_t lb_config_new(const slc_host_t *h, const slc_cfg_node_t *n, 
         }
     }
     cfg->retry_api = slc_host_has(h, upstream_tried) && slc_host_has(h, req_attempts);
+    cfg->usable_api = slc_host_has(h, cluster_usable_count);
     cfg->no_healthy = h->metric_new(d, SLC_METRIC_COUNTER, "lb_no_healthy_upstream_total",
                                     "Requests answered 503 because no endpoint was healthy");
     cfg->panic = h->metric_new(d, SLC_METRIC_COUNTER, "lb_panic_total",
@@ -1104,9 +1106,13 @@ static slc_action_t lb_on_upstream_select(void *ctx, slc_req_t *r)
         /* Envoy's panic threshold: below it, health is ignored, so the
          * remaining healthy endpoints are not crushed by all the load. */
         size_t healthy = 0;
-        for (size_t i = 0; i < s.n; i++) {
-            const slc_endpoint_t *e = slc_host->cluster_endpoint(c, i);
-            healthy += e != NULL && slc_host->endpoint_healthy(e);
+        if (cfg->usable_api) {
+            healthy = slc_host->cluster_usable_count(c); /* cached by the core: O(1) */
+        } else {
+            for (size_t i = 0; i < s.n; i++) {
+                const slc_endpoint_t *e = slc_host->cluster_endpoint(c, i);
+                healthy += e != NULL && slc_host->endpoint_healthy(e);
+            }
         }
         if (healthy * 100 < (size_t)s.conf->min_health * s.n) {
             s.panic = true;

@@ -20,11 +20,13 @@ RETRY_5XX = 32
 
 class CountingServer:
     """CountingServer is an HTTP origin on 127.0.0.1 that counts requests and
-    remembers their Host headers (a mirror target)."""
+    remembers their Host headers and bodies (a mirror target), answering
+    |status|."""
 
-    def __init__(self):
+    def __init__(self, status=200):
         self.count = 0
         self.hosts = []
+        self.bodies = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -34,9 +36,8 @@ class CountingServer:
                 outer.count += 1
                 outer.hosts.append(self.headers.get("host", ""))
                 n = int(self.headers.get("content-length", "0") or 0)
-                if n:
-                    self.rfile.read(n)
-                self.send_response(200)
+                outer.bodies.append(self.rfile.read(n) if n else b"")
+                self.send_response(status)
                 self.send_header("content-length", "3")
                 self.end_headers()
                 self.wfile.write(b"ok\n")
@@ -253,6 +254,49 @@ class CoreTraffic(h.SluiceTestCase):
         h.wait_for(lambda: "B" in seen(10), 5)
         self.assertEqual(seen(), {"A", "B"}, "back in rotation after a good check")
         del b2
+
+
+class FilterDecidedRetries(h.SluiceTestCase):
+    """SDK 1.3: a retry policy beyond the router's vocabulary, written out of
+    tree (tests/filters/retry_status.c retries a 418), decides each attempt
+    from on_upstream_result; the core only replays and times them."""
+
+    def start(self, attempts, endpoint=None):
+        up = self.upstream("U")
+        route = h.route_to("c", prefix="/")
+        route["retries"] = {"attempts": 0}  # the router's own retries stay out of it
+        filters = [h.router_filter([route]),
+                   {"name": "teapot", "module": h.test_module("retry_status"),
+                    "config": {"status": 418, "attempts": attempts, "backoff": "10ms"}}]
+        cfg = h.build_config(h.free_port(), h.free_port(), filters,
+                             [h.cluster("c", [endpoint or up.addr])])
+        return self.sluice(cfg)
+
+    def requests(self, s):
+        return h.mval(s.metrics(), "sluice_upstream_requests_total", cluster="c")
+
+    def test_listed_status_retried_until_attempts_run_out(self):
+        s = self.start(2)
+        before = self.requests(s)
+        r = h.curl([s.url("/status/418")])
+        self.assertEqual(r.status, 418, r)
+        self.assertEqual(self.requests(s) - before, 3, "1 attempt + 2 retries the filter asked for")
+        before = self.requests(s)
+        self.assertEqual(h.curl([s.url("/status/500")]).status, 500)
+        self.assertEqual(self.requests(s) - before, 1, "500 is not the filter's status")
+
+    def test_body_sent_again_on_each_attempt(self):
+        teapot = CountingServer(status=418)
+        self.addCleanup(teapot.close)
+        s = self.start(1, "127.0.0.1:%d" % teapot.port)
+        body = bytes((i * 13) % 251 for i in range(3000))
+        path = "%s/body.bin" % self.tdir
+        with open(path, "wb") as f:
+            f.write(body)
+        r = h.curl(["-H", "Expect:", "--data-binary", "@" + path, s.url("/anything")])
+        self.assertEqual(r.status, 418, r)
+        self.assertEqual(teapot.count, 2, "1 attempt + 1 retry")
+        self.assertEqual(teapot.bodies, [body, body], "the retry carried the whole body again")
 
 
 if __name__ == "__main__":

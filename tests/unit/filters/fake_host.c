@@ -1209,6 +1209,10 @@ struct slc_req {
     size_t ntried;
     const slc_cluster_t *mirror;
     uint32_t attempts;
+    /* ABI 1.3 */
+    bool in_result, keep_body;
+    uint64_t try_timeout_ms, retry_backoff_ms;
+    uint32_t retry_asks;
 };
 
 slc_req_t *fake_req_new(fake_gen_t *g, const char *method, const char *authority, const char *path)
@@ -1884,8 +1888,64 @@ void fake_inst_result(fake_inst_t *inst, slc_req_t *r, const slc_endpoint_t *e,
     if (r->inst == inst &&
         inst->desc->struct_size >= offsetof(slc_filter_desc_t, on_upstream_result) +
                                        sizeof(inst->desc->on_upstream_result) &&
-        inst->desc->on_upstream_result != NULL)
+        inst->desc->on_upstream_result != NULL) {
+        r->in_result = true; /* attempt_retry is only for this hook */
         inst->desc->on_upstream_result(r->ctx, r, e, res, status);
+        r->in_result = false;
+    }
+}
+
+/* ---- ABI 1.3 ------------------------------------------------------------- */
+
+static slc_status_t fh_attempt_retry(slc_req_t *r, uint64_t backoff_ms)
+{
+    if (!r->in_result) {
+        return SLC_ESTATE;
+    }
+    r->retry_asks++;
+    if (backoff_ms > r->retry_backoff_ms) {
+        r->retry_backoff_ms = backoff_ms;
+    }
+    return SLC_OK;
+}
+
+static slc_status_t fh_route_keep_body(slc_req_t *r)
+{
+    r->keep_body = true;
+    return SLC_OK;
+}
+
+static slc_status_t fh_route_set_try_timeout(slc_req_t *r, uint64_t ms)
+{
+    r->try_timeout_ms = ms;
+    return SLC_OK;
+}
+
+static uint32_t fh_cluster_usable_count(const slc_cluster_t *c)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        n += fh_endpoint_healthy(&c->eps[i]);
+    }
+    return n;
+}
+
+uint32_t fake_req_retry_asks(const slc_req_t *r, uint64_t *max_backoff_ms)
+{
+    if (max_backoff_ms) {
+        *max_backoff_ms = r->retry_backoff_ms;
+    }
+    return r->retry_asks;
+}
+
+bool fake_req_keep_body(const slc_req_t *r)
+{
+    return r->keep_body;
+}
+
+uint64_t fake_req_try_timeout(const slc_req_t *r)
+{
+    return r->try_timeout_ms;
 }
 
 const slc_host_t fake_host_table = {
@@ -1957,6 +2017,10 @@ const slc_host_t fake_host_table = {
     .endpoint_cluster = fh_endpoint_cluster,
     .req_attempts = fh_req_attempts,
     .cfg_cluster_pool = fh_cfg_cluster_pool,
+    .attempt_retry = fh_attempt_retry,
+    .route_keep_body = fh_route_keep_body,
+    .route_set_try_timeout = fh_route_set_try_timeout,
+    .cluster_usable_count = fh_cluster_usable_count,
 };
 
 /* ---- filter instances ------------------------------------------------------ */

@@ -234,6 +234,14 @@ bool fake_cluster_pool(const slc_cluster_t *c, slc_pool_options_t *out);
 void fake_inst_result(fake_inst_t *inst, slc_req_t *r, const slc_endpoint_t *e,
                       slc_attempt_result_t res, int status);
 
+/* ---- ABI 1.3 ---------------------------------------------------------------
+ * Retries a filter decides: how often it asked (attempt_retry, only inside
+ * fake_inst_result) and the longest backoff asked for; whether it kept the
+ * body for replay; the per-try timeout it set. */
+uint32_t fake_req_retry_asks(const slc_req_t *r, uint64_t *max_backoff_ms);
+bool fake_req_keep_body(const slc_req_t *r);
+uint64_t fake_req_try_timeout(const slc_req_t *r);
+
 size_t fake_log_count(void);
 const char *fake_log_last(void);
 void fake_log_set_level(slc_log_level_t min);

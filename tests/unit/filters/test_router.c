@@ -1057,9 +1057,23 @@ static void test_single_destination_list(void **state)
 
 /* ---- retries, mirror ------------------------------------------------------------- */
 
+/* The policy the router hands a host older than 1.3 (route_set_retry) is
+ * checked with the requests running on such a host; a 1.3 host gets the
+ * router's own decisions instead (test_retry_decisions_*). setup() puts the
+ * current table back for the next test. */
+static slc_host_t host_1_2;
+static void on_host_1_2(void)
+{
+    host_1_2 = fake_host_table;
+    host_1_2.abi_version = (1u << 16) | 2u;
+    host_1_2.struct_size = offsetof(slc_host_t, attempt_retry);
+    slc_host = &host_1_2;
+}
+
 static void test_retry_default_policy(void **state)
 {
     fixture_t *f = *state;
+    on_host_1_2();
     inst_ok(f, routes_config(fake_map("route", to_cluster("v1"), NULL), NULL));
     slc_action_t act;
     slc_req_t *r = req_run(f, "GET", "h", "/", &act, NULL);
@@ -1086,6 +1100,7 @@ static void test_retry_default_policy(void **state)
 static void test_retry_custom_policy(void **state)
 {
     fixture_t *f = *state;
+    on_host_1_2();
     slc_cfg_node_t *custom = fake_map("attempts", S("3"), "per_try_timeout", S("1500ms"),
                                       "retry_on", S("connect-failure, 5xx,reset,504,502"), NULL);
     slc_cfg_node_t *no_on = fake_map("attempts", S("5"), "per_try_timeout", S("1s"), NULL);
@@ -1136,6 +1151,7 @@ static void test_retry_custom_policy(void **state)
 static void test_retry_many_statuses(void **state)
 {
     fixture_t *f = *state;
+    on_host_1_2();
     slc_cfg_node_t *rn = fake_map("attempts", S("2"), "retry_on",
                                   S("500,501,502,503,504,505,507,508,509,510,reset"), NULL);
     inst_ok(f, routes_config(fake_map("route", to_cluster("v1"), "retries", rn, NULL), NULL));
@@ -1179,6 +1195,7 @@ static void test_retry_many_statuses_on_old_host(void **state)
 static void test_retries_without_attempts_warns(void **state)
 {
     fixture_t *f = *state;
+    on_host_1_2();
     slc_cfg_node_t *rn = fake_map("per_try_timeout", S("1s"), NULL);
     inst_ok(f, routes_config(fake_map("route", to_cluster("v1"), "retries", rn, NULL), NULL));
     int i = fake_diag_find(f->inst->diag, "disables retries");
@@ -1190,6 +1207,70 @@ static void test_retries_without_attempts_warns(void **state)
     slc_retry_policy_t p;
     assert_true(fake_req_retry(r, &p));
     assert_int_equal(p.max_retries, 0);
+    fake_req_free(r);
+}
+
+/* ABI 1.3: the router keeps the body, bounds each try, and decides each
+ * retry itself from on_upstream_result, within the route's policy. */
+static void test_retry_decisions_default_policy(void **state)
+{
+    fixture_t *f = *state;
+    inst_ok(f, routes_config(fake_map("route", to_cluster("v1"), NULL), NULL));
+    slc_action_t act;
+    slc_req_t *r = req_run(f, "GET", "h", "/", &act, NULL);
+    assert_int_equal(act, SLC_CONTINUE);
+    slc_retry_policy_t p;
+    assert_false(fake_req_retry(r, &p)); /* no built-in policy on a 1.3 host */
+    assert_true(fake_req_keep_body(r));
+    assert_int_equal(fake_req_try_timeout(r), 0);
+    const slc_endpoint_t *e = fake_endpoint(f->v1, 0);
+    uint64_t backoff = 0;
+    /* Istio's default: connect failures and 503, two retries at most. */
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_RESPONSE, 500);
+    assert_int_equal(fake_req_retry_asks(r, NULL), 0);
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_CONNECT_FAILURE, 0);
+    assert_int_equal(fake_req_retry_asks(r, &backoff), 1);
+    assert_true(backoff <= 25); /* full jitter under base * 2^0 */
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_RESPONSE, 503);
+    assert_int_equal(fake_req_retry_asks(r, &backoff), 2);
+    assert_true(backoff <= 50);
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_RESPONSE, 503);
+    assert_int_equal(fake_req_retry_asks(r, NULL), 2); /* attempts used up */
+    fake_req_free(r);
+}
+
+static void test_retry_decisions_custom_and_off(void **state)
+{
+    fixture_t *f = *state;
+    slc_cfg_node_t *custom = fake_map("attempts", S("3"), "per_try_timeout", S("1500ms"),
+                                      "retry_on", S("gateway-error,reset,418"), NULL);
+    inst_ok(f, routes_config(fake_map("match", fake_map("prefix", S("/a"), NULL), "route",
+                                      to_cluster("v1"), "retries", custom, NULL),
+                             fake_map("match", fake_map("prefix", S("/c"), NULL), "route",
+                                      to_cluster("v1"), "retries",
+                                      fake_map("attempts", S("0"), NULL), NULL),
+                             NULL));
+    const slc_endpoint_t *e = fake_endpoint(f->v1, 0);
+    slc_action_t act;
+    slc_req_t *r = req_run(f, "GET", "h", "/a", &act, NULL);
+    assert_true(fake_req_keep_body(r));
+    assert_int_equal(fake_req_try_timeout(r), 1500);
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_RESPONSE, 500); /* not a gateway error */
+    assert_int_equal(fake_req_retry_asks(r, NULL), 0);
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_TIMEOUT, 0); /* a per-try timeout is a 504 */
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_RESET, 0);
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_RESPONSE, 418); /* a listed status */
+    assert_int_equal(fake_req_retry_asks(r, NULL), 3);
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_RESPONSE, 502);
+    assert_int_equal(fake_req_retry_asks(r, NULL), 3);
+    fake_req_free(r);
+
+    /* attempts: 0: no body kept, no try bound, no retry asked for. */
+    r = req_run(f, "GET", "h", "/c", &act, NULL);
+    assert_false(fake_req_keep_body(r));
+    assert_int_equal(fake_req_try_timeout(r), 0);
+    fake_inst_result(f->inst, r, e, SLC_ATTEMPT_CONNECT_FAILURE, 0);
+    assert_int_equal(fake_req_retry_asks(r, NULL), 0);
     fake_req_free(r);
 }
 
@@ -1784,6 +1865,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_many_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_many_statuses_on_old_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_without_attempts_warns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_decisions_default_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_decisions_custom_and_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_delay, setup, teardown),
