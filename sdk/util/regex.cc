@@ -10,6 +10,9 @@
 
 #include <re2/re2.h>
 
+#include <dlfcn.h>
+#include <pthread.h>
+
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -61,6 +64,33 @@ size_t error_pos(const char *pattern, size_t len, const std::string &arg)
     return 0;
 }
 
+// pin_re2 keeps libre2 loaded for the rest of the process. RE2 allocates
+// process-wide singletons once (its empty string and group maps) and keeps
+// them in its own globals; when the last module linking libre2 is dlclose'd
+// (a reload that drops the router), the library would be unmapped with
+// those globals, orphaning the allocations (LeakSanitizer reports them),
+// and the next load would allocate them again. RTLD_NODELETE on the
+// already-loaded library (RTLD_NOLOAD: never a new load) prevents that.
+// When libre2 is linked statically it lives in our own object, which we
+// leave alone: pinning it would pin the filter module itself.
+void pin_re2()
+{
+    Dl_info re2_info, self_info;
+    void *re2_sym = reinterpret_cast<void *>(&re2::RE2::FullMatchN);
+    void *self_sym = reinterpret_cast<void *>(&slcu_regex_compile);
+    if (dladdr(re2_sym, &re2_info) == 0 || dladdr(self_sym, &self_info) == 0 ||
+        re2_info.dli_fbase == self_info.dli_fbase || re2_info.dli_fname == nullptr) {
+        return;
+    }
+    // The handle is deliberately never closed: that is the point.
+    (void)dlopen(re2_info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+// pthread_once rather than std::call_once: the latter is a template whose
+// instantiation has default visibility (namespace std), and would become an
+// exported symbol of every filter module linking this archive.
+pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
 } // namespace
 
 extern "C" slcu_regex_t *slcu_regex_compile(const char *pattern, size_t len,
@@ -69,6 +99,7 @@ extern "C" slcu_regex_t *slcu_regex_compile(const char *pattern, size_t len,
     if (max_program_size == 0) {
         max_program_size = SLCU_REGEX_DEFAULT_MAX_PROGRAM_SIZE;
     }
+    (void)pthread_once(&pin_once, pin_re2);
     re2::RE2::Options o;
     o.set_encoding(re2::RE2::Options::EncodingUTF8);
     o.set_log_errors(false); // errors go to the caller's diagnostics, not stderr

@@ -97,6 +97,20 @@ target_link_options(gate PRIVATE -Wl,--no-undefined -Wl,--as-needed)
 """
 
 
+def sanitized_build():
+    """sanitized_build tells whether the build under test (and so the
+    libsluice-util.a it installs) was compiled with ASan and UBSan: a filter
+    linking that archive must then be built with them too."""
+    try:
+        with open(os.path.join(h.BUILD_DIR, "CMakeCache.txt")) as f:
+            return "SLUICE_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+SAN_FLAGS = ["-fsanitize=address,undefined"] if sanitized_build() else []
+
+
 class SdkExample(h.SluiceTestCase):
     @classmethod
     def setUpClass(cls):
@@ -157,8 +171,10 @@ class SdkExample(h.SluiceTestCase):
         with open(os.path.join(src, "CMakeLists.txt"), "w") as f:
             f.write(UTIL_CMAKE)
         bdir = os.path.join(self.tdir, "gate-build")
+        san = " ".join(SAN_FLAGS)
         p = run(["cmake", "-S", src, "-B", bdir, "-DCMAKE_PREFIX_PATH=" + self.prefix,
-                 "-DCMAKE_BUILD_TYPE=Release"])
+                 "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_C_FLAGS=" + san,
+                 "-DCMAKE_MODULE_LINKER_FLAGS=" + san])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         p = run(["cmake", "--build", bdir])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
@@ -179,8 +195,8 @@ class SdkExample(h.SluiceTestCase):
         with open(src, "w") as f:
             f.write(UTIL_FILTER)
         so = os.path.join(self.tdir, "gate.so")
-        p = run(["cc", "-std=c11", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", so, src,
-                 "-Wl,--no-undefined", "-Wl,--as-needed"] + flags, timeout=120)
+        p = run(["cc", "-std=c11", "-O2", "-shared", "-fPIC", "-fvisibility=hidden"] + SAN_FLAGS
+                + ["-o", so, src, "-Wl,--no-undefined", "-Wl,--as-needed"] + flags, timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assert_single_export(so)
         self.assert_gate_works(so)
