@@ -1434,7 +1434,9 @@ static slc_status_t router_config_new(const slc_host_t *h, const slc_cfg_node_t 
 
 static void router_config_free(void *cfg)
 {
-    free_regexes(cfg);
+    if (cfg != NULL) {
+        free_regexes(cfg);
+    }
 }
 
 /* ---- per worker and per stream ----------------------------------------------- */
