@@ -18,6 +18,8 @@
  */
 #include "cfgtree.h"
 
+#include <sluice/util.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdalign.h>
@@ -855,91 +857,11 @@ static void key_mark(const slc_cfg_node_t *n, size_t i, unsigned *line, unsigned
 
 /* ---- durations --------------------------------------------------------- */
 
-static const struct {
-    const char *name;
-    size_t len;
-    uint64_t ns;
-} duration_units[] = {
-    /* Longest first where one unit prefixes another ("ms" before "m"). */
-    {"ns", 2, 1},
-    {"us", 2, 1000},
-    {"\xc2\xb5s", 3, 1000}, /* µs */
-    {"ms", 2, 1000000},
-    {"h", 1, 3600ull * 1000000000ull},
-    {"m", 1, 60ull * 1000000000ull},
-    {"s", 1, 1000000000ull},
-};
-
-/* cfg_duration_ms follows Go's time.ParseDuration (which Istio uses) minus
- * the sign: one or more "<number><unit>" terms, number = digits with an
- * optional fraction, unit in h m s ms us µs ns. A bare number is an error,
- * even "0". The sum is exact in nanoseconds (overflow past UINT64_MAX ns,
- * about 584 years, is an error) and rounds to the nearest millisecond, except
- * that a nonzero duration below 0.5ms becomes 1ms so "250us" never silently
- * means "off". */
+/* cfg_duration_ms is the util library's parser, so that the binder and a
+ * filter parsing durations itself cannot disagree. */
 slc_status_t cfg_duration_ms(slc_str_t text, uint64_t *out_ms)
 {
-    const char *s = text.ptr;
-    size_t len = text.len, i = 0;
-    uint64_t total = 0;
-
-    if (s == NULL || len == 0)
-        return SLC_EINVAL;
-    while (i < len) {
-        uint64_t ip = 0;
-        size_t idig = 0, fstart, fdig = 0;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            unsigned dg = (unsigned)(s[i] - '0');
-            if (ip > (UINT64_MAX - dg) / 10)
-                return SLC_EINVAL;
-            ip = ip * 10 + dg;
-            i++;
-            idig++;
-        }
-        if (i < len && s[i] == '.') {
-            i++;
-            fstart = i;
-            while (i < len && s[i] >= '0' && s[i] <= '9')
-                i++;
-            fdig = i - fstart;
-        } else {
-            fstart = i;
-        }
-        if (idig == 0 && fdig == 0)
-            return SLC_EINVAL;
-
-        size_t u;
-        for (u = 0; u < sizeof(duration_units) / sizeof(duration_units[0]); u++)
-            if (len - i >= duration_units[u].len &&
-                memcmp(s + i, duration_units[u].name, duration_units[u].len) == 0)
-                break;
-        if (u == sizeof(duration_units) / sizeof(duration_units[0]))
-            return SLC_EINVAL; /* no unit, or an unknown one */
-        uint64_t unit = duration_units[u].ns;
-        i += duration_units[u].len;
-
-        if (ip != 0 && unit > UINT64_MAX / ip)
-            return SLC_EINVAL;
-        uint64_t term = ip * unit;
-        /* Fraction digit k is worth unit/10^k; every unit is a multiple of
-         * 10^k down to 1ns, so this is exact to the nanosecond. */
-        uint64_t scale = unit;
-        for (size_t k = 0; k < fdig && scale > 0; k++) {
-            scale /= 10;
-            uint64_t add = (uint64_t)(s[fstart + k] - '0') * scale;
-            if (term > UINT64_MAX - add)
-                return SLC_EINVAL;
-            term += add;
-        }
-        if (total > UINT64_MAX - term)
-            return SLC_EINVAL;
-        total += term;
-    }
-    uint64_t ms = total / 1000000 + (total % 1000000 >= 500000 ? 1 : 0);
-    if (ms == 0 && total > 0)
-        ms = 1;
-    *out_ms = ms;
-    return SLC_OK;
+    return slcu_duration_ms(text, out_ms);
 }
 
 /* fmt_duration writes |ms| in the largest unit that divides it exactly. */
@@ -957,11 +879,6 @@ static void fmt_duration(uint64_t ms, char *buf, size_t size)
 
 /* ---- suggestions ------------------------------------------------------- */
 
-static int lower(int c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
 /* same_words: equal ignoring case and '_'/'-' (so camelCase, snake_case and
  * kebab-case spellings of one name match). */
 static bool same_words(const char *a, const char *b)
@@ -973,41 +890,19 @@ static bool same_words(const char *a, const char *b)
             b++;
         if (*a == '\0' || *b == '\0')
             return *a == *b;
-        if (lower((unsigned char)*a) != lower((unsigned char)*b))
+        if (slcu_lower((unsigned char)*a) != slcu_lower((unsigned char)*b))
             return false;
         a++;
         b++;
     }
 }
 
-enum { LEV_MAX = 64 };
-
 /* levenshtein: case-insensitive edit distance, or INT_MAX when the strings
  * are too long to bother (no useful suggestion comes from those). */
 static int levenshtein(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > LEV_MAX || lb > LEV_MAX)
-        return INT_MAX;
-    int row[LEV_MAX + 1];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int up = row[j];
-            int cost = lower((unsigned char)a[i - 1]) == lower((unsigned char)b[j - 1]) ? 0 : 1;
-            int best = diag + cost;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            if (up + 1 < best)
-                best = up + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
+    size_t d = slcu_edit_distance((slc_str_t){a, strlen(a)}, (slc_str_t){b, strlen(b)}, true);
+    return d > INT_MAX ? INT_MAX : (int)d;
 }
 
 /* cfg_suggest: besides the distance cap of 2, a suggestion must be closer
@@ -1018,7 +913,7 @@ const char *cfg_suggest(const char *word, const char *const *candidates, size_t 
     int best_d = INT_MAX;
     if (word == NULL || candidates == NULL)
         return NULL;
-    int wl = (int)strnlen(word, LEV_MAX + 1);
+    int wl = (int)strnlen(word, SLCU_EDIT_MAX + 1);
     for (size_t i = 0; i < n; i++) {
         const char *c = candidates[i];
         if (c == NULL)

@@ -12,6 +12,7 @@
  */
 #include "h1.h"
 
+#include <sluice/util.h>
 #include <string.h>
 
 #define H1_DEFAULT_MAX_LINE     8192
@@ -98,11 +99,6 @@ static bool is_sub_delim(unsigned char c)
     }
 }
 
-static unsigned char ascii_lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
 /* lit_eq compares |s| with a literal of lower-case letters and '-', eight
  * bytes at a time: OR-ing 0x20 lowers a letter and leaves '-' alone. Only
  * CR (0x0d) would also turn into '-', and no caller passes one: names are
@@ -149,11 +145,7 @@ static bool field_chars_ok(const char *s, size_t n)
 
 static bool ci_eq(const char *a, const char *b, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i]))
-            return false;
-    }
-    return true;
+    return slcu_caseeq((slc_str_t){a, len}, (slc_str_t){b, len});
 }
 
 bool h1_token_eq(const char *s, size_t len, const char *lower)
@@ -162,7 +154,7 @@ bool h1_token_eq(const char *s, size_t len, const char *lower)
     if (n != len)
         return false;
     for (size_t i = 0; i < len; i++) {
-        if (ascii_lower((unsigned char)s[i]) != (unsigned char)lower[i])
+        if (slcu_lower((unsigned char)s[i]) != (unsigned char)lower[i])
             return false;
     }
     return true;
@@ -730,7 +722,7 @@ static bool has_prefix_ci(const char *s, size_t n, const char *lower, size_t *ou
     if (n < k)
         return false;
     for (size_t i = 0; i < k; i++) {
-        if (ascii_lower((unsigned char)s[i]) != (unsigned char)lower[i])
+        if (slcu_lower((unsigned char)s[i]) != (unsigned char)lower[i])
             return false;
     }
     *out_len = k;

@@ -40,7 +40,7 @@ static void retry_schedule(stream_t *s);
 
 static bool name_eq(slc_str_t a, slc_str_t b)
 {
-    return a.len == b.len && strncasecmp(a.ptr, b.ptr, a.len) == 0;
+    return slcu_caseeq(a, b);
 }
 
 hdr_t *hdrs_find(hdrs_t *h, slc_str_t name)
@@ -627,8 +627,8 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
     s->client_keep_alive = req->keep_alive;
     slc_str_t target = {REBASE(req->target), req->target_len};
     bool absolute = false;
-    if (target.len > 7 && (strncasecmp(target.ptr, "http://", 7) == 0 ||
-                           (target.len > 8 && strncasecmp(target.ptr, "https://", 8) == 0))) {
+    if (target.len > 7 && (slcu_casehasprefix(target, SLC_STR("http://")) ||
+                           (target.len > 8 && slcu_casehasprefix(target, SLC_STR("https://"))))) {
         /* absolute-form: the authority inside wins over Host (RFC 9112 3.2.2). */
         size_t skip = target.ptr[4] == ':' ? 7 : 8;
         const char *a = target.ptr + skip;

@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <pthread.h>
+#include <sluice/util.h>
 #include <string.h>
 
 struct server;
@@ -140,7 +141,7 @@ typedef struct worker {
     struct event *pend_ev;
     _Atomic size_t nconns; /* read by the main thread while draining */
     uint64_t rr;
-    uint64_t rng[2];
+    slcu_rng_t rng;
     bool draining;
     stat_t *streams_active;
     /* libevent common timeouts for the durations connections are armed with

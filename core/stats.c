@@ -2,6 +2,8 @@
 
 #include "log.h"
 
+#include <sluice/util.h>
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -11,10 +13,7 @@ static stat_t overflow_slot;
 
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return slcu_fnv1a64(s, strlen(s));
 }
 
 stats_shard_t *stats_shard_new(void)

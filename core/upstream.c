@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <sluice/util.h>
 #include <event2/buffer.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,10 +23,7 @@
 
 static uint64_t hash_addr(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return slcu_fnv1a64(s, strlen(s));
 }
 
 static upool_t *pool_get(worker_t *w, const char *addr, const char *sig)

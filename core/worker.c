@@ -24,13 +24,8 @@ uint64_t now_us(worker_t *w)
 
 static uint64_t rng_next(worker_t *w)
 {
-    /* xorshift128+: request ids need uniqueness, not secrecy. */
-    uint64_t s1 = w->rng[0];
-    const uint64_t s0 = w->rng[1];
-    w->rng[0] = s0;
-    s1 ^= s1 << 23;
-    w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-    return w->rng[1] + s0;
+    /* Request ids need uniqueness, not secrecy: the util PRNG will do. */
+    return slcu_rng_next(&w->rng);
 }
 
 const struct timeval *worker_timeout(worker_t *w, uint64_t ms, struct timeval *tmp)
@@ -426,10 +421,12 @@ int worker_start(worker_t *w)
     w->notify_ev = event_new(w->base, w->notify[0], EV_READ | EV_PERSIST, on_notify, w);
     event_add(w->notify_ev, NULL);
     arena_pool_init(&w->arena_pool, 256);
-    if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
-        w->rng[0] = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull + (uint64_t)w->id;
-        w->rng[1] = 0xD1B54A32D192ED03ull;
-    }
+    /* Random seeds keep request ids distinct across processes and restarts;
+     * without getrandom, pid and worker id still separate the workers. */
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
+    slcu_rng_seed(&w->rng, seed ^ ((uint64_t)w->id << 56));
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
         return -1;
     return 0;

@@ -13,7 +13,7 @@ jobs=$(nproc)
 ulimit -n 65536 2>/dev/null || true
 
 echo "== formatting (.clang-format)" >&2
-unformatted=$(git ls-files '*.c' '*.h' 2>/dev/null | while read -r f; do
+unformatted=$(git ls-files '*.c' '*.cc' '*.h' 2>/dev/null | while read -r f; do
   clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || echo "$f"; done)
 if [[ -n $unformatted ]]; then
   echo "not clang-formatted (run clang-format -i on them):" >&2; echo "$unformatted" >&2; exit 1
@@ -35,7 +35,7 @@ if [[ ${SLUICE_TEST_QUICK:-0} != 1 ]]; then
     SLUICE_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j2
 
   echo "== fuzz smoke (libFuzzer, clang-14)" >&2
-  CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_TESTS=ON >/dev/null
+  CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_TESTS=ON >/dev/null
   cmake --build build-fuzz -j"$jobs" --target fuzz_h1 fuzz_config fuzz_regex >/dev/null
   for t in h1 config regex; do
     scratch=$(mktemp -d)

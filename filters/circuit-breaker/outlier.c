@@ -1,6 +1,8 @@
 /* outlier: see outlier.h. */
 #include "outlier.h"
 
+#include <sluice/util.h>
+
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -32,15 +34,6 @@ struct ob_entry {
  * committed once a slot in them is used. */
 static ob_entry_t ob_table[OB_SLOTS];
 
-static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* key_prefix copies the first OB_KEY_MAX bytes of a "|" b into |out|. */
 static size_t key_prefix(char *out, slc_str_t a, slc_str_t b)
 {
@@ -59,9 +52,9 @@ static size_t key_prefix(char *out, slc_str_t a, slc_str_t b)
 
 ob_entry_t *ob_entry_get(slc_str_t a, slc_str_t b, bool create)
 {
-    uint64_t h = fnv1a(0xcbf29ce484222325ull, a.ptr, a.len);
-    h = fnv1a(h, "|", 1);
-    h = fnv1a(h, b.ptr, b.len);
+    uint64_t h = slcu_fnv1a64_add(SLCU_FNV1A64_INIT, a.ptr, a.len);
+    h = slcu_fnv1a64_add(h, "|", 1);
+    h = slcu_fnv1a64_add(h, b.ptr, b.len);
     size_t len = a.len + 1 + b.len;
     char want[OB_KEY_MAX];
     size_t plen = key_prefix(want, a, b);

@@ -43,6 +43,7 @@
 #include <sluice/filter.h>
 #include <sluice/host.h>
 #include <sluice/types.h>
+#include <sluice/util.h>
 
 #include "chash.h"
 
@@ -125,8 +126,8 @@ typedef struct lb_slot {
  * worker_fini, touched only on its worker's thread. */
 typedef struct lb_worker {
     const lb_cfg_t *cfg;
-    uint64_t rng; /* PRNG state (a counter run through chash_mix64) */
-    size_t first; /* where new round-robin cursors start: the worker id */
+    slcu_rng_t rng; /* this worker's PRNG */
+    size_t first;   /* where new round-robin cursors start: the worker id */
     lb_slot_t slots[LB_SLOTS];
     size_t overflow_next;
 } lb_worker_t;
@@ -149,17 +150,10 @@ typedef const slc_endpoint_t *(*lb_pick_fn)(lb_sel_t *s);
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static uint64_t lb_rand(lb_worker_t *w)
-{
-    w->rng += 0x9e3779b97f4a7c15ull;
-    return chash_mix64(w->rng);
-}
-
-/* lb_rand_below returns a uniform number in [0, n) for n < 2^32 (the
- * multiply-shift reduction; its bias is below 2^-32 * n). */
+/* lb_rand_below returns a uniform number in [0, n) for n < 2^32. */
 static size_t lb_rand_below(lb_worker_t *w, size_t n)
 {
-    return (size_t)(((lb_rand(w) >> 32) * (uint64_t)n) >> 32);
+    return (size_t)slcu_rng_below(&w->rng, n);
 }
 
 static bool lb_usable(const lb_sel_t *s, const slc_endpoint_t *e)
@@ -340,26 +334,6 @@ static bool lb_policy_hashes(int policy)
 
 /* ---- hash keys --------------------------------------------------------------- */
 
-static bool lb_ieq(slc_str_t a, slc_str_t b)
-{
-    if (a.len != b.len) {
-        return false;
-    }
-    for (size_t i = 0; i < a.len; i++) {
-        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)b.ptr[i];
-        if (x >= 'A' && x <= 'Z') {
-            x = (unsigned char)(x + 32);
-        }
-        if (y >= 'A' && y <= 'Z') {
-            y = (unsigned char)(y + 32);
-        }
-        if (x != y) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static slc_str_t lb_trim(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t')) {
@@ -407,7 +381,7 @@ typedef struct lb_cookie_search {
 static bool lb_cookie_cb(void *arg, slc_str_t name, slc_str_t value)
 {
     lb_cookie_search_t *cs = arg;
-    if (lb_ieq(name, SLC_STR("cookie")) && lb_cookie_find(value, cs->name, &cs->value)) {
+    if (slcu_caseeq(name, SLC_STR("cookie")) && lb_cookie_find(value, cs->name, &cs->value)) {
         cs->found = true;
         return false;
     }
@@ -419,31 +393,8 @@ static bool lb_cookie_cb(void *arg, slc_str_t name, slc_str_t value)
  * percent-decoding (as Envoy's query_parameter hash policy). */
 static bool lb_query_find(slc_str_t path, slc_str_t name, slc_str_t *out)
 {
-    const char *q = memchr(path.ptr, '?', path.len);
-    if (q == NULL) {
-        return false;
-    }
-    const char *end = path.ptr + path.len;
-    const char *hash = memchr(q, '#', (size_t)(end - q));
-    if (hash != NULL) {
-        end = hash;
-    }
-    const char *p = q + 1;
-    while (p <= end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pe = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(pe - p));
-        const char *ke = eq != NULL ? eq : pe;
-        if ((size_t)(ke - p) == name.len && memcmp(p, name.ptr, name.len) == 0) {
-            *out = eq != NULL ? (slc_str_t){eq + 1, (size_t)(pe - eq - 1)} : (slc_str_t){pe, 0};
-            return true;
-        }
-        if (amp == NULL) {
-            break;
-        }
-        p = amp + 1;
-    }
-    return false;
+    slc_str_t q = slcu_query_of(path);
+    return q.ptr != NULL && slcu_query_get(q, name, out);
 }
 
 /* lb_peer_ip strips the port from "ip:port" or "[v6]:port". */
@@ -561,37 +512,6 @@ static lb_slot_t *lb_slot(lb_worker_t *w, const slc_cluster_t *c)
 
 /* ---- configuration ------------------------------------------------------- */
 
-/* lb_distance is the edit distance of two short names (for hints). */
-static size_t lb_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63) {
-        return SIZE_MAX;
-    }
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++) {
-        row[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = diag + cost;
-            if (up + 1 < best) {
-                best = up + 1;
-            }
-            if (row[j - 1] + 1 < best) {
-                best = row[j - 1] + 1;
-            }
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 /* lb_parse_policy maps |text| to a policy or reports the node with the
  * list and a hint (Istio's LEAST_CONN or roundRobin get 'least_conn' and
  * 'round_robin'). */
@@ -622,7 +542,9 @@ static bool lb_parse_policy(slc_diag_t *d, const slc_cfg_node_t *n, const char *
     const char *hint = NULL;
     size_t best = SIZE_MAX;
     for (int i = 0; i < LB_NPOLICIES; i++) {
-        size_t dist = lb_distance(low, lb_policy_names[i]);
+        size_t dist =
+            slcu_edit_distance((slc_str_t){low, o},
+                               (slc_str_t){lb_policy_names[i], strlen(lb_policy_names[i])}, false);
         if (dist < best) {
             best = dist;
             hint = lb_policy_names[i];
@@ -1053,7 +975,7 @@ static slc_status_t lb_worker_init(void *cfg, int worker_id, void **out_wctx)
     w->first = (size_t)(worker_id > 0 ? worker_id : 0);
     w->overflow_next = w->first;
     /* Distinct streams per worker and per process. */
-    w->rng = chash_mix64((uint64_t)(uintptr_t)w ^ ((uint64_t)(unsigned)worker_id << 48));
+    slcu_rng_seed(&w->rng, (uint64_t)(uintptr_t)w ^ ((uint64_t)(unsigned)worker_id << 48));
     *out_wctx = w;
     return SLC_OK;
 }

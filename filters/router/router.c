@@ -26,53 +26,38 @@
  * still works.
  *
  * Everything is compiled at config time into read-only tables shared by all
- * workers: domains sorted for binary search, regexes compiled into linear-time
- * NFA programs (regex.h), retry policies, header operations and cumulative
- * weights precomputed. The request path compares bytes and never allocates,
- * except the 32-byte stream state (so that response_headers and a fault delay
- * know their route) and the strings a rewrite or a redirect must build.
+ * workers: domains sorted for binary search, regexes compiled by RE2 through
+ * the util library (linear-time full matches, see <sluice/util.h>), retry
+ * policies, header operations and cumulative weights precomputed. The
+ * request path compares bytes and never allocates, except the 32-byte stream
+ * state (so that response_headers and a fault delay know their route), the
+ * strings a rewrite or a redirect must build, and the DFA cache RE2 may grow
+ * inside a compiled regex (bounded per regex).
  *
  * Domain precedence follows Envoy: an exact domain beats the longest matching
  * "*suffix", which beats "*". Within a virtual host the first matching route
  * wins. Random choices (weights, fault and mirror percentages) use a
- * per-worker xorshift64* generator: no locks, no shared state.
+ * per-worker generator (slcu_rng_t): no locks, no shared state.
  */
 #include <sluice/filter.h>
 #include <sluice/host.h>
 #include <sluice/types.h>
+#include <sluice/util.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "regex.h"
-
 /* ---- compiled config ---------------------------------------------------- */
 
 #define PPM_ALL 1000000u /* percentages are kept in parts per million */
 
-typedef enum str_match_kind {
-    SM_EXACT = 0,
-    SM_PREFIX = 1,
-    SM_REGEX = 2,
-    SM_PRESENT = 3,
-    SM_ABSENT = 4,
-} str_match_kind_t;
-
-/* str_match is Istio's StringMatch, plus presence for headers and query
- * parameters. */
-typedef struct str_match {
-    str_match_kind_t kind;
-    slc_str_t text; /* SM_EXACT, SM_PREFIX (config-arena) */
-    const rx_t *re; /* SM_REGEX (config-arena) */
-} str_match_t;
-
-/* kv_match is one header or query-parameter condition. */
-typedef struct kv_match {
-    slc_str_t name; /* config-arena */
-    str_match_t m;
-} kv_match_t;
+/* Header and query-parameter conditions are the util library's matchers:
+ * Istio's StringMatch plus presence. Their text is config-arena memory and
+ * their regexes are owned by the config (router_cfg.regexes). */
+typedef slcu_strmatch_t str_match_t;
+typedef slcu_kvmatch_t kv_match_t;
 
 typedef enum path_kind {
     PATH_ANY = 0,    /* no uri condition (Istio treats it as prefix "/") */
@@ -84,10 +69,10 @@ typedef enum path_kind {
 /* route_match is one Istio HTTPMatchRequest: all its conditions must hold. */
 typedef struct route_match {
     path_kind_t path_kind;
-    bool ignore_case; /* ignore_uri_case, for prefix and exact */
     bool has_method, has_authority;
-    slc_str_t path; /* config-arena */
-    const rx_t *path_re;
+    /* PATH_PREFIX, PATH_EXACT (ignore_case is ignore_uri_case) and
+     * PATH_REGEX as one matcher; path.text is config-arena. */
+    str_match_t path;
     str_match_t method, authority;
     kv_match_t *headers, *query;
     size_t nheaders, nquery;
@@ -172,7 +157,17 @@ typedef struct domain_entry {
     const slc_cfg_node_t *node; /* for duplicate reports; config time only */
 } domain_entry_t;
 
+/* regex_ref records one compiled regex so that config_free can free it.
+ * OWNERSHIP: the node is config-arena; the RE2 object it points to is
+ * owned by the router config and freed by free_regexes (config_free, or
+ * router_config_new itself when the config is refused). */
+typedef struct regex_ref {
+    slcu_regex_t *re;
+    struct regex_ref *next;
+} regex_ref_t;
+
 typedef struct router_cfg {
+    regex_ref_t *regexes; /* every regex below; freed in config_free */
     vhost_t *vhosts;
     size_t nvhosts;
     domain_entry_t *exact; /* sorted by text, for binary search */
@@ -186,7 +181,7 @@ typedef struct router_cfg {
  * OWNERSHIP: malloc'd in worker_init, freed in worker_fini; touched only on
  * its worker's thread. */
 typedef struct router_worker {
-    uint64_t rng;
+    slcu_rng_t rng;
 } router_worker_t;
 
 /* router_stream is the per-stream state (request-arena, 32 bytes): the route
@@ -205,6 +200,7 @@ typedef struct router_stream {
 /* Raw shapes filled by cfg_bind, one per YAML map. */
 struct raw_top {
     const slc_cfg_node_t *virtual_hosts;
+    uint32_t max_program_size;
 };
 struct raw_vhost {
     char *name;
@@ -294,6 +290,10 @@ struct raw_abort {
 
 static const slc_cfg_field_t top_fields[] = {
     SLC_FIELD_NODE("virtual_hosts", struct raw_top, virtual_hosts, .required = true),
+    /* RE2 program size limit for every regex of this instance (Envoy's
+     * GoogleRE2.max_program_size, whose default is 100). */
+    SLC_FIELD_U32("max_program_size", struct raw_top, max_program_size, .dflt = "100", .min = 1,
+                  .max = 1000000),
     SLC_FIELD_END,
 };
 static const slc_cfg_field_t vhost_fields[] = {
@@ -409,6 +409,8 @@ typedef struct build_ctx {
     const slc_host_t *h;
     slc_diag_t *d;
     unsigned errors;
+    router_cfg_t *cfg;         /* where compiled regexes are recorded */
+    uint32_t max_program_size; /* for every regex */
 } build_ctx_t;
 
 __attribute__((format(printf, 3, 4))) static void
@@ -459,37 +461,15 @@ static void *alloc_array(build_ctx_t *b, size_t n, size_t size)
     return b->h->cfg_alloc(b->d, (n ? n : 1) * size);
 }
 
-static int ascii_lower(int c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
-/* cmp_ci compares |a| (any case) with |b| (lower case) byte-wise after
- * lower-casing |a|: the order qsort used on the lower-cased table. */
+/* Domains are stored lower-cased and compared case-insensitively. */
 static int cmp_ci(slc_str_t a, slc_str_t b)
 {
-    size_t n = a.len < b.len ? a.len : b.len;
-    for (size_t i = 0; i < n; i++) {
-        int ca = ascii_lower((unsigned char)a.ptr[i]);
-        int cb = (unsigned char)b.ptr[i];
-        if (ca != cb) {
-            return ca - cb;
-        }
-    }
-    return a.len < b.len ? -1 : a.len > b.len ? 1 : 0;
+    return slcu_casecmp(a, b);
 }
 
 static bool eq_ci(slc_str_t a, slc_str_t b)
 {
-    if (a.len != b.len) {
-        return false;
-    }
-    for (size_t i = 0; i < a.len; i++) {
-        if (ascii_lower((unsigned char)a.ptr[i]) != ascii_lower((unsigned char)b.ptr[i])) {
-            return false;
-        }
-    }
-    return true;
+    return slcu_caseeq(a, b);
 }
 
 static int exact_cmp(const void *x, const void *y)
@@ -614,7 +594,7 @@ static slc_str_t lower_dup(build_ctx_t *b, slc_str_t s)
 {
     char *p = b->h->cfg_alloc(b->d, s.len + 1);
     for (size_t i = 0; i < s.len; i++) {
-        p[i] = (char)ascii_lower((unsigned char)s.ptr[i]);
+        p[i] = (char)slcu_lower((unsigned char)s.ptr[i]);
     }
     return (slc_str_t){p, s.len};
 }
@@ -624,22 +604,32 @@ static slc_str_t str_of(const char *s)
     return s == NULL ? SLC_STR_NULL : (slc_str_t){s, strlen(s)};
 }
 
-/* compile_regex compiles |pattern| into config-arena memory, reporting a
- * syntax error with its offset at node |n|. */
-static const rx_t *compile_regex(build_ctx_t *b, const slc_cfg_node_t *n, const char *pattern)
+/* compile_regex compiles |pattern| with RE2, reporting RE2's reason and
+ * the offset at node |n| (so the message carries file:line:column).
+ * OWNERSHIP: the regex is recorded in the config's list, which owns it. */
+static const slcu_regex_t *compile_regex(build_ctx_t *b, const slc_cfg_node_t *n,
+                                         const char *pattern)
 {
-    rx_error_t err;
-    rx_t *re = rx_compile(pattern, strlen(pattern), &err);
+    slcu_regex_error_t err;
+    slcu_regex_t *re = slcu_regex_compile(pattern, strlen(pattern), b->max_program_size, &err);
     if (re == NULL) {
         build_error(b, n, "bad regex '%s': %s at offset %zu", pattern, err.msg, err.pos);
         return NULL;
     }
-    /* The program is position-independent: move it into the instance's
-     * memory so that the host frees it with everything else. */
-    void *copy = b->h->cfg_alloc(b->d, rx_size(re));
-    memcpy(copy, re, rx_size(re));
-    rx_free(re);
-    return copy;
+    regex_ref_t *ref = b->h->cfg_alloc(b->d, sizeof(*ref));
+    ref->re = re;
+    ref->next = b->cfg->regexes;
+    b->cfg->regexes = ref;
+    return re;
+}
+
+static void free_regexes(router_cfg_t *cfg)
+{
+    for (regex_ref_t *r = cfg->regexes; r != NULL; r = r->next) {
+        slcu_regex_free(r->re);
+        r->re = NULL;
+    }
+    cfg->regexes = NULL;
 }
 
 /* parse_percent reads Istio's percentage (a double from 0 to 100) into parts
@@ -739,17 +729,17 @@ static bool build_str_match(build_ctx_t *b, const slc_cfg_node_t *n, str_match_t
         return false;
     }
     if (raw.exact != NULL) {
-        m->kind = SM_EXACT;
+        m->kind = SLCU_MATCH_EXACT;
         m->text = str_of(raw.exact);
     } else if (raw.prefix != NULL) {
-        m->kind = SM_PREFIX;
+        m->kind = SLCU_MATCH_PREFIX;
         m->text = str_of(raw.prefix);
     } else if (raw.regex != NULL) {
-        m->kind = SM_REGEX;
+        m->kind = SLCU_MATCH_REGEX;
         m->re = compile_regex(b, b->h->cfg_get(n, "regex"), raw.regex);
         return m->re != NULL;
     } else {
-        m->kind = pn != NULL ? SM_PRESENT : SM_ABSENT;
+        m->kind = pn != NULL ? SLCU_MATCH_PRESENT : SLCU_MATCH_ABSENT;
     }
     return true;
 }
@@ -812,18 +802,21 @@ static void build_match(build_ctx_t *b, const slc_cfg_node_t *n, route_match_t *
     } else if (raw.prefix != NULL) {
         if (path_ok(b, b->h->cfg_get(n, "prefix"), "prefix", raw.prefix)) {
             m->path_kind = PATH_PREFIX;
-            m->path = str_of(raw.prefix);
+            m->path = (str_match_t){.kind = SLCU_MATCH_PREFIX, .text = str_of(raw.prefix)};
         }
     } else if (raw.path != NULL) {
         if (path_ok(b, b->h->cfg_get(n, "path"), "path", raw.path)) {
             m->path_kind = PATH_EXACT;
-            m->path = str_of(raw.path);
+            m->path = (str_match_t){.kind = SLCU_MATCH_EXACT, .text = str_of(raw.path)};
         }
     } else if (raw.regex != NULL) {
-        m->path_re = compile_regex(b, b->h->cfg_get(n, "regex"), raw.regex);
         m->path_kind = PATH_REGEX;
+        m->path = (str_match_t){.kind = SLCU_MATCH_REGEX,
+                                .re = compile_regex(b, b->h->cfg_get(n, "regex"), raw.regex)};
     }
-    m->ignore_case = raw.ignore_uri_case;
+    /* Istio's ignore_uri_case applies to exact and prefix; a regex says
+     * (?i) itself. */
+    m->path.ignore_case = raw.ignore_uri_case && m->path_kind != PATH_REGEX;
     if (raw.method != NULL && b->h->cfg_type(raw.method) != SLC_CFG_NULL) {
         m->has_method = build_str_match(b, raw.method, &m->method, false, false);
     }
@@ -938,31 +931,6 @@ static const struct {
     {"reset", SLC_RETRY_RESET},
 };
 
-/* edit_distance between short words, for "did you mean" (capped at 9). */
-static size_t edit_distance(const char *a, size_t la, const char *b)
-{
-    size_t lb = strlen(b);
-    size_t row[32];
-    if (la >= 31 || lb >= 31) {
-        return 9;
-    }
-    for (size_t j = 0; j <= lb; j++) {
-        row[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t sub = prev + (a[i - 1] != b[j - 1]);
-            size_t del = row[j] + 1, ins = row[j - 1] + 1;
-            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 /* Istio's default retry policy (when `retries` is absent): 2 retries on
  * connect-failure, refused-stream, unavailable, cancelled and retriable
  * status 503, Envoy's 25 ms backoff base. */
@@ -1036,7 +1004,8 @@ static void parse_retry_on(build_ctx_t *b, const slc_cfg_node_t *n, const char *
                     memcmp(retry_names[k].name, s, len) == 0) {
                     break;
                 }
-                size_t dist = edit_distance(s, len, retry_names[k].name);
+                size_t dist =
+                    slcu_edit_distance((slc_str_t){s, len}, str_of(retry_names[k].name), false);
                 if (dist < best_d) {
                     best_d = dist;
                     best = k;
@@ -1439,8 +1408,11 @@ static slc_status_t router_config_new(const slc_host_t *h, const slc_cfg_node_t 
     }
 
     /* All config memory comes from cfg_alloc: the host frees it with the
-     * instance, so no config_free and no unwinding on errors. */
+     * instance. The RE2 objects are the exception: config_free frees them,
+     * and so does this function when it refuses the config. */
     router_cfg_t *cfg = h->cfg_alloc(d, sizeof(*cfg));
+    b.cfg = cfg;
+    b.max_program_size = top.max_program_size;
     cfg->nvhosts = h->cfg_len(top.virtual_hosts);
     cfg->vhosts = alloc_array(&b, cfg->nvhosts, sizeof(vhost_t));
 
@@ -1474,32 +1446,26 @@ static slc_status_t router_config_new(const slc_host_t *h, const slc_cfg_node_t 
     report_duplicates(&b, cfg->suffix, cfg->nsuffix, true);
 
     if (b.errors > 0) {
+        free_regexes(cfg);
         return SLC_EINVAL;
     }
     *out_cfg = cfg;
     return SLC_OK;
 }
 
-/* ---- per worker and per stream ----------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t x)
+static void router_config_free(void *cfg)
 {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+    if (cfg != NULL) {
+        free_regexes(cfg);
+    }
 }
 
-/* prng_next is xorshift64*: fast, good enough for traffic splitting, and
- * per worker so no synchronisation is needed. */
+/* ---- per worker and per stream ----------------------------------------------- */
+
+/* prng_next: per worker, so no synchronisation is needed. */
 static uint64_t prng_next(router_worker_t *w)
 {
-    uint64_t x = w->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    w->rng = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return slcu_rng_next(&w->rng);
 }
 
 /* roll is true for |ppm| parts per million of calls. */
@@ -1520,10 +1486,9 @@ static slc_status_t router_worker_init(void *cfg, int worker_id, void **out_wctx
     if (w == NULL) {
         return SLC_ENOMEM;
     }
-    /* Distinct streams per worker and per instance; never zero. */
-    w->rng = splitmix64(((uint64_t)(unsigned)worker_id << 32) ^ (uint64_t)(uintptr_t)cfg ^
-                        (uint64_t)(uintptr_t)w) |
-             1;
+    /* Distinct streams per worker and per instance. */
+    slcu_rng_seed(&w->rng, ((uint64_t)(unsigned)worker_id << 32) ^ (uint64_t)(uintptr_t)cfg ^
+                               (uint64_t)(uintptr_t)w);
     *out_wctx = w;
     return SLC_OK;
 }
@@ -1607,79 +1572,20 @@ static const vhost_t *find_vhost(const router_cfg_t *cfg, slc_str_t authority)
     return cfg->any;
 }
 
-static bool has_prefix(slc_str_t s, slc_str_t p, bool ci)
-{
-    if (p.len == 0) {
-        return true;
-    }
-    if (s.len < p.len) {
-        return false;
-    }
-    return ci ? eq_ci((slc_str_t){s.ptr, p.len}, p) : memcmp(s.ptr, p.ptr, p.len) == 0;
-}
-
 static bool str_eq(slc_str_t a, slc_str_t b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
 }
 
-/* str_match_value tests a value that is present. */
 static bool str_match_value(const str_match_t *m, slc_str_t v)
 {
-    switch (m->kind) {
-    case SM_EXACT:
-        return str_eq(v, m->text);
-    case SM_PREFIX:
-        return has_prefix(v, m->text, false);
-    case SM_REGEX:
-        return rx_match(m->re, v.ptr ? v.ptr : "", v.len);
-    case SM_PRESENT:
-        return true;
-    case SM_ABSENT:
-        return false;
-    }
-    return false;
-}
-
-/* query_find finds parameter |name| in the raw query "a=1&b&c=3" (no
- * percent-decoding); a parameter without '=' has an empty value. */
-static bool query_find(slc_str_t query, slc_str_t name, slc_str_t *value)
-{
-    const char *p = query.ptr, *end = query.ptr + query.len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        const char *name_end = eq != NULL ? eq : stop;
-        if ((size_t)(name_end - p) == name.len && memcmp(p, name.ptr, name.len) == 0) {
-            *value = eq != NULL ? (slc_str_t){eq + 1, (size_t)(stop - eq - 1)} : SLC_STR("");
-            return true;
-        }
-        p = stop + 1;
-    }
-    return false;
+    return slcu_strmatch_value(m, &v);
 }
 
 static bool match_one(const route_match_t *m, slc_req_t *r, slc_str_t path, slc_str_t query)
 {
-    switch (m->path_kind) {
-    case PATH_ANY:
-        break;
-    case PATH_PREFIX:
-        if (!has_prefix(path, m->path, m->ignore_case)) {
-            return false;
-        }
-        break;
-    case PATH_EXACT:
-        if (m->ignore_case ? !eq_ci(path, m->path) : !str_eq(path, m->path)) {
-            return false;
-        }
-        break;
-    case PATH_REGEX:
-        if (!rx_match(m->path_re, path.ptr, path.len)) {
-            return false;
-        }
-        break;
+    if (m->path_kind != PATH_ANY && !str_match_value(&m->path, path)) {
+        return false;
     }
     if (m->has_method && !str_match_value(&m->method, slc_pseudo(r, SLC_PSEUDO_METHOD))) {
         return false;
@@ -1691,14 +1597,12 @@ static bool match_one(const route_match_t *m, slc_req_t *r, slc_str_t path, slc_
         const kv_match_t *kv = &m->headers[i];
         slc_str_t v;
         bool there = slc_header_get(r, SLC_REQUEST_HEADERS, kv->name, &v) == SLC_OK;
-        if (kv->m.kind == SM_ABSENT ? there : !there || !str_match_value(&kv->m, v)) {
+        if (!slcu_header_match(kv, there ? &v : NULL)) {
             return false;
         }
     }
     for (size_t i = 0; i < m->nquery; i++) {
-        const kv_match_t *kv = &m->query[i];
-        slc_str_t v;
-        if (!query_find(query, kv->name, &v) || !str_match_value(&kv->m, v)) {
+        if (!slcu_query_match(&m->query[i], query)) {
             return false;
         }
     }
@@ -1858,7 +1762,7 @@ static slc_status_t rewrite_path(slc_req_t *r, const route_t *rt, const route_ma
     if (m == NULL || m->path_kind == PATH_ANY) {
         cut = path.len > 0 && path.ptr[0] == '/' ? 1 : 0;
     } else if (m->path_kind == PATH_PREFIX) {
-        cut = m->path.len;
+        cut = m->path.text.len;
     } else {
         cut = path.len;
     }
@@ -2068,8 +1972,9 @@ static const slc_filter_desc_t router_desc = {
     .abi_version = SLC_ABI_VERSION,
     .struct_size = sizeof(slc_filter_desc_t),
     .name = "router",
-    .version = "0.2.0",
+    .version = "0.3.0",
     .config_new = router_config_new,
+    .config_free = router_config_free,
     .worker_init = router_worker_init,
     .worker_fini = router_worker_fini,
     .request_new = router_request_new,

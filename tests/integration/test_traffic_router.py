@@ -210,6 +210,31 @@ class TrafficRouter(h.SluiceTestCase):
             r = self.get(s, "/q" + qs)
             self.assertEqual((r.status, r.text()), (200, want), "%s: %r" % (qs, r))
 
+    def test_unicode_regex_header_match(self):
+        """RE2 through the real binary: regexes match UTF-8 characters, not
+        bytes ('.' takes a whole 'é', (?i) folds 'É'), and max_program_size
+        lets a larger program such as \\pL (every letter) in."""
+        vhosts = [h.vhost(["*"], [
+            {"match": {"prefix": "/", "headers": {"x-name": {"regex": "(?i)\u00e9mile"}}},
+             **d("emile")},
+            {"match": {"prefix": "/", "headers": {"x-word": {"regex": "caf."}}}, **d("one-char")},
+            {"match": {"prefix": "/", "headers": {"x-letters": {"regex": "\\pL+"}}},
+             **d("letters")},
+            {"match": {"prefix": "/"}, **d("default")},
+        ])]
+        router = h.router_vhosts(vhosts)
+        router["config"]["max_program_size"] = 2000
+        cfg = h.build_config(h.free_port(), h.free_port(), [router, h.lb_filter()],
+                             self.clusters(), workers=1)
+        s = self.sluice(cfg)
+        for hdr, want in (("x-name: \u00c9mile", "emile"), ("x-name: \u00e9MILE", "emile"),
+                          ("x-name: emile", "default"), ("x-word: caf\u00e9", "one-char"),
+                          ("x-word: caf\u00e9s", "default"), ("x-word: cafe", "one-char"),
+                          ("x-letters: \u0394\u00e9ja", "letters"),
+                          ("x-letters: abc1", "default")):
+            r = self.get(s, "/u", args=["-H", hdr])
+            self.assertEqual((r.status, r.text()), (200, want), "%s: %r" % (hdr, r))
+
     def test_authority_match_and_match_list(self):
         s = self.start([h.vhost(["*"], [
             {"match": {"prefix": "/", "authority": {"exact": "api.example.com"}}, **d("api")},

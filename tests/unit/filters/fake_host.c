@@ -2,6 +2,8 @@
 #define SLC_NO_WRAPPERS
 #include "fake_host.h"
 
+#include <sluice/util.h>
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,22 +61,12 @@ static char *xvasprintf(const char *fmt, va_list ap)
     return s;
 }
 
-static int ascii_lower(int c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
+/* The fake host uses the util library's case rule, duration parser and
+ * edit distance, as the core does, so that filter tests see the host's
+ * behaviour rather than a second copy of it. */
 static bool str_ieq(slc_str_t a, slc_str_t b)
 {
-    if (a.len != b.len) {
-        return false;
-    }
-    for (size_t i = 0; i < a.len; i++) {
-        if (ascii_lower((unsigned char)a.ptr[i]) != ascii_lower((unsigned char)b.ptr[i])) {
-            return false;
-        }
-    }
-    return true;
+    return slcu_caseeq(a, b);
 }
 
 static bool cstr_ieq(const char *a, const char *b)
@@ -732,97 +724,12 @@ static void fh_metric_add(slc_req_t *r, slc_metric_t *m, int64_t v)
 
 static slc_status_t fh_cfg_duration_ms(slc_str_t text, uint64_t *out_ms)
 {
-    static const struct {
-        const char *unit;
-        uint64_t ns;
-    } units[] = {
-        {"ms", 1000000ull},      {"us", 1000ull},       {"ns", 1ull},
-        {"h", 3600000000000ull}, {"m", 60000000000ull}, {"s", 1000000000ull},
-    };
-    const char *p = text.ptr, *end = text.ptr + text.len;
-    uint64_t total_ns = 0;
-    if (p == NULL || p == end) {
-        return SLC_EINVAL;
-    }
-    while (p < end) {
-        uint64_t whole = 0, frac = 0, frac_scale = 1;
-        const char *start = p;
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (whole > (UINT64_MAX - 9) / 10) {
-                return SLC_EINVAL;
-            }
-            whole = whole * 10 + (uint64_t)(*p++ - '0');
-        }
-        if (p < end && *p == '.') {
-            p++;
-            const char *fstart = p;
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (frac_scale < 1000000000ull) {
-                    frac = frac * 10 + (uint64_t)(*p - '0');
-                    frac_scale *= 10;
-                }
-                p++;
-            }
-            if (p == fstart) {
-                return SLC_EINVAL;
-            }
-        }
-        if (p == start) {
-            return SLC_EINVAL;
-        }
-        size_t u;
-        for (u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
-            size_t ul = strlen(units[u].unit);
-            if ((size_t)(end - p) >= ul && memcmp(p, units[u].unit, ul) == 0) {
-                break;
-            }
-        }
-        if (u == sizeof(units) / sizeof(units[0])) {
-            return SLC_EINVAL;
-        }
-        p += strlen(units[u].unit);
-        uint64_t mul = units[u].ns;
-        if (whole != 0 && mul > UINT64_MAX / whole) {
-            return SLC_EINVAL;
-        }
-        uint64_t ns = whole * mul + (frac * mul) / frac_scale;
-        if (total_ns > UINT64_MAX - ns) {
-            return SLC_EINVAL;
-        }
-        total_ns += ns;
-    }
-    *out_ms = total_ns / 1000000ull;
-    return SLC_OK;
+    return slcu_duration_ms(text, out_ms);
 }
 
 static size_t edit_distance(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    size_t prev[65], cur[65];
-    if (la > 64 || lb > 64) {
-        return 99;
-    }
-    for (size_t j = 0; j <= lb; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cost =
-                ascii_lower((unsigned char)a[i - 1]) == ascii_lower((unsigned char)b[j - 1]) ? 0
-                                                                                             : 1;
-            size_t best = prev[j - 1] + cost;
-            if (prev[j] + 1 < best) {
-                best = prev[j] + 1;
-            }
-            if (cur[j - 1] + 1 < best) {
-                best = cur[j - 1] + 1;
-            }
-            cur[j] = best;
-        }
-        memcpy(prev, cur, (lb + 1) * sizeof(size_t));
-    }
-    return prev[lb];
+    return slcu_edit_distance(str_of(a), str_of(b), true);
 }
 
 static const char *field_kind_word(slc_field_kind_t k)
