@@ -19,6 +19,7 @@
 struct arena_chunk {
     arena_chunk_t *next;
     size_t size; /* usable bytes after the header */
+    bool mapped; /* mmap'd (else malloc'd: see chunk_map) */
     _Alignas(16) char data[];
 };
 
@@ -32,7 +33,7 @@ struct arena_defer {
  * ARENA_CHUNK_SIZE bytes, two pages. */
 #define CHUNK_USABLE (ARENA_CHUNK_SIZE - offsetof(arena_chunk_t, data))
 
-__attribute__((unused)) static void *xmalloc(size_t n)
+static void *xmalloc(size_t n)
 {
     void *p = malloc(n);
     if (!p) {
@@ -58,11 +59,12 @@ static arena_chunk_t *chunk_map(size_t usable)
 {
     size_t len = map_len(usable);
     void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        fputs("sluice: out of memory\n", stderr);
-        abort();
-    }
-    arena_chunk_t *c = m;
+    bool mapped = m != MAP_FAILED;
+    /* Past vm.max_map_count (tens of thousands of streams in flight, each
+     * chunk a mapping unless the kernel merges neighbours) mmap fails:
+     * malloc then, rather than refuse the stream. */
+    arena_chunk_t *c = mapped ? m : xmalloc(len);
+    c->mapped = mapped;
     c->size = len - offsetof(arena_chunk_t, data); /* what the pages hold */
     POISON(c->data, c->size);
     return c;
@@ -71,7 +73,10 @@ static arena_chunk_t *chunk_map(size_t usable)
 static void chunk_unmap(arena_chunk_t *c)
 {
     UNPOISON(c->data, c->size);
-    munmap(c, offsetof(arena_chunk_t, data) + c->size);
+    if (c->mapped)
+        munmap(c, offsetof(arena_chunk_t, data) + c->size);
+    else
+        free(c);
 }
 
 void arena_pool_init(arena_pool_t *p, size_t max_free)
