@@ -235,7 +235,8 @@ client() {
 }
 render() { # template output PORT [MASTER]
     sed -e "s#@RUN@#$WORKDIR#g" -e "s#@PORT@#$3#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
-        -e "s#@MASTER@#${4:-on}#g" "$1" >"$2"
+        -e "s#@MASTER@#${4:-on}#g" -e "s#@WORKERS@#${RENDER_WORKERS:-1}#g" \
+        -e "s#@REUSEPORT@#${RENDER_REUSEPORT:-}#g" "$1" >"$2"
 }
 # sluice_config OUT PORT ADMIN_PORT NFILTERS
 sluice_config() {
@@ -319,7 +320,14 @@ memory_stage() {
                 render "$HERE/haproxy.cfg.in" "$WORKDIR/mem-haproxy.cfg" "$mport"
                 cmd=(haproxy -db -f "$WORKDIR/mem-haproxy.cfg") ;;
             nginx)
-                render "$HERE/proxy.nginx.conf.in" "$WORKDIR/mem-proxy.conf" "$mport"
+                # One nginx worker holds a client and a backend connection
+                # per request in flight, and cannot raise its open-files
+                # limit past the hard one (often 20000): at 10,000 clients
+                # it runs out. Two workers (reuseport splits the clients)
+                # have a limit each; the second worker's own baseline is in
+                # the "before" reading.
+                RENDER_WORKERS=2 RENDER_REUSEPORT=" reuseport" \
+                    render "$HERE/proxy.nginx.conf.in" "$WORKDIR/mem-proxy.conf" "$mport"
                 cmd=(nginx -p "$WORKDIR" -c "$WORKDIR/mem-proxy.conf" -e "$WORKDIR/logs/mem-proxy.stderr") ;;
             sluice)
                 sluice_config "$WORKDIR/mem-sluice.yaml" "$mport" "$madmin" 0
