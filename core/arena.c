@@ -1,8 +1,11 @@
 #include "arena.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #ifdef ARENA_ASAN
 #include <sanitizer/asan_interface.h>
@@ -16,6 +19,7 @@
 struct arena_chunk {
     arena_chunk_t *next;
     size_t size; /* usable bytes after the header */
+    bool mapped; /* mmap'd (else malloc'd: see chunk_map) */
     _Alignas(16) char data[];
 };
 
@@ -24,6 +28,10 @@ struct arena_defer {
     void (*fn)(void *);
     void *arg;
 };
+
+/* Usable bytes of a standard chunk: its header and data fill exactly
+ * ARENA_CHUNK_SIZE bytes, two pages. */
+#define CHUNK_USABLE (ARENA_CHUNK_SIZE - offsetof(arena_chunk_t, data))
 
 static void *xmalloc(size_t n)
 {
@@ -35,10 +43,45 @@ static void *xmalloc(size_t n)
     return p;
 }
 
+/* Chunks are mapped, not malloc'd. A stream's chunks live only as long as
+ * the stream, while connections live long: from malloc's heap, the chunks
+ * of a burst of streams left holes between connections that glibc could
+ * not give back (a freed 8 KiB chunk keeps its pages while anything live
+ * shares them). A mapping is returned whole by munmap, at once. */
+static size_t map_len(size_t usable)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t n = offsetof(arena_chunk_t, data) + usable;
+    return (n + pg - 1) & ~(pg - 1);
+}
+
+static arena_chunk_t *chunk_map(size_t usable)
+{
+    size_t len = map_len(usable);
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    bool mapped = m != MAP_FAILED;
+    /* Past vm.max_map_count (tens of thousands of streams in flight, each
+     * chunk a mapping unless the kernel merges neighbours) mmap fails:
+     * malloc then, rather than refuse the stream. */
+    arena_chunk_t *c = mapped ? m : xmalloc(len);
+    c->mapped = mapped;
+    c->size = len - offsetof(arena_chunk_t, data); /* what the pages hold */
+    POISON(c->data, c->size);
+    return c;
+}
+
+static void chunk_unmap(arena_chunk_t *c)
+{
+    UNPOISON(c->data, c->size);
+    if (c->mapped)
+        munmap(c, offsetof(arena_chunk_t, data) + c->size);
+    else
+        free(c);
+}
+
 void arena_pool_init(arena_pool_t *p, size_t max_free)
 {
-    p->free = NULL;
-    p->nfree = 0;
+    memset(p, 0, sizeof(*p));
     p->max_free = max_free;
 }
 
@@ -47,10 +90,38 @@ void arena_pool_cleanup(arena_pool_t *p)
     while (p->free) {
         arena_chunk_t *c = p->free;
         p->free = c->next;
-        UNPOISON(c->data, c->size);
-        free(c);
+        chunk_unmap(c);
     }
     p->nfree = 0;
+    p->low_free = 0;
+}
+
+size_t arena_pool_trim(arena_pool_t *p, size_t keep)
+{
+    /* low_free chunks stayed on the list through the whole interval: the
+     * load since the last trim never needed them. */
+    size_t n = p->low_free;
+    if (p->nfree - n < keep)
+        n = p->nfree > keep ? p->nfree - keep : 0;
+    if (n) {
+        /* The list is LIFO: its head holds the recently used (cache-warm)
+         * chunks, so the ones past position nfree - n go. */
+        arena_chunk_t **pp = &p->free;
+        for (size_t i = 0; i < p->nfree - n; i++)
+            pp = &(*pp)->next;
+        arena_chunk_t *c = *pp;
+        *pp = NULL;
+        while (c) {
+            arena_chunk_t *next = c->next;
+            chunk_unmap(c);
+            c = next;
+        }
+        p->nfree -= n;
+    }
+    p->low_free = p->nfree;
+    p->peak_out = p->out;
+    p->taken = 0;
+    return n;
 }
 
 void arena_init(arena_t *a, arena_pool_t *pool, size_t budget)
@@ -62,18 +133,24 @@ void arena_init(arena_t *a, arena_pool_t *pool, size_t budget)
 
 __attribute__((unused)) static arena_chunk_t *chunk_get(arena_t *a, size_t need)
 {
-    arena_chunk_t *c;
-    if (need <= ARENA_CHUNK_SIZE && a->pool && a->pool->free) {
-        c = a->pool->free;
-        a->pool->free = c->next;
-        a->pool->nfree--;
-        return c;
+    arena_pool_t *p = a->pool;
+    if (need > CHUNK_USABLE)
+        return chunk_map(need); /* oversized: never pooled */
+    if (p) {
+        /* Standard chunks of a pooled arena are counted while out, so that
+         * arena_pool_trim knows how far the load fell. */
+        p->taken++;
+        if (++p->out > p->peak_out)
+            p->peak_out = p->out;
+        if (p->free) {
+            arena_chunk_t *c = p->free;
+            p->free = c->next;
+            if (--p->nfree < p->low_free)
+                p->low_free = p->nfree;
+            return c;
+        }
     }
-    size_t size = need <= ARENA_CHUNK_SIZE ? ARENA_CHUNK_SIZE : need;
-    c = xmalloc(sizeof(*c) + size);
-    c->size = size;
-    POISON(c->data, size);
-    return c;
+    return chunk_map(CHUNK_USABLE);
 }
 
 void *arena_alloc_nozero(arena_t *a, size_t n)
@@ -158,14 +235,18 @@ void arena_reset(arena_t *a)
     while (a->chunks) {
         arena_chunk_t *c = a->chunks;
         a->chunks = c->next;
-        if (a->pool && c->size == ARENA_CHUNK_SIZE && a->pool->nfree < a->pool->max_free) {
+        bool standard = c->size == CHUNK_USABLE;
+        if (a->pool && standard)
+            a->pool->out--;
+        if (a->pool && standard && a->pool->nfree < a->pool->max_free) {
             POISON(c->data, c->size); /* stale pointers into it are caught */
             c->next = a->pool->free;
             a->pool->free = c;
             a->pool->nfree++;
+        } else if (c->size) {
+            chunk_unmap(c);
         } else {
-            UNPOISON(c->data, c->size);
-            free(c);
+            free(c); /* SLUICE_ARENA_DEBUG: one malloc per allocation */
         }
     }
     a->pos = a->end = NULL;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A standard chunk is ARENA_CHUNK_SIZE bytes with its header: two pages. */
 #define ARENA_CHUNK_SIZE 8192
 
 /* Under AddressSanitizer a bump allocator hides overruns: the bytes past an
@@ -42,10 +43,19 @@
 typedef struct arena_chunk arena_chunk_t;
 typedef struct arena_defer arena_defer_t;
 
-/* arena_pool_t is a worker's free list of standard-size chunks. */
+/* arena_pool_t is a worker's free list of standard-size chunks: at most
+ * |max_free| of them, and arena_pool_trim, called now and then, returns
+ * those a whole interval did not need (what a burst of streams took comes
+ * back once the burst is over). Chunks are mmap'd pages: a returned chunk
+ * leaves no hole in malloc's heap. The pool owns the chunks on |free|;
+ * an arena owns the chunks it took until arena_reset. */
 typedef struct arena_pool {
     arena_chunk_t *free;
     size_t nfree, max_free;
+    size_t low_free; /* fewest chunks on |free| since the last trim */
+    size_t out;      /* standard chunks held by arenas now */
+    size_t peak_out; /* most held at once since the last trim */
+    size_t taken;    /* standard chunks handed out since the last trim */
 } arena_pool_t;
 
 typedef struct arena {
@@ -58,6 +68,12 @@ typedef struct arena {
 
 void arena_pool_init(arena_pool_t *p, size_t max_free);
 void arena_pool_cleanup(arena_pool_t *p);
+/* arena_pool_trim frees the free chunks that stayed unused since the last
+ * trim, keeping at least |keep| (or all there are), and starts a new
+ * interval (low_free = nfree, peak_out = out, taken = 0). Returns how
+ * many it freed.
+ * Cost: a walk of the free list; call it from a timer, not per request. */
+size_t arena_pool_trim(arena_pool_t *p, size_t keep);
 
 void arena_init(arena_t *a, arena_pool_t *pool, size_t budget);
 /* arena_alloc returns |n| zeroed bytes aligned to 16, or NULL over budget. */

@@ -1,4 +1,5 @@
 /* sluice: service-mesh data-plane proxy. Command line entry. */
+#include "bufmem.h"
 #include "conf.h"
 #include "log.h"
 #include "server.h"
@@ -83,6 +84,9 @@ int main(int argc, char **argv)
     char *dir = conf_pick_filter_dir(filter_dir, getenv("SLUICE_FILTER_DIR"), SELF_EXE);
     conf_set_default_filter_dir(dir);
     free(dir);
+    /* Before any libevent call: buffer chains live apart from the heap
+     * (bufmem.h). Without it (sanitizer builds) they are malloc'd. */
+    bufmem_install();
     if (validate)
         return server_validate(config);
     /* Buffers come and go with every request. With glibc's default trim

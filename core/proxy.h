@@ -129,6 +129,9 @@ typedef struct worker {
     holder_t *retired;
     lev_t *levs;
     arena_pool_t arena_pool;
+    struct event *trim_ev; /* returns what a burst took (worker.c on_trim) */
+    size_t trim_debt;      /* streams served since the last malloc_trim */
+    uint64_t ticks;        /* on_trim runs so far: the pools' clock */
     stats_shard_t *stats;
     lstats_t *lstats;
     cstats_t *cstats;
@@ -298,8 +301,9 @@ typedef struct uconn {
     cl_state_t *clst; /* counted in clst->connections while open */
     bool connected, reused, keep_alive;
     uint64_t requests;
-    uint64_t head_end; /* io.sent once the current request head is on the wire */
-    holder_t *pinned;  /* a transport's code lives in this generation's module */
+    uint64_t head_end;  /* io.sent once the current request head is on the wire */
+    uint64_t idle_tick; /* w->ticks when it was last pooled */
+    holder_t *pinned;   /* a transport's code lives in this generation's module */
 } uconn_t;
 
 /* worker.c */
@@ -358,6 +362,10 @@ void upstream_worker_init(worker_t *w);
 /* upstream_release_idle_for_waiters closes this worker's idle connections
  * to clusters whose limit makes streams wait elsewhere. */
 void upstream_release_idle_for_waiters(worker_t *w);
+/* upstream_pools_trim closes idle connections that no stream took for a
+ * whole tick, keeping the |keep| most recently used of each pool. Returns
+ * how many it closed. */
+size_t upstream_pools_trim(worker_t *w, size_t keep);
 /* stream side hooks called by upstream.c */
 /* stream_on_response_head: |r| was parsed from |head| (upstream input,
  * valid for the call only: the stream copies what it keeps). */

@@ -711,6 +711,8 @@ out:
     for (int i = 0; i < srv->nworkers; i++) {
         worker_t *w = &srv->workers[i];
         if (w->base) {
+            if (w->trim_ev)
+                event_free(w->trim_ev);
             event_free(w->notify_ev);
             event_base_free(w->base);
             close(w->notify[0]);

@@ -52,6 +52,9 @@ void sio_loop_init(sio_loop_t *l, struct event_base *base)
 {
     memset(l, 0, sizeof(*l));
     l->base = base;
+    l->scratch = malloc(SIO_READ_CHUNK);
+    if (!l->scratch)
+        abort();
     event_assign(&l->flush_ev, base, -1, 0, on_flush, l);
 }
 
@@ -59,6 +62,8 @@ void sio_loop_cleanup(sio_loop_t *l)
 {
     event_del(&l->flush_ev);
     l->dirty = NULL;
+    free(l->scratch);
+    l->scratch = NULL;
 }
 
 void sio_mark(sio_t *s)
@@ -133,19 +138,40 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     struct evbuffer *target = s->t ? s->wire_in : s->in;
     size_t before = evbuffer_get_length(s->in);
     int eof = 0;
+    bool filled = false; /* the previous read filled SIO_READ_CHUNK */
     for (int i = 0; i < SIO_READS_PER_WAKEUP; i++) {
-        struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(target, SIO_READ_CHUNK, &v, 1) < 1)
-            break;
-        ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+        ssize_t n;
+        if (!filled) {
+            /* A read that does not follow a full one goes through the loop's scratch
+             * buffer and only what arrived is copied into |target|: a
+             * reserved chain is 32 KiB of heap (libevent rounds 16 KiB plus
+             * its header up to a power of two) for what is usually a
+             * 100-byte head, and a burst of clients left those gaps all
+             * over the heap (docs/performance.md, memory after a burst). */
+            n = recv(fd, s->loop->scratch, SIO_READ_CHUNK, 0);
+            if (n > 0)
+                evbuffer_add(target, s->loop->scratch, (size_t)n);
+        } else {
+            /* The previous read filled the chunk: a bulk transfer, and
+             * |target| holds its bytes, so reading in place costs no copy
+             * and a chain left empty by EAGAIN is freed when those bytes
+             * are drained. */
+            struct evbuffer_iovec v;
+            if (evbuffer_reserve_space(target, SIO_READ_CHUNK, &v, 1) < 1)
+                break;
+            n = recv(fd, v.iov_base, v.iov_len, 0);
+            int err = errno; /* commit may clobber it */
+            v.iov_len = n > 0 ? (size_t)n : 0;
+            evbuffer_commit_space(target, &v, n > 0 ? 1 : 0);
+            errno = err;
+        }
         if (n > 0) {
-            v.iov_len = (size_t)n;
-            evbuffer_commit_space(target, &v, 1);
             if ((size_t)n < SIO_READ_CHUNK || evbuffer_get_length(s->in) >= s->read_high)
                 break;
+            filled = true;
             continue;
         }
-        evbuffer_commit_space(target, &v, 0);
+        filled = false;
         if (n == 0) {
             eof = SIO_EOF;
         } else if (errno == EINTR) {

@@ -53,6 +53,10 @@ typedef struct sio_loop {
     struct event flush_ev;
     sio_t *dirty;
     bool flush_pending;
+    /* The first read of every wakeup lands here and is copied into the
+     * socket's buffer (sio.c on_readable). Owned by the loop: allocated in
+     * sio_loop_init, freed in sio_loop_cleanup. */
+    char *scratch;
 } sio_loop_t;
 
 struct sio {

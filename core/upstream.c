@@ -709,6 +709,7 @@ void upstream_release(stream_t *s)
         return;
     }
     /* Idle: any read event (data or EOF) or the idle timeout closes it. */
+    uc->idle_tick = w->ticks;
     sio_timer(&uc->io, s->ep->cluster->pool.idle_timeout_ms);
     sio_read_enable(&uc->io, true);
     uc->next = p->idle;
@@ -716,4 +717,33 @@ void upstream_release(stream_t *s)
     p->nidle++;
     if (w->pend_head)
         event_active(w->pend_ev, EV_TIMEOUT, 0); /* an idle connection to hand out */
+}
+
+size_t upstream_pools_trim(worker_t *w, size_t keep)
+{
+    /* A burst opens as many connections as it has streams in flight;
+     * max_idle of them would stay for the whole idle_timeout, and the
+     * memory they hold would pin the pages of all those closed around
+     * them. Those pooled before the previous tick were not needed for a
+     * whole interval: the load they served is over. The LIFO list has the
+     * most recently used first, so the first |keep| stay. */
+    size_t closed = 0;
+    for (size_t b = 0; b < UPOOL_BUCKETS; b++) {
+        for (upool_t *p = w->pools[b]; p; p = p->next) {
+            size_t i = 0;
+            for (uconn_t **pp = &p->idle; *pp;) {
+                uconn_t *uc = *pp;
+                if (i >= keep && uc->idle_tick + 1 < w->ticks) {
+                    *pp = uc->next;
+                    p->nidle--;
+                    uconn_free(uc);
+                    closed++;
+                    continue;
+                }
+                i++;
+                pp = &uc->next;
+            }
+        }
+    }
+    return closed;
 }

@@ -1,11 +1,13 @@
 /* worker: one thread, one event loop, its own listening sockets and
  * upstream pools; follows the server's current generation. */
+#include "bufmem.h"
 #include "log.h"
 #include "server.h"
 
 #include <errno.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +182,51 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
  * descriptors or memory (nginx and HAProxy pause the same way). The
  * connections wait in the kernel's backlog meanwhile. */
 #define ACCEPT_PAUSE_MS 100
+
+/* Memory a burst leaves behind (docs/performance.md). Every TRIM_MS the
+ * worker returns the arena chunks that the interval did not need, keeping
+ * ARENA_POOL_KEEP for light load; the pool never holds more than
+ * ARENA_POOL_MAX (8 MiB), whatever the load. Likewise for libevent's
+ * buffer blocks (bufmem.h) and for idle upstream connections past
+ * UPOOL_KEEP per pool that no stream took for a whole interval. */
+#define TRIM_MS         1000
+#define ARENA_POOL_MAX  1024
+#define ARENA_POOL_KEEP 4
+#define BUFMEM_KEEP     4 /* blocks per size class */
+#define UPOOL_KEEP      8 /* idle upstream connections per pool */
+/* malloc_trim runs once the worker has served at least BURST_STREAMS
+ * streams (or closed that many pooled connections) since the last one and
+ * then gets quiet: fewer than BURST_STREAMS
+ * new streams in an interval, or the streams in flight fell to a quarter
+ * of their peak. */
+#define BURST_STREAMS 64
+
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    arena_pool_t *p = &w->arena_pool;
+    /* A stream holds at least one chunk while it lives: the pool's counts
+     * are the worker's load, at no cost per request. */
+    size_t peak = p->peak_out, now = p->out, taken = p->taken;
+    w->ticks++;
+    arena_pool_trim(p, ARENA_POOL_KEEP);
+    bufmem_trim(BUFMEM_KEEP);
+    w->trim_debt += taken + upstream_pools_trim(w, UPOOL_KEEP);
+    bool quiet = taken < BURST_STREAMS || (peak >= now + BURST_STREAMS && now <= peak / 4);
+    if (w->trim_debt >= BURST_STREAMS && quiet) {
+        /* The connections of a burst live on; what their requests
+         * allocated from malloc is free, but malloc keeps the pages
+         * between the survivors (by itself it gives back only the top of
+         * a heap, and main.c raised that threshold to 64 MiB).
+         * malloc_trim releases the whole free pages inside every heap. It
+         * walks the free chunks, so it runs once when the load falls, not
+         * while it holds. */
+        malloc_trim(0);
+        w->trim_debt = 0;
+    }
+}
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
@@ -420,7 +467,10 @@ int worker_start(worker_t *w)
     upstream_worker_init(w);
     w->notify_ev = event_new(w->base, w->notify[0], EV_READ | EV_PERSIST, on_notify, w);
     event_add(w->notify_ev, NULL);
-    arena_pool_init(&w->arena_pool, 256);
+    arena_pool_init(&w->arena_pool, ARENA_POOL_MAX);
+    w->trim_ev = event_new(w->base, -1, EV_PERSIST, on_trim, w);
+    struct timeval ttv = {TRIM_MS / 1000, (TRIM_MS % 1000) * 1000};
+    event_add(w->trim_ev, &ttv);
     /* Random seeds keep request ids distinct across processes and restarts;
      * without getrandom, pid and worker id still separate the workers. */
     uint64_t seed;

@@ -10,6 +10,12 @@
 #   INSTR=1          user-space instructions per request under callgrind,
 #                    for sluice with each FILTERS count, haproxy, nginx
 #                    (and the backend itself: "direct")
+#   MEMORY=1         only the memory-after-burst stage (below)
+#
+# The default mode ends with the memory-after-burst stage: for each of
+# BURST_CLIENTS and each proxy, a fresh proxy process gets N keep-alive
+# clients that each send one request at once and then stay idle
+# (burst.py); the RSS it keeps, per client, is reported.
 #
 # Environment (all optional):
 #   SLUICE_BIN=build/core/sluice      SLUICE_FILTER_DIR=build/filters
@@ -27,6 +33,9 @@
 #   PIN=1 SERVER_CPU=1 CLIENT_CPU=0   servers on one core, load generator on another
 #   WARMUP=2                          seconds of wrk per target before the rounds
 #   KEEP_WORKDIR=0                    1: keep configs, raw outputs and logs
+#   BURST_CLIENTS="1000 10000"        memory stage client counts ("" skips the stage)
+#   BURST_SETTLE=3                    seconds between the last response and the reading
+#   MEM_TARGETS="haproxy nginx sluice"  (default mode: those of TARGETS)
 #
 # Every process is started with setsid (its own process group) and stopped
 # by that PID or group in the EXIT trap, never by name. Every client run is
@@ -56,7 +65,15 @@ SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 WARMUP=${WARMUP:-2}
 KEEP_WORKDIR=${KEEP_WORKDIR:-0}
-if [ "$INSTR" = 1 ]; then
+MEMORY=${MEMORY:-0}
+BURST_CLIENTS=${BURST_CLIENTS-"1000 10000"}
+BURST_SETTLE=${BURST_SETTLE:-3}
+if [ "$MEMORY" = 1 ]; then
+    MODE=memory
+    MEM_TARGETS=${MEM_TARGETS:-"haproxy nginx sluice"}
+    TARGETS=""
+    [ -n "$BURST_CLIENTS" ] || { echo "MEMORY=1 needs BURST_CLIENTS" >&2; exit 1; }
+elif [ "$INSTR" = 1 ]; then
     MODE=instr
     FILTERS=${FILTERS:-"0 1 8"}
     INSTR_TARGETS=${INSTR_TARGETS:-"sluice haproxy nginx direct"}
@@ -84,9 +101,19 @@ die() {
 }
 
 case $BACKEND in nginx | upstream) ;; *) die "BACKEND must be nginx or upstream, not '$BACKEND'" ;; esac
-for v in ROUNDS DURATION CONNS BASE_PORT N1 N2 WARMUP; do
+for v in ROUNDS DURATION CONNS BASE_PORT N1 N2 WARMUP BURST_SETTLE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
 done
+for n in $BURST_CLIENTS; do
+    if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 15000 ]; then
+        die "BURST_CLIENTS: '$n' is not 1..15000"
+    fi
+done
+if [ "$MODE" = bench ] && [ -z "${MEM_TARGETS+x}" ]; then
+    MEM_TARGETS=""
+    for t in $TARGETS; do [ "$t" = direct ] || MEM_TARGETS+="$t "; done
+fi
+MEM_TARGETS=${MEM_TARGETS:-}
 [ "$N2" -gt "$N1" ] || die "N2 must be larger than N1"
 for n in $FILTERS; do
     if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -gt 64 ]; then die "FILTERS: '$n' is not 0..64"; fi
@@ -120,7 +147,7 @@ if [ "$PIN" = 1 ] && { [ "$(nproc)" -le "$SERVER_CPU" ] || [ "$(nproc)" -le "$CL
     PIN=0
 fi
 uses_sluice=0
-for t in ${TARGETS:-} ${INSTR_TARGETS:-}; do [ "$t" = sluice ] && uses_sluice=1; done
+for t in ${TARGETS:-} ${INSTR_TARGETS:-} ${MEM_TARGETS:-}; do [ "$t" = sluice ] && uses_sluice=1; done
 [ "$MODE" = filters ] && uses_sluice=1
 if [ "$uses_sluice" = 1 ]; then
     [ -x "$SLUICE_BIN" ] || die "sluice binary not found: $SLUICE_BIN (build it, or set SLUICE_BIN)"
@@ -133,7 +160,7 @@ fi
 
 # --- work directory and process bookkeeping -----------------------------------
 WORKDIR=/tmp/sluice-bench/run.$(date +%Y%m%d-%H%M%S).$$
-mkdir -p "$WORKDIR"/{raw,tmp,logs,cg} || die "cannot create $WORKDIR"
+mkdir -p "$WORKDIR"/{raw,tmp,logs,cg,mem} || die "cannot create $WORKDIR"
 PIDS=() # every server we started; each leads its own process group (setsid)
 
 stop_pid() { # pid [grace seconds]: TERM the group, wait, then KILL
@@ -208,7 +235,8 @@ client() {
 }
 render() { # template output PORT [MASTER]
     sed -e "s#@RUN@#$WORKDIR#g" -e "s#@PORT@#$3#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
-        -e "s#@MASTER@#${4:-on}#g" "$1" >"$2"
+        -e "s#@MASTER@#${4:-on}#g" -e "s#@WORKERS@#${RENDER_WORKERS:-1}#g" \
+        -e "s#@REUSEPORT@#${RENDER_REUSEPORT:-}#g" "$1" >"$2"
 }
 # sluice_config OUT PORT ADMIN_PORT NFILTERS
 sluice_config() {
@@ -273,6 +301,68 @@ versions() {
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 versions >"$WORKDIR/meta.txt"
+
+# --- memory after a burst ---------------------------------------------------------
+# memory_stage: for each N of BURST_CLIENTS and each of MEM_TARGETS, a fresh
+# proxy (its own port, BASE_PORT+30..33), one warm-up request, then burst.py
+# with N clients; writes mem/<target>.<N>.json. A fresh process each time,
+# so that every figure starts from the same idle state.
+memory_stage() {
+    local n t port pid cmd
+    local mport=$((BASE_PORT + 30)) madmin=$((BASE_PORT + 31))
+    echo "burst_clients=$BURST_CLIENTS" >>"$WORKDIR/meta.txt"
+    echo "burst_settle=$BURST_SETTLE" >>"$WORKDIR/meta.txt"
+    echo "mem_targets=$MEM_TARGETS" >>"$WORKDIR/meta.txt"
+    for n in $BURST_CLIENTS; do
+        for t in $MEM_TARGETS; do
+            case $t in
+            haproxy)
+                render "$HERE/haproxy.cfg.in" "$WORKDIR/mem-haproxy.cfg" "$mport"
+                cmd=(haproxy -db -f "$WORKDIR/mem-haproxy.cfg") ;;
+            nginx)
+                # One nginx worker holds a client and a backend connection
+                # per request in flight, and cannot raise its open-files
+                # limit past the hard one (often 20000): at 10,000 clients
+                # it runs out. Two workers (reuseport splits the clients)
+                # have a limit each; the second worker's own baseline is in
+                # the "before" reading.
+                RENDER_WORKERS=2 RENDER_REUSEPORT=" reuseport" \
+                    render "$HERE/proxy.nginx.conf.in" "$WORKDIR/mem-proxy.conf" "$mport"
+                cmd=(nginx -p "$WORKDIR" -c "$WORKDIR/mem-proxy.conf" -e "$WORKDIR/logs/mem-proxy.stderr") ;;
+            sluice)
+                sluice_config "$WORKDIR/mem-sluice.yaml" "$mport" "$madmin" 0
+                cmd=("$SLUICE_BIN" -c "$WORKDIR/mem-sluice.yaml") ;;
+            *) die "unknown memory target '$t' (haproxy nginx sluice)" ;;
+            esac
+            start_server "mem-$t-$n" "${cmd[@]}"
+            pid=$LAST_PID
+            if ! wait_port "$mport" 15 "$pid"; then
+                log "$t did not listen on $mport: $(tail -3 "$WORKDIR/logs/mem-$t-$n.log")"
+                stop_pid "$pid" 5
+                forget_pid "$pid"
+                continue
+            fi
+            curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$mport/hello"
+            sleep 1
+            client $((BURST_SETTLE + 200)) python3 "$HERE/burst.py" --port "$mport" --pid "$pid" -n "$n" \
+                --settle "$BURST_SETTLE" --timeout 180 --json "$WORKDIR/mem/$t.$n.json" \
+                >/dev/null 2>"$WORKDIR/logs/burst-$t-$n.log" ||
+                log "burst $t $n failed: $(tail -2 "$WORKDIR/logs/burst-$t-$n.log")"
+            log "memory $t $n: $(grep -o 'VmRSS.*' "$WORKDIR/logs/burst-$t-$n.log" | head -1)"
+            stop_pid "$pid" 10
+            forget_pid "$pid"
+            # the clients' sockets linger in TIME_WAIT on 127.0.0.1; let the
+            # proxy's port go before the next one binds it
+            sleep 1
+        done
+    done
+}
+if [ "$MODE" = memory ]; then
+    memory_stage
+    echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORKDIR/meta.txt"
+    python3 "$HERE/report.py" memory "$WORKDIR" "$OUT_JSON"
+    exit $?
+fi
 
 # --- INSTR mode: instructions per request under callgrind ----------------------
 if [ "$MODE" = instr ]; then
@@ -405,8 +495,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
         log "round $r/$ROUNDS $t: $(grep -E 'Requests/sec' "$out" | tr -s ' ' || echo 'no result')"
     done
 done
-echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORKDIR/meta.txt"
 for t in $ALL_TARGETS; do
     kill -0 "${TPID[$t]}" 2>/dev/null || log "warning: $t (pid ${TPID[$t]}) died during the run"
 done
+if [ "$MODE" = bench ] && [ -n "$BURST_CLIENTS" ] && [ -n "$MEM_TARGETS" ]; then
+    # The throughput proxies stay up (idle) meanwhile; the stage's own
+    # processes are fresh.
+    memory_stage
+fi
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORKDIR/meta.txt"
 python3 "$HERE/report.py" "$MODE" "$WORKDIR" "$OUT_JSON"

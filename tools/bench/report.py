@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """report.py: turns the raw outputs of bench.sh into a table and a JSON file.
 
-usage: report.py bench|filters RUN_DIR OUT_JSON
+usage: report.py bench|filters|memory RUN_DIR OUT_JSON
        report.py instr RUN_DIR OUT_JSON N1 N2
 
 RUN_DIR holds meta.txt (key=value lines) and, for bench/filters, one wrk
 output per target and round in raw/<target>.r<round>.txt; for instr,
-instr.txt with lines "<target> <Ir(N1)> <ok1> <Ir(N2)> <ok2>".
+instr.txt with lines "<target> <Ir(N1)> <ok1> <Ir(N2)> <ok2>"; for the
+memory stage (memory mode, and the end of bench mode), mem/<target>.<N>.json
+as written by burst.py.
 Standard library only.
 """
 import glob
@@ -166,6 +168,8 @@ def report_rounds(mode, run, out):
             print("  %8d %10s %10s %16s %18s" % (n, fmt(entry["rps_median"]), fmt(entry["ratio_vs_base"], "%.3f"),
                                                   fmt(entry.get("cost_per_filter_pct"), "%.2f"),
                                                   fmt(entry.get("ns_per_filter_per_request"), "%.0f")))
+    if mode == "bench" and report_memory(run, meta, doc):
+        bad.append("memory")
     if bad:
         print("\nWARNING: errors, non-2xx responses or missing rounds for: %s" % " ".join(bad))
     noisy = [t for t in targets if (summ[t]["rps_cv_pct"] or 0) > 5]
@@ -176,6 +180,68 @@ def report_rounds(mode, run, out):
     print("\nload average: start %s, end %s" % (meta.get("loadavg_start"), meta.get("loadavg_end")))
     write_json(out, doc)
     return 1 if bad else 0
+
+
+MEM_ORDER = ("haproxy", "nginx", "sluice")
+
+
+def load_memory(run):
+    """load_memory returns {target: {clients: burst.py result}} from mem/*.json."""
+    out = {}
+    for p in glob.glob(os.path.join(run, "mem", "*.json")):
+        m = re.match(r"(.+)\.(\d+)\.json$", os.path.basename(p))
+        if not m:
+            continue
+        with open(p) as f:
+            out.setdefault(m.group(1), {})[int(m.group(2))] = json.load(f)
+    return out
+
+
+def report_memory(run, meta, doc):
+    """report_memory prints KiB per client after a burst and fills doc["memory"].
+    Returns the targets/counts that were asked for but have no figure."""
+    mem = load_memory(run)
+    counts = [int(x) for x in meta.get("burst_clients", "").split()]
+    targets = meta.get("mem_targets", "").split()
+    if not counts or not targets:
+        return []
+    targets = [t for t in MEM_ORDER if t in targets] + [t for t in targets if t not in MEM_ORDER]
+    print("\nmemory kept after a burst: N keep-alive clients send one request each at once, then stay")
+    print("idle; (RSS %ss after the last response - RSS before connecting) / N, in KiB per client"
+          % meta.get("burst_settle", "?"))
+    print("(VmRSS of the proxy's process tree; Private_Dirty in brackets)\n")
+    print("%-10s" % "target" + "".join("%20s" % ("%d clients" % n) for n in counts))
+    missing = []
+    doc["memory"] = {}
+    for t in targets:
+        row = "%-10s" % t
+        doc["memory"][t] = {}
+        for n in counts:
+            r = mem.get(t, {}).get(n)
+            if not r:
+                row += "%20s" % "-"
+                missing.append("%s@%d" % (t, n))
+                continue
+            k = r["kib_per_client"]
+            doc["memory"][t][str(n)] = {"kib_per_client_vmrss": round(k["vmrss"], 2),
+                                        "kib_per_client_private_dirty": round(k["private_dirty"], 2),
+                                        "kib_per_client_rss": round(k["rss"], 2),
+                                        "before_kib": r["before_kib"], "after_kib": r["after_kib"],
+                                        "burst_seconds": r["burst_seconds"]}
+            row += "%20s" % ("%.2f [%.2f]" % (k["vmrss"], k["private_dirty"]))
+        print(row)
+    if missing:
+        print("\nWARNING: no memory figure (start failure or failed burst) for: %s" % " ".join(missing))
+    return missing
+
+
+def report_memory_only(run, out):
+    meta = read_meta(run)
+    doc = {"mode": "memory", "meta": meta}
+    missing = report_memory(run, meta, doc)
+    print("\nload average: start %s, end %s" % (meta.get("loadavg_start"), meta.get("loadavg_end")))
+    write_json(out, doc)
+    return 1 if missing else 0
 
 
 def report_instr(run, out, n1, n2):
@@ -217,12 +283,14 @@ def report_instr(run, out, n1, n2):
 
 
 def main():
-    if len(sys.argv) < 4 or sys.argv[1] not in ("bench", "filters", "instr"):
+    if len(sys.argv) < 4 or sys.argv[1] not in ("bench", "filters", "instr", "memory"):
         sys.stderr.write(__doc__)
         return 2
     mode, run, out = sys.argv[1:4]
     if mode == "instr":
         return report_instr(run, out, int(sys.argv[4]), int(sys.argv[5]))
+    if mode == "memory":
+        return report_memory_only(run, out)
     return report_rounds(mode, run, out)
 
 

@@ -433,6 +433,131 @@ static void test_no_pool_frees_everything(void **state)
     arena_reset(&a);
 }
 
+/* ---- trimming the pool ----------------------------------------------------- */
+
+/* take_n makes |n| arenas hold one standard chunk each. */
+static void take_n(arena_pool_t *pool, arena_t *as, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        arena_init(&as[i], pool, 0);
+        assert_non_null(arena_alloc(&as[i], 64));
+    }
+}
+
+static void reset_n(arena_t *as, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        arena_reset(&as[i]);
+}
+
+static void test_pool_counts_chunks_out(void **state)
+{
+    (void)state;
+    SKIP_IF_ARENA_DEBUG();
+    arena_pool_t pool;
+    arena_t as[10];
+    arena_pool_init(&pool, 64);
+    take_n(&pool, as, 10);
+    assert_int_equal(pool.out, 10);
+    assert_int_equal(pool.peak_out, 10);
+    assert_int_equal(pool.taken, 10);
+    reset_n(as, 4);
+    assert_int_equal(pool.out, 6);
+    assert_int_equal(pool.peak_out, 10);
+    /* an oversized chunk is neither pooled nor counted */
+    assert_non_null(arena_alloc(&as[5], 4 * ARENA_CHUNK_SIZE));
+    assert_int_equal(pool.out, 6);
+    reset_n(as + 4, 6);
+    assert_int_equal(pool.out, 0);
+    assert_int_equal(pool.nfree, 10);
+    arena_pool_cleanup(&pool);
+}
+
+/* After a burst the pool holds what the burst needed; a trim gives back
+ * the chunks that a whole interval did not need, down to |keep|. */
+static void test_trim_returns_what_a_burst_left(void **state)
+{
+    (void)state;
+    SKIP_IF_ARENA_DEBUG();
+    arena_pool_t pool;
+    arena_t as[100];
+    arena_pool_init(&pool, 1000);
+    take_n(&pool, as, 100); /* the burst */
+    reset_n(as, 100);
+    assert_int_equal(pool.nfree, 100);
+    /* First trim: the interval that just ended used every chunk. */
+    assert_int_equal(arena_pool_trim(&pool, 4), 0);
+    assert_int_equal(pool.nfree, 100);
+    assert_int_equal(pool.peak_out, 0);
+    assert_int_equal(pool.taken, 0);
+    /* A light load: 3 streams at a time. */
+    for (int r = 0; r < 5; r++) {
+        take_n(&pool, as, 3);
+        reset_n(as, 3);
+    }
+    assert_int_equal(pool.taken, 15);
+    assert_int_equal(pool.peak_out, 3);
+    /* 97 chunks stayed unused for the interval: all but |keep| go. */
+    assert_int_equal(arena_pool_trim(&pool, 4), 96);
+    assert_int_equal(pool.nfree, 4);
+    /* Nothing used since: down to |keep|, never below. */
+    assert_int_equal(arena_pool_trim(&pool, 4), 0);
+    assert_int_equal(pool.nfree, 4);
+    /* keep larger than what there is: nothing to free */
+    assert_int_equal(arena_pool_trim(&pool, 50), 0);
+    assert_int_equal(pool.nfree, 4);
+    assert_int_equal(arena_pool_trim(&pool, 0), 4);
+    assert_int_equal(pool.nfree, 0);
+    assert_null(pool.free);
+    arena_pool_cleanup(&pool);
+}
+
+/* A steady load keeps what it uses: the trim frees only the surplus. */
+static void test_trim_keeps_the_steady_load(void **state)
+{
+    (void)state;
+    SKIP_IF_ARENA_DEBUG();
+    arena_pool_t pool;
+    arena_t as[40];
+    arena_pool_init(&pool, 1000);
+    take_n(&pool, as, 40);
+    reset_n(as, 40);
+    arena_pool_trim(&pool, 0);
+    for (int tick = 0; tick < 3; tick++) {
+        for (int r = 0; r < 10; r++) {
+            take_n(&pool, as, 30);
+            reset_n(as, 30);
+        }
+        size_t freed = arena_pool_trim(&pool, 0);
+        assert_int_equal(freed, tick == 0 ? 10 : 0);
+        assert_int_equal(pool.nfree, 30);
+    }
+    arena_pool_cleanup(&pool);
+}
+
+/* The chunks a trim keeps are the ones used last (the head of the LIFO),
+ * and trimmed chunks are really gone: the arena gets fresh ones later. */
+static void test_trim_keeps_recent_chunks(void **state)
+{
+    (void)state;
+    SKIP_IF_ARENA_DEBUG();
+    arena_pool_t pool;
+    arena_t as[8];
+    arena_pool_init(&pool, 100);
+    take_n(&pool, as, 8);
+    reset_n(as, 8);
+    arena_pool_trim(&pool, 0);
+    arena_t a;
+    arena_init(&a, &pool, 0);
+    char *recent = arena_alloc(&a, 64);
+    arena_reset(&a);
+    assert_int_equal(arena_pool_trim(&pool, 1), 7);
+    char *again = arena_alloc(&a, 64);
+    assert_ptr_equal(again, recent);
+    arena_reset(&a);
+    arena_pool_cleanup(&pool);
+}
+
 /* ---- strndup -------------------------------------------------------------- */
 
 static void test_strndup(void **state)
@@ -513,6 +638,10 @@ int main(void)
         cmocka_unit_test(test_pool_shared_between_arenas),
         cmocka_unit_test(test_pool_max_free),
         cmocka_unit_test(test_no_pool_frees_everything),
+        cmocka_unit_test(test_pool_counts_chunks_out),
+        cmocka_unit_test(test_trim_returns_what_a_burst_left),
+        cmocka_unit_test(test_trim_keeps_the_steady_load),
+        cmocka_unit_test(test_trim_keeps_recent_chunks),
         cmocka_unit_test(test_strndup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
