@@ -235,7 +235,8 @@ class ForwardedTrust(h.SluiceTestCase):
         try:
             cls.a = cls.class_upstream("A")
             cfg = h.build_config(h.free_port(), h.free_port(),
-                                 [h.router_filter([h.route_to("one", prefix="/")]),
+                                 [{"name": "client", "module": h.test_module("client_addr")},
+                                  h.router_filter([h.route_to("one", prefix="/")]),
                                   h.lb_filter()],
                                  [h.cluster("one", [cls.a.addr])],
                                  listener_extra={"use_remote_address": False,
@@ -259,6 +260,19 @@ class ForwardedTrust(h.SluiceTestCase):
         hdrs = self.upstream_headers(["-H", "X-Forwarded-For: 203.0.113.7, 198.51.100.2"])
         self.assertEqual([v for k, v in hdrs if k == "x-forwarded-for"],
                          ["203.0.113.7, 198.51.100.2"], hdrs)
+
+    def test_trusted_client_address(self):
+        """Envoy's rule without use_remote_address: the (hops + 1)th address
+        from the right; the peer when X-Forwarded-For is shorter. Filters see
+        it as slc_stream_info_t.client_address (tests/filters/client_addr.c)."""
+        def client(args):
+            return [v for k, v in self.upstream_headers(args) if k == "x-sluice-client-address"]
+        self.assertEqual(client(["-H", "X-Forwarded-For: 203.0.113.7, 198.51.100.2"]),
+                         ["203.0.113.7"])
+        self.assertEqual(client(["-H", "X-Forwarded-For: 192.0.2.1,203.0.113.9 , 198.51.100.2"]),
+                         ["203.0.113.9"])
+        self.assertEqual(client(["-H", "X-Forwarded-For: 198.51.100.2"]), ["127.0.0.1"])
+        self.assertEqual(client([]), ["127.0.0.1"])
 
     def test_trusted_forwarded_proto_kept(self):
         hdrs = self.upstream_headers(["-H", "X-Forwarded-Proto: https"])
