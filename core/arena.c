@@ -18,8 +18,10 @@
 
 struct arena_chunk {
     arena_chunk_t *next;
-    size_t size; /* usable bytes after the header */
-    bool mapped; /* mmap'd (else malloc'd: see chunk_map) */
+    size_t size;   /* usable bytes after the header */
+    bool mapped;   /* mmap'd (else malloc'd: see chunk_map) */
+    bool standard; /* a pool-size chunk (its size is page-rounded, so the
+                    * flag, not the size, says so on 16/64 KiB pages) */
     _Alignas(16) char data[];
 };
 
@@ -65,6 +67,7 @@ static arena_chunk_t *chunk_map(size_t usable)
      * malloc then, rather than refuse the stream. */
     arena_chunk_t *c = mapped ? m : xmalloc(len);
     c->mapped = mapped;
+    c->standard = false;
     c->size = len - offsetof(arena_chunk_t, data); /* what the pages hold */
     POISON(c->data, c->size);
     return c;
@@ -150,7 +153,9 @@ __attribute__((unused)) static arena_chunk_t *chunk_get(arena_t *a, size_t need)
             return c;
         }
     }
-    return chunk_map(CHUNK_USABLE);
+    arena_chunk_t *c = chunk_map(CHUNK_USABLE);
+    c->standard = true;
+    return c;
 }
 
 void *arena_alloc_nozero(arena_t *a, size_t n)
@@ -235,7 +240,7 @@ void arena_reset(arena_t *a)
     while (a->chunks) {
         arena_chunk_t *c = a->chunks;
         a->chunks = c->next;
-        bool standard = c->size == CHUNK_USABLE;
+        bool standard = c->standard;
         if (a->pool && standard)
             a->pool->out--;
         if (a->pool && standard && a->pool->nfree < a->pool->max_free) {

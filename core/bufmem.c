@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BUFMEM_ASAN 1
@@ -86,7 +87,9 @@ bool bufmem_install(void)
 #ifdef BUFMEM_ASAN
     return false;
 #else
-    if (!bufmem_init(0))
+    /* The size classes are whole 4 KiB pages; a trim's madvise on a larger
+     * page would also discard the neighbours sharing it. */
+    if (sysconf(_SC_PAGESIZE) != BUFMEM_CLASS0 || !bufmem_init(0))
         return false;
     event_set_mem_functions(bufmem_malloc, bufmem_realloc, bufmem_free);
     return true;

@@ -164,14 +164,28 @@ slc_cluster_t *gen_cluster(const gen_t *g, const char *name, size_t len)
     return NULL;
 }
 
+/* The cache is a seqlock: a writer claims usable_ver (CAS to USABLE_BUSY),
+ * stores the count and its expiry, then publishes the version it scanned
+ * at, or 0 if the health version moved during its scan (its answer may
+ * already be stale). A reader takes the pair only if it saw the same
+ * published version before and after reading it. Contended or stale, a
+ * caller just scans: the answer is always computed, only the caching is
+ * best effort. */
+#define USABLE_BUSY UINT64_MAX
+
 uint32_t cluster_usable_count(struct slc_cluster *c, uint64_t now)
 {
     /* Version 0 is "never computed": the cl_state counter starts at 0, so
      * the cache keys on version + 1. */
     uint64_t v = atomic_load_explicit(&c->st->health_version, memory_order_acquire) + 1;
-    if (atomic_load_explicit(&c->usable_ver, memory_order_acquire) == v &&
-        now < atomic_load_explicit(&c->usable_until, memory_order_relaxed))
-        return atomic_load_explicit(&c->usable, memory_order_relaxed);
+    uint64_t seen = atomic_load_explicit(&c->usable_ver, memory_order_acquire);
+    if (seen == v) {
+        uint32_t n = atomic_load_explicit(&c->usable, memory_order_relaxed);
+        uint64_t until = atomic_load_explicit(&c->usable_until, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&c->usable_ver, memory_order_relaxed) == v && now < until)
+            return n;
+    }
     uint32_t n = 0;
     uint64_t until = UINT64_MAX;
     for (size_t i = 0; i < c->neps; i++) {
@@ -182,9 +196,15 @@ uint32_t cluster_usable_count(struct slc_cluster *c, uint64_t now)
         if (endpoint_usable(e, now))
             n++;
     }
-    atomic_store_explicit(&c->usable, n, memory_order_relaxed);
-    atomic_store_explicit(&c->usable_until, until, memory_order_relaxed);
-    atomic_store_explicit(&c->usable_ver, v, memory_order_release);
+    if (seen != USABLE_BUSY &&
+        atomic_compare_exchange_strong_explicit(&c->usable_ver, &seen, USABLE_BUSY,
+                                                memory_order_acquire, memory_order_relaxed)) {
+        atomic_thread_fence(memory_order_release); /* BUSY is seen before the data changes */
+        atomic_store_explicit(&c->usable, n, memory_order_relaxed);
+        atomic_store_explicit(&c->usable_until, until, memory_order_relaxed);
+        uint64_t now_v = atomic_load_explicit(&c->st->health_version, memory_order_acquire) + 1;
+        atomic_store_explicit(&c->usable_ver, now_v == v ? v : 0, memory_order_release);
+    }
     return n;
 }
 

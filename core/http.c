@@ -457,6 +457,20 @@ static bool xff_from_right(const hdrs_t *h, uint32_t nth, slc_str_t *out)
     return false;
 }
 
+/* is_ip_text: |t| is an IPv4 or IPv6 address, as a trusted client address
+ * must be (Envoy falls back to the peer for "unknown", a host name or an
+ * address with a port). */
+static bool is_ip_text(slc_str_t t)
+{
+    char buf[INET6_ADDRSTRLEN];
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (t.len == 0 || t.len >= sizeof(buf))
+        return false;
+    memcpy(buf, t.ptr, t.len);
+    buf[t.len] = '\0';
+    return inet_pton(AF_INET, buf, bin) == 1 || inet_pton(AF_INET6, buf, bin) == 1;
+}
+
 /* stream_take_headers copies the request's fields into the stream in one
  * pass over the parser's classification: hop-by-hop fields, what Connection
  * lists, content-length and expect are dropped (the core frames and answers
@@ -524,7 +538,7 @@ static void stream_take_headers(stream_t *s, const h1_request_t *req, const char
     s->client_addr = (slc_str_t){dc->peer_ip, iplen};
     uint32_t nth = lc->xff_num_trusted_hops + (lc->use_remote_address ? 0 : 1);
     slc_str_t told;
-    if (nth && xff >= 0 && xff_from_right(&s->req_hdrs, nth, &told))
+    if (nth && xff >= 0 && xff_from_right(&s->req_hdrs, nth, &told) && is_ip_text(told))
         s->client_addr = told;
 
     if (lc->use_remote_address) {
@@ -1207,11 +1221,27 @@ void stream_on_response_head(stream_t *s, const h1_response_t *r, const char *he
     s->reason =
         r->reason_len ? (slc_str_t){copy + (r->reason - head), r->reason_len} : SLC_STR_NULL;
     s->resp_hdrs.n = 0;
-    bool has_conn = h1_connection_names_others(r->headers, r->nheaders);
+    /* Connection fields gathered once (as on the request side), so naming
+     * extra fields costs a pass over those, not over every field. */
+    h1_header_t conn[8];
+    size_t nconn = 0;
+    bool conn_overflow = false;
+    if (h1_connection_names_others(r->headers, r->nheaders)) {
+        for (size_t i = 0; i < r->nheaders; i++) {
+            if (r->headers[i].kind != H1H_CONNECTION)
+                continue;
+            if (nconn < sizeof(conn) / sizeof(conn[0]))
+                conn[nconn++] = r->headers[i];
+            else
+                conn_overflow = true;
+        }
+    }
     for (size_t i = 0; i < r->nheaders; i++) {
         const h1_header_t *h = &r->headers[i];
         if (h1_kind_is_hop(h->kind) ||
-            (has_conn && h1_connection_lists(r->headers, r->nheaders, h->name, h->name_len)))
+            (nconn &&
+             h1_connection_lists(conn_overflow ? r->headers : conn,
+                                 conn_overflow ? r->nheaders : nconn, h->name, h->name_len)))
             continue;
         hdrs_push(s, &s->resp_hdrs, (slc_str_t){copy + (h->name - head), h->name_len},
                   (slc_str_t){copy + (h->value - head), h->value_len});

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -149,8 +150,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
              * 100-byte head, and a burst of clients left those gaps all
              * over the heap (docs/performance.md, memory after a burst). */
             n = recv(fd, s->loop->scratch, SIO_READ_CHUNK, 0);
-            if (n > 0)
-                evbuffer_add(target, s->loop->scratch, (size_t)n);
+            /* As everywhere in the core, memory that cannot be had aborts:
+             * dropping bytes already taken from the socket would corrupt
+             * the stream silently. */
+            if (n > 0 && evbuffer_add(target, s->loop->scratch, (size_t)n) != 0) {
+                fputs("sluice: out of memory\n", stderr);
+                abort();
+            }
         } else {
             /* The previous read filled the chunk: a bulk transfer, and
              * |target| holds its bytes, so reading in place costs no copy

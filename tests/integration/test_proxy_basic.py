@@ -272,6 +272,12 @@ class ForwardedTrust(h.SluiceTestCase):
         self.assertEqual(client(["-H", "X-Forwarded-For: 192.0.2.1,203.0.113.9 , 198.51.100.2"]),
                          ["203.0.113.9"])
         self.assertEqual(client(["-H", "X-Forwarded-For: 198.51.100.2"]), ["127.0.0.1"])
+        # Not an address (Envoy's rule too): the peer.
+        self.assertEqual(client(["-H", "X-Forwarded-For: unknown, 198.51.100.2"]), ["127.0.0.1"])
+        self.assertEqual(client(["-H", "X-Forwarded-For: 203.0.113.7:4711, 198.51.100.2"]),
+                         ["127.0.0.1"])
+        self.assertEqual(client(["-H", "X-Forwarded-For: 2001:db8::7, 198.51.100.2"]),
+                         ["2001:db8::7"])
         self.assertEqual(client([]), ["127.0.0.1"])
 
     def test_trusted_forwarded_proto_kept(self):
