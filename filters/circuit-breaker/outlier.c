@@ -3,7 +3,6 @@
 
 #include <sluice/util.h>
 
-#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -22,6 +21,9 @@ struct ob_entry {
     _Atomic uint32_t ejections;  /* multiplier of base_ejection_time */
     _Atomic uint64_t decay_from; /* when the last ejection ended (now_ms clock) */
     _Atomic bool counted;        /* in the cb_ejections_active gauge */
+    /* A detector tripped while another worker held the cluster's decision:
+     * the trip is carried to the host's next failure instead of waiting. */
+    _Atomic bool retrip;
 
     /* Cluster entries only. */
     _Atomic bool lock;
@@ -74,6 +76,7 @@ ob_entry_t *ob_entry_get(slc_str_t a, slc_str_t b, bool create)
             atomic_store_explicit(&e->ejections, 0, memory_order_relaxed);
             atomic_store_explicit(&e->decay_from, 0, memory_order_relaxed);
             atomic_store_explicit(&e->counted, false, memory_order_relaxed);
+            atomic_store_explicit(&e->retrip, false, memory_order_relaxed);
             atomic_store_explicit(&e->lock, false, memory_order_relaxed);
             atomic_store_explicit(&e->next_scan, 0, memory_order_relaxed);
             atomic_store_explicit(&e->active, 0, memory_order_relaxed);
@@ -86,18 +89,6 @@ ob_entry_t *ob_entry_get(slc_str_t a, slc_str_t b, bool create)
         }
     }
     return NULL;
-}
-
-void ob_lock(ob_entry_t *h)
-{
-    unsigned spins = 0;
-    while (atomic_exchange_explicit(&h->lock, true, memory_order_acquire)) {
-        /* Held only for a scan of one cluster's endpoints: yield if the
-         * holder was preempted rather than burn its time slice. */
-        if (++spins % 64 == 0) {
-            sched_yield();
-        }
-    }
 }
 
 bool ob_trylock(ob_entry_t *h)
@@ -182,9 +173,12 @@ bool ob_record(ob_entry_t *h, const ob_settings_t *s, slc_attempt_result_t res, 
     if (!server_error) {
         clear(&h->c5xx);
         clear(&h->cgw);
+        if (atomic_load_explicit(&h->retrip, memory_order_relaxed))
+            atomic_store_explicit(&h->retrip, false, memory_order_relaxed); /* the run broke */
         return false;
     }
-    bool trip = false;
+    bool trip = atomic_load_explicit(&h->retrip, memory_order_relaxed) &&
+                atomic_exchange_explicit(&h->retrip, false, memory_order_relaxed);
     if (gateway_error) {
         trip = bump(&h->cgw, s->consecutive_gateway);
     } else {
@@ -200,6 +194,8 @@ void ob_reset(ob_entry_t *h)
 {
     clear(&h->c5xx);
     clear(&h->cgw);
+    if (atomic_load_explicit(&h->retrip, memory_order_relaxed))
+        atomic_store_explicit(&h->retrip, false, memory_order_relaxed);
 }
 
 uint32_t ob_ejections(const ob_entry_t *h)
@@ -238,7 +234,13 @@ uint64_t ob_try_eject(ob_entry_t *cl, ob_entry_t *h, const ob_settings_t *s,
         return 0;
     }
     uint64_t until = 0;
-    ob_lock(cl);
+    /* No waiting on the request path: if another worker is deciding an
+     * ejection in this cluster, this trip is carried to the host's next
+     * failure (retrip) rather than spun for. */
+    if (!ob_trylock(cl)) {
+        atomic_store_explicit(&h->retrip, true, memory_order_relaxed);
+        return 0;
+    }
     if (host->endpoint_ejected_until(e) != 0) {
         goto out; /* both detectors fired at once on two workers */
     }

@@ -56,7 +56,8 @@ ob_entry_t *ob_entry_get(slc_str_t a, slc_str_t b, bool create);
  * below 500 resets both counters; 5xx (and connect failures, resets and
  * timeouts) count for consecutive_5xx, 502/503/504 (and those failures)
  * for consecutive_gateway. Returns true when a counter just reached its
- * threshold (it is reset): the caller then tries ob_try_eject. */
+ * threshold (it is reset), or a trip that found the cluster busy is due
+ * (see ob_try_eject): the caller then tries ob_try_eject. */
 bool ob_record(ob_entry_t *h, const ob_settings_t *s, slc_attempt_result_t res, int status);
 
 /* ob_try_eject ejects endpoint |e| (entry |h|, cluster entry |cl|) unless
@@ -66,7 +67,9 @@ bool ob_record(ob_entry_t *h, const ob_settings_t *s, slc_attempt_result_t res, 
  * count decayed by one per full interval_ms the host spent back in service.
  * It also marks |h| counted (*out_newly: it was not) and brings the
  * cluster's next scan forward to the ejection's end.
- * Returns the until_ms passed to endpoint_eject, or 0 if not ejected. */
+ * Returns the until_ms passed to endpoint_eject, or 0 if not ejected; 0
+ * also when another worker is deciding for the cluster right now, and the
+ * trip is then carried to |h|'s next failure (ob_record). Never waits. */
 uint64_t ob_try_eject(ob_entry_t *cl, ob_entry_t *h, const ob_settings_t *s,
                       const slc_endpoint_t *e, uint64_t now_ms, bool *out_newly);
 
@@ -78,9 +81,9 @@ void ob_reset(ob_entry_t *h);
  * before any pending decay. */
 uint32_t ob_ejections(const ob_entry_t *h);
 
-/* ob_lock / ob_trylock / ob_unlock: a short spin lock in entry |h|
- * (cluster entries use it to serialise ejection decisions and scans). */
-void ob_lock(ob_entry_t *h);
+/* ob_trylock / ob_unlock: a flag in entry |h| that serialises ejection
+ * decisions and scans of a cluster. Nobody waits for it: a worker that
+ * finds it taken skips the scan, or carries its trip to the next failure. */
 bool ob_trylock(ob_entry_t *h);
 void ob_unlock(ob_entry_t *h);
 
@@ -92,7 +95,7 @@ bool ob_set_counted(ob_entry_t *h, bool on);
 bool ob_counted(const ob_entry_t *h);
 
 /* ob_next_scan / ob_set_next_scan: when cluster |cl|'s endpoints should be
- * looked at again for ended ejections (set under ob_lock). */
+ * looked at again for ended ejections (set under ob_trylock). */
 uint64_t ob_next_scan(const ob_entry_t *cl);
 void ob_set_next_scan(ob_entry_t *cl, uint64_t ms);
 

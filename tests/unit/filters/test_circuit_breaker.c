@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fake_host.h"
+#include "outlier.h"
 
 #define T0 1000000u /* virtual clock at the start of each test, ms */
 
@@ -323,6 +324,33 @@ static void test_eject_after_consecutive_5xx(void **state)
     responses(f, inst, c, 1, 503, 1);
     assert_int_equal(until_of(c, 1), 0);
     assert_int_equal(metric(inst, "cb_ejections_total", "od5"), 1);
+    fake_inst_free(inst);
+}
+
+/* A worker never waits for another's ejection decision: a trip that finds
+ * the cluster busy is carried to the host's next failure (and dropped if a
+ * success breaks the run first). */
+static void test_busy_cluster_carries_trip(void **state)
+{
+    fixture_t *f = *state;
+    slc_cluster_t *c = fake_cluster_add(f->gen, "odb", "127.0.0.1:1", "127.0.0.1:2", NULL);
+    fake_inst_t *inst = inst_ok(f, one_cluster("odb", od(NULL, NULL, NULL, NULL, NULL, NULL)));
+    ob_entry_t *cl = ob_entry_get(SLC_STR("odb"), SLC_STR(""), false);
+    assert_non_null(cl);
+    assert_true(ob_trylock(cl)); /* another worker is deciding */
+    responses(f, inst, c, 0, 500, 5);
+    assert_int_equal(until_of(c, 0), 0);
+    ob_unlock(cl);
+    responses(f, inst, c, 0, 500, 1); /* the carried trip */
+    assert_int_equal(until_of(c, 0), T0 + 30000);
+
+    /* Endpoint 1: a success after the busy trip drops it. */
+    assert_true(ob_trylock(cl));
+    responses(f, inst, c, 1, 503, 5);
+    ob_unlock(cl);
+    responses(f, inst, c, 1, 200, 1);
+    responses(f, inst, c, 1, 503, 4);
+    assert_int_equal(until_of(c, 1), 0);
     fake_inst_free(inst);
 }
 
@@ -756,6 +784,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eject_after_consecutive_5xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_success_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_cluster_carries_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_ejection_percent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_health_percent, setup, teardown),
