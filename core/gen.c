@@ -329,6 +329,10 @@ static void build_clusters(gen_t *g, slc_diag_t *d)
         for (size_t e = 0; e < cl->neps; e++) {
             cl->eps[e].cluster = cl;
             cl->eps[e].st = ep_state_get(cl->name, cl->eps[e].addr);
+            cl->eps[e].wpool =
+                calloc((size_t)(g->nworkers > 0 ? g->nworkers : 1), sizeof(ep_pool_slot_t));
+            if (!cl->eps[e].wpool)
+                abort();
         }
     }
 }
@@ -519,8 +523,10 @@ void gen_free(gen_t *g)
     }
     free(g->filters);
     for (size_t i = 0; i < g->nclusters; i++) {
-        for (size_t e = 0; e < g->clusters[i].neps; e++)
+        for (size_t e = 0; e < g->clusters[i].neps; e++) {
             kept_put(&ep_states, g->clusters[i].eps[e].st ? &g->clusters[i].eps[e].st->kept : NULL);
+            free(g->clusters[i].eps[e].wpool);
+        }
         kept_put(&cl_states, g->clusters[i].st ? &g->clusters[i].st->kept : NULL);
         free(g->clusters[i].eps);
         free(g->clusters[i].wstats);

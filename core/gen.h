@@ -59,6 +59,13 @@ typedef struct cl_state {
     log_limit_t fault_log; /* "upstream fault" lines, shared by workers */
 } cl_state_t;
 
+/* ep_pool_slot: one worker's upstream pool for an endpoint, found for the
+ * chain whose up_sig is |sig| (a pointer into this generation). */
+typedef struct ep_pool_slot {
+    const char *sig;
+    void *pool; /* upool_t *, owned by the worker (freed at its exit) */
+} ep_pool_slot_t;
+
 struct slc_endpoint {
     char addr[64]; /* "ip:port" */
     struct sockaddr_storage sa;
@@ -66,6 +73,11 @@ struct slc_endpoint {
     struct slc_cluster *cluster;
     size_t index;
     ep_state_t *st;
+    /* [nworkers]: set lazily by each worker alone, so the request path
+     * finds its pool without hashing the address (a different chain's
+     * signature falls back to the lookup). Only the array is the
+     * generation's. */
+    ep_pool_slot_t *wpool;
 };
 
 /* gen_now_ms: the monotonic clock endpoint ejections are measured in. */

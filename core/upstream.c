@@ -44,6 +44,18 @@ static upool_t *pool_get(worker_t *w, const char *addr, const char *sig)
     return p;
 }
 
+/* endpoint_pool: pool_get through the endpoint's slot for this worker. */
+static upool_t *endpoint_pool(worker_t *w, const slc_endpoint_t *ep, const char *sig)
+{
+    ep_pool_slot_t *slot = &ep->wpool[w->id];
+    if (slot->pool && slot->sig == sig)
+        return slot->pool;
+    upool_t *p = pool_get(w, ep->addr, sig);
+    slot->sig = sig;
+    slot->pool = p;
+    return p;
+}
+
 static void uconn_free(uconn_t *uc)
 {
     if (uc->connected && uc->cst)
@@ -340,7 +352,7 @@ static void upstream_connect(stream_t *s)
         abort();
     uc->kind = CONN_UPSTREAM;
     uc->w = w;
-    uc->pool = pool_get(w, ep->addr, s->chain->up_sig);
+    uc->pool = endpoint_pool(w, ep, s->chain->up_sig);
     uc->cst = s->cst;
     /* The caller reserved this connection's slot in clst->connections
      * (upstream_dispatch, or the reuse retry replacing one just closed). */
@@ -457,7 +469,7 @@ static bool idle_is_quiet(uconn_t *uc)
 static void upstream_dispatch(stream_t *s)
 {
     worker_t *w = s->w;
-    upool_t *p = pool_get(w, s->ep->addr, s->chain->up_sig);
+    upool_t *p = endpoint_pool(w, s->ep, s->chain->up_sig);
     while (p->idle && !idle_is_quiet(p->idle))
         discard(p->idle, DISCARD_REUSE_READABLE);
     if (p->idle) {
@@ -577,7 +589,7 @@ static bool pend_can_go(worker_t *w, stream_t *s)
     if (!c->pool.max_connections ||
         atomic_load_explicit(&c->st->connections, memory_order_relaxed) < c->pool.max_connections)
         return true;
-    return pool_get(w, s->ep->addr, s->chain->up_sig)->idle != NULL;
+    return endpoint_pool(w, s->ep, s->chain->up_sig)->idle != NULL;
 }
 
 static void pend_kick(worker_t *w)
