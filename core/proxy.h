@@ -90,14 +90,14 @@ typedef struct cstats {
     char *name;
     stat_t *requests, *connect_fail, *timeouts, *cx_total, *cx_active, *resets, *overflow, *pending;
     stat_t *faults[5];   /* by FAULT_* */
-    stat_t *discards[3]; /* by DISCARD_* */
+    stat_t *discards[4]; /* by DISCARD_* */
 } cstats_t;
 
 /* Upstream faults, counted in sluice_upstream_faults_total{cluster,flag}. */
 enum { FAULT_UF, FAULT_UC, FAULT_UR, FAULT_UT, FAULT_UPE };
 /* Pooled connections dropped because they spoke out of turn, counted in
  * sluice_upstream_pool_discards_total{cluster,reason}. */
-enum { DISCARD_REUSE_READABLE, DISCARD_IDLE_READABLE, DISCARD_LEFTOVER };
+enum { DISCARD_REUSE_READABLE, DISCARD_IDLE_READABLE, DISCARD_LEFTOVER, DISCARD_IDLE_TRIM };
 
 typedef struct shadow shadow_t; /* mirror.c */
 

@@ -748,6 +748,8 @@ size_t upstream_pools_trim(worker_t *w, size_t keep)
                 if (i >= keep && uc->idle_tick + 1 < w->ticks) {
                     *pp = uc->next;
                     p->nidle--;
+                    if (uc->cst) /* visible: it overrides max_idle and idle_timeout */
+                        stat_inc(uc->cst->discards[DISCARD_IDLE_TRIM]);
                     uconn_free(uc);
                     closed++;
                     continue;

@@ -124,8 +124,8 @@ cstats_t *worker_cstats(worker_t *w, const char *cluster)
         c->faults[i] =
             stats_getf(w->stats, "sluice_upstream_faults_total{cluster=\"%s\",flag=\"%s\"}",
                        cluster, flags[i]);
-    static const char *const why[3] = {"reuse_readable", "idle_readable", "leftover"};
-    for (int i = 0; i < 3; i++)
+    static const char *const why[4] = {"reuse_readable", "idle_readable", "leftover", "idle_trim"};
+    for (int i = 0; i < 4; i++)
         c->discards[i] = stats_getf(
             w->stats, "sluice_upstream_pool_discards_total{cluster=\"%s\",reason=\"%s\"}", cluster,
             why[i]);

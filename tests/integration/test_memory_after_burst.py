@@ -76,6 +76,13 @@ class MemoryAfterBurst(h.SluiceTestCase):
         """The trims run on the worker's timer while it serves: requests
         after a burst (and after the pools were cut back) still succeed."""
         burst.run_burst(self.s.port, self.s.pid, 200, settle=2.5, path="/hello", timeout=60.0)
+        # The burst's idle upstream connections past the 8 kept were closed
+        # by the trim, and counted as such (bounded wait: the trim ticks
+        # once a second and needs an idle second first).
+        trimmed = lambda: h.mval(self.s.metrics(), "sluice_upstream_pool_discards_total",
+                                 cluster="c", reason="idle_trim")
+        h.wait_for(lambda: trimmed() > 0, 5)
+        self.assertGreater(trimmed(), 0, "no idle upstream connection counted as trimmed")
         for _ in range(20):
             rc, out, err = h.curl_w([self.s.url("/hello")], "%{http_code}")
             self.assertEqual(out, "200", err)
