@@ -303,6 +303,7 @@ typedef struct uconn {
     uint64_t requests;
     uint64_t head_end;  /* io.sent once the current request head is on the wire */
     uint64_t idle_tick; /* w->ticks when it was last pooled */
+    uint64_t pooled_us; /* the loop's cached time (now_us) when last pooled */
     holder_t *pinned;   /* a transport's code lives in this generation's module */
 } uconn_t;
 

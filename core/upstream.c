@@ -459,6 +459,14 @@ static bool idle_is_quiet(uconn_t *uc)
     char c;
     if (evbuffer_get_length(uc->io.in) || uc->io.eof || uc->io.dead)
         return false;
+    /* Pooled during this very loop iteration (the loop's cached time has
+     * not moved): its response was read to its end moments ago, in this
+     * batch of events, and what could have arrived since is what could
+     * arrive between a peek and the write anyway. The peek is a system
+     * call per reuse; it is kept for connections that sat through an
+     * epoll_wait, where a stray can have landed unread. */
+    if (uc->pooled_us == now_us(uc->w))
+        return true;
     ssize_t n = recv(uc->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
@@ -722,6 +730,7 @@ void upstream_release(stream_t *s)
     }
     /* Idle: any read event (data or EOF) or the idle timeout closes it. */
     uc->idle_tick = w->ticks;
+    uc->pooled_us = now_us(w);
     sio_timer(&uc->io, s->ep->cluster->pool.idle_timeout_ms);
     sio_read_enable(&uc->io, true);
     uc->next = p->idle;
