@@ -173,6 +173,22 @@ const char *cfg_tree_file(const cfg_tree_t *t)
     return t ? t->file : NULL;
 }
 
+/* cfg_node_new allocates the extended node the loader uses (key_marks left
+ * NULL, so "unknown key" points at the value), which is what lets cfg_bind
+ * treat a node built in C exactly like a parsed one. */
+slc_cfg_node_t *cfg_node_new(cfg_tree_t *t, slc_cfg_type_t type, unsigned line, unsigned col,
+                             const char *path)
+{
+    cfg_node_ext_t *x = cfg_tree_alloc(t, sizeof(*x));
+    x->pub.type = type;
+    x->pub.line = line;
+    x->pub.col = col;
+    x->pub.path = cfg_tree_strdup(t, path ? path : "");
+    x->pub.tree = t;
+    x->pub.text = "";
+    return &x->pub;
+}
+
 /* ---- diagnostics ------------------------------------------------------- */
 
 void diag_init(slc_diag_t *d, cfg_tree_t *t)
@@ -195,7 +211,8 @@ void diag_cleanup(slc_diag_t *d)
 }
 
 /* diag_push takes ownership of the malloc'd |text|. */
-static void diag_push(slc_diag_t *d, bool is_error, char *text)
+static void diag_push(slc_diag_t *d, bool is_error, char *text, size_t msg_off,
+                      const slc_cfg_node_t *node)
 {
     if (d->nmsgs == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 8;
@@ -203,6 +220,8 @@ static void diag_push(slc_diag_t *d, bool is_error, char *text)
     }
     d->msgs[d->nmsgs].is_error = is_error;
     d->msgs[d->nmsgs].text = text;
+    d->msgs[d->nmsgs].msg_off = msg_off;
+    d->msgs[d->nmsgs].node = node;
     d->nmsgs++;
     if (is_error)
         d->nerrors++;
@@ -210,9 +229,9 @@ static void diag_push(slc_diag_t *d, bool is_error, char *text)
 
 /* diag_vat records "file:line:col: path: [warning: ]message". |file| may be
  * NULL (no location at all), |line| 0 (file only), |path| NULL or empty (no
- * path part). */
-static void diag_vat(slc_diag_t *d, bool is_error, const char *file, unsigned line, unsigned col,
-                     const char *path, const char *fmt, va_list ap)
+ * path part). |node| (may be NULL) is only recorded, not formatted. */
+static void diag_vat(slc_diag_t *d, bool is_error, const slc_cfg_node_t *node, const char *file,
+                     unsigned line, unsigned col, const char *path, const char *fmt, va_list ap)
 {
     if (d == NULL)
         return;
@@ -238,20 +257,20 @@ static void diag_vat(slc_diag_t *d, bool is_error, const char *file, unsigned li
         fprintf(o, "%s: ", path);
     if (!is_error)
         fputs("warning: ", o);
+    long off = ftell(o);
     fputs(msg, o);
     fclose(o);
     free(msg);
-    diag_push(d, is_error, text);
+    diag_push(d, is_error, text, off > 0 ? (size_t)off : 0, node);
 }
 
-__attribute__((format(printf, 7, 8))) static void diag_at(slc_diag_t *d, bool is_error,
-                                                          const char *file, unsigned line,
-                                                          unsigned col, const char *path,
-                                                          const char *fmt, ...)
+__attribute__((format(printf, 8, 9))) static void
+diag_at(slc_diag_t *d, bool is_error, const slc_cfg_node_t *node, const char *file, unsigned line,
+        unsigned col, const char *path, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    diag_vat(d, is_error, file, line, col, path, fmt, ap);
+    diag_vat(d, is_error, node, file, line, col, path, fmt, ap);
     va_end(ap);
 }
 
@@ -262,11 +281,11 @@ static void diag_vnode(slc_diag_t *d, bool is_error, const slc_cfg_node_t *n, co
         return;
     if (n == NULL) {
         const char *file = d->tree ? d->tree->file : NULL;
-        diag_vat(d, is_error, file, 0, 0, NULL, fmt, ap);
+        diag_vat(d, is_error, NULL, file, 0, 0, NULL, fmt, ap);
         return;
     }
     const char *file = n->tree ? n->tree->file : (d->tree ? d->tree->file : NULL);
-    diag_vat(d, is_error, file, n->line, n->col, n->path, fmt, ap);
+    diag_vat(d, is_error, n, file, n->line, n->col, n->path, fmt, ap);
 }
 
 void diag_verror(slc_diag_t *d, const slc_cfg_node_t *n, const char *fmt, va_list ap)
@@ -354,8 +373,8 @@ __attribute__((format(printf, 4, 5))) static void load_error(struct loader *ld, 
 {
     va_list ap;
     va_start(ap, fmt);
-    diag_vat(ld->d, true, ld->t->file, (unsigned)mark.line + 1, (unsigned)mark.column + 1, path,
-             fmt, ap);
+    diag_vat(ld->d, true, NULL, ld->t->file, (unsigned)mark.line + 1, (unsigned)mark.column + 1,
+             path, fmt, ap);
     va_end(ap);
     ld->errors++;
 }
@@ -392,14 +411,14 @@ static void syntax_error(struct loader *ld)
         unsigned line, col;
         offset_mark(ld, p->problem_offset, &line, &col);
         if (p->problem_value != -1)
-            diag_at(ld->d, true, file, line, col, NULL, "%s (byte 0x%02x)", problem,
+            diag_at(ld->d, true, NULL, file, line, col, NULL, "%s (byte 0x%02x)", problem,
                     (unsigned)p->problem_value & 0xffu);
         else
-            diag_at(ld->d, true, file, line, col, NULL, "%s", problem);
+            diag_at(ld->d, true, NULL, file, line, col, NULL, "%s", problem);
         break;
     }
     default:
-        diag_at(ld->d, true, file, (unsigned)p->problem_mark.line + 1,
+        diag_at(ld->d, true, NULL, file, (unsigned)p->problem_mark.line + 1,
                 (unsigned)p->problem_mark.column + 1, NULL, "%s%s%s", problem,
                 p->context ? " " : "", p->context ? p->context : "");
         break;
@@ -758,7 +777,7 @@ cfg_tree_t *cfg_tree_load(const char *path, slc_diag_t *d)
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         int e = errno;
-        diag_at(d, true, NULL, 0, 0, NULL, "cannot open '%s': %s", path, strerror(e));
+        diag_at(d, true, NULL, NULL, 0, 0, NULL, "cannot open '%s': %s", path, strerror(e));
         goto out_empty;
     }
     for (;;) {
@@ -771,14 +790,14 @@ cfg_tree_t *cfg_tree_load(const char *path, slc_diag_t *d)
         if (got == 0) {
             if (ferror(f)) {
                 int e = errno;
-                diag_at(d, true, NULL, 0, 0, NULL, "cannot read '%s': %s", path, strerror(e));
+                diag_at(d, true, NULL, NULL, 0, 0, NULL, "cannot read '%s': %s", path, strerror(e));
                 fclose(f);
                 goto out_empty;
             }
             break;
         }
         if (len > MAX_FILE) {
-            diag_at(d, true, NULL, 0, 0, NULL, "cannot read '%s': larger than %d MiB", path,
+            diag_at(d, true, NULL, NULL, 0, 0, NULL, "cannot read '%s': larger than %d MiB", path,
                     MAX_FILE / (1024 * 1024));
             fclose(f);
             goto out_empty;
@@ -1202,10 +1221,11 @@ static slc_status_t bind_fields(slc_diag_t *d, const slc_cfg_node_t *n,
         char k[80];
         shown(key, strlen(key), k, sizeof(k));
         if (hint != NULL)
-            diag_at(d, true, file, line, col, n->items[i]->path,
+            diag_at(d, true, n->items[i], file, line, col, n->items[i]->path,
                     "unknown key '%s' (did you mean '%s'?)", k, hint);
         else
-            diag_at(d, true, file, line, col, n->items[i]->path, "unknown key '%s'", k);
+            diag_at(d, true, n->items[i], file, line, col, n->items[i]->path, "unknown key '%s'",
+                    k);
     }
 
     for (size_t j = 0; j < nf; j++) {

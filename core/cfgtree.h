@@ -34,6 +34,13 @@ struct slc_cfg_node {
 typedef struct cfg_diag_msg {
     bool is_error;
     char *text; /* "file:line:col: path: message" */
+    /* msg_off: where the message proper starts in |text|, after the location
+     * and any "warning: " (so a test can compare the filter's own words). */
+    size_t msg_off;
+    /* node: what the message was reported against (NULL: no node, e.g. a
+     * YAML syntax error). Borrowed from the tree, so only valid while the
+     * tree lives; the filter unit tests' fake host asserts on it. */
+    const slc_cfg_node_t *node;
 } cfg_diag_msg_t;
 
 /* slc_diag is the build context handed to filters as slc_diag_t. */
@@ -71,6 +78,13 @@ const char *cfg_tree_file(const cfg_tree_t *t);
 void *cfg_tree_alloc(cfg_tree_t *t, size_t n);
 char *cfg_tree_strdup(cfg_tree_t *t, const char *s);
 void cfg_tree_free(cfg_tree_t *t);
+/* cfg_node_new allocates a zeroed node of |type| in |t|'s arena, as the
+ * loader would have made it at |line|:|col| with key path |path| (copied;
+ * NULL = ""); scalars get text "". For hosts that build trees in C rather
+ * than from YAML (the filter unit tests' fake host), so that their nodes are
+ * the binder's own. The caller fills text/keys/items from the same arena. */
+slc_cfg_node_t *cfg_node_new(cfg_tree_t *t, slc_cfg_type_t type, unsigned line, unsigned col,
+                             const char *path);
 
 /* cfg_tree_dump writes the tree back as YAML (for /config). */
 void cfg_tree_dump(const slc_cfg_node_t *n, FILE *out);

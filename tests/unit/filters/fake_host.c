@@ -1,6 +1,12 @@
-/* fake_host: see fake_host.h. */
+/* fake_host: see fake_host.h. The config side is not a fake: nodes,
+ * accessors, cfg_bind, durations and the diag are the core's (cfgtree.h),
+ * so a filter's configuration binds here exactly as in sluice; only the
+ * build context behind the diag's hooks (clusters, cfg_alloc, metrics) is
+ * modelled below. */
 #define SLC_NO_WRAPPERS
 #include "fake_host.h"
+
+#include "cfgtree.h"
 
 #include <sluice/util.h>
 
@@ -46,32 +52,11 @@ static char *xstrdup(const char *s)
     return s == NULL ? NULL : xstrndup(s, strlen(s));
 }
 
-/* xvasprintf formats into a malloc'd string the caller owns. */
-static char *xvasprintf(const char *fmt, va_list ap)
-{
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    if (n < 0) {
-        return xstrdup("(bad format)");
-    }
-    char *s = xcalloc(1, (size_t)n + 1);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    return s;
-}
-
-/* The fake host uses the util library's case rule, duration parser and
- * edit distance, as the core does, so that filter tests see the host's
- * behaviour rather than a second copy of it. */
+/* The fake host uses the util library's case rule, as the core does; config
+ * binding and durations are the core's own functions (cfgtree.c). */
 static bool str_ieq(slc_str_t a, slc_str_t b)
 {
     return slcu_caseeq(a, b);
-}
-
-static bool cstr_ieq(const char *a, const char *b)
-{
-    return str_ieq((slc_str_t){a, strlen(a)}, (slc_str_t){b, strlen(b)});
 }
 
 static slc_str_t str_of(const char *s)
@@ -121,44 +106,111 @@ void fake_log_set_level(slc_log_level_t min)
 
 /* ---- config trees --------------------------------------------------------- */
 
-struct slc_cfg_node {
-    slc_cfg_type_t type;
-    char *text; /* SCALAR: NUL-terminated */
-    size_t len;
-    size_t n;                    /* MAP: pairs, SEQ: items */
-    char **keys;                 /* MAP */
-    struct slc_cfg_node **items; /* MAP values, SEQ items */
-    struct slc_cfg_node *parent;
-    size_t index; /* position in parent */
-    struct slc_cfg_node *all_next;
-};
+/* Nodes are the core's own (cfgtree.h), allocated by cfg_node_new in one
+ * tree the fake host owns (g_tree, "fake.yaml"), so cfg_bind and the node
+ * accessors see exactly what they see in sluice. Builders run bottom-up
+ * (children before their parent), so a node's path, line and column are
+ * (re)assigned by layout() each time a map or sequence adopts it, as a
+ * block-style YAML file of the final tree would place them.
+ *
+ * OWNERSHIP: every node, key, text and path lives in g_tree's arena until
+ * fake_cfg_free_all(); g_adopted (malloc'd) only remembers which nodes have a
+ * parent, to refuse a second one. */
+static cfg_tree_t *g_tree;
+static const slc_cfg_node_t **g_adopted;
+static size_t g_nadopted, g_adopted_cap;
 
-static slc_cfg_node_t *g_nodes;
+/* fake_tree returns the node tree, made on first use from "{}" like the core
+ * would load a file (its root is unused). */
+static cfg_tree_t *fake_tree(void)
+{
+    if (g_tree == NULL) {
+        slc_diag_t d;
+        diag_init(&d, NULL);
+        g_tree = cfg_tree_load_string("fake.yaml", "{}", 2, &d);
+        if (d.nerrors != 0) {
+            diag_print(&d, stderr);
+            abort();
+        }
+        diag_cleanup(&d);
+    }
+    return g_tree;
+}
 
 static slc_cfg_node_t *node_new(slc_cfg_type_t type)
 {
-    slc_cfg_node_t *n = xcalloc(1, sizeof(*n));
-    n->type = type;
-    n->all_next = g_nodes;
-    g_nodes = n;
-    return n;
+    return cfg_node_new(fake_tree(), type, 1, 1, "");
 }
 
-static void node_adopt(slc_cfg_node_t *parent, slc_cfg_node_t *child, size_t index)
+static void node_adopt(const slc_cfg_node_t *child)
 {
-    if (child->parent != NULL) {
-        fprintf(stderr, "fake_host: a config node was given two parents\n");
-        abort();
+    for (size_t i = 0; i < g_nadopted; i++) {
+        if (g_adopted[i] == child) {
+            fprintf(stderr, "fake_host: a config node was given two parents\n");
+            abort();
+        }
     }
-    child->parent = parent;
-    child->index = index;
+    if (g_nadopted == g_adopted_cap) {
+        g_adopted_cap = g_adopted_cap ? 2 * g_adopted_cap : 64;
+        g_adopted = xrealloc(g_adopted, g_adopted_cap * sizeof(*g_adopted));
+    }
+    g_adopted[g_nadopted++] = child;
+}
+
+/* is_block: a non-empty map or sequence, written on the lines below its key. */
+static bool is_block(const slc_cfg_node_t *n)
+{
+    return (n->type == SLC_CFG_MAP || n->type == SLC_CFG_SEQ) && n->n > 0;
+}
+
+/* layout places |n| (key path |path|) with its first token at *line:col and
+ * leaves *line at the next free line: a map puts one key per line at |col|,
+ * a scalar value after "key: ", a block value on the next lines indented by
+ * two; a sequence puts "- " at |col| and each item after it. */
+static void layout(slc_cfg_node_t *n, const char *path, unsigned *line, unsigned col)
+{
+    cfg_tree_t *t = fake_tree();
+    n->path = cfg_tree_strdup(t, path);
+    n->line = *line;
+    n->col = col;
+    if (!is_block(n)) {
+        (*line)++;
+        return;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        slc_cfg_node_t *v = n->items[i];
+        char *sub;
+        if (n->type == SLC_CFG_MAP) {
+            size_t need = strlen(path) + strlen(n->keys[i]) + 2;
+            sub = xcalloc(1, need);
+            snprintf(sub, need, "%s%s%s", path, path[0] ? "." : "", n->keys[i]);
+            if (is_block(v)) {
+                (*line)++; /* "key:" alone on its line */
+                layout(v, sub, line, col + 2);
+            } else {
+                layout(v, sub, line, col + (unsigned)strlen(n->keys[i]) + 2);
+            }
+        } else {
+            size_t need = strlen(path) + 24;
+            sub = xcalloc(1, need);
+            snprintf(sub, need, "%s[%zu]", path, i);
+            layout(v, sub, line, col + 2);
+        }
+        free(sub);
+    }
+}
+
+static void relayout(slc_cfg_node_t *root)
+{
+    unsigned line = 1;
+    layout(root, "", &line, 1);
 }
 
 slc_cfg_node_t *fake_scalar(const char *text)
 {
     slc_cfg_node_t *n = node_new(SLC_CFG_SCALAR);
-    n->text = xstrdup(text ? text : "");
-    n->len = strlen(n->text);
+    n->text = cfg_tree_strdup(fake_tree(), text ? text : "");
+    n->text_len = strlen(n->text);
     return n;
 }
 
@@ -170,6 +222,9 @@ slc_cfg_node_t *fake_null(void)
 slc_cfg_node_t *fake_map(const char *key, ...)
 {
     slc_cfg_node_t *n = node_new(SLC_CFG_MAP);
+    const char **keys = NULL;
+    slc_cfg_node_t **items = NULL;
+    size_t cnt = 0;
     va_list ap;
     va_start(ap, key);
     for (const char *k = key; k != NULL; k = va_arg(ap, const char *)) {
@@ -177,14 +232,25 @@ slc_cfg_node_t *fake_map(const char *key, ...)
         if (v == NULL) {
             v = fake_null();
         }
-        n->keys = xrealloc(n->keys, (n->n + 1) * sizeof(*n->keys));
-        n->items = xrealloc(n->items, (n->n + 1) * sizeof(*n->items));
-        n->keys[n->n] = xstrdup(k);
-        n->items[n->n] = v;
-        node_adopt(n, v, n->n);
-        n->n++;
+        node_adopt(v);
+        keys = xrealloc(keys, (cnt + 1) * sizeof(*keys));
+        items = xrealloc(items, (cnt + 1) * sizeof(*items));
+        keys[cnt] = cfg_tree_strdup(fake_tree(), k);
+        items[cnt] = v;
+        cnt++;
     }
     va_end(ap);
+    /* The node's arrays live in the tree like a parsed map's. */
+    if (cnt > 0) {
+        n->keys = cfg_tree_alloc(fake_tree(), cnt * sizeof(*n->keys));
+        n->items = cfg_tree_alloc(fake_tree(), cnt * sizeof(*n->items));
+        memcpy(n->keys, keys, cnt * sizeof(*keys));
+        memcpy(n->items, items, cnt * sizeof(*items));
+        n->n = cnt;
+    }
+    free(keys);
+    free(items);
+    relayout(n);
     return n;
 }
 
@@ -201,64 +267,39 @@ slc_cfg_node_t *fake_empty_seq(void)
 slc_cfg_node_t *fake_seq(slc_cfg_node_t *item, ...)
 {
     slc_cfg_node_t *n = node_new(SLC_CFG_SEQ);
+    slc_cfg_node_t **items = NULL;
+    size_t cnt = 0;
     va_list ap;
     va_start(ap, item);
     for (slc_cfg_node_t *v = item; v != NULL; v = va_arg(ap, slc_cfg_node_t *)) {
-        n->items = xrealloc(n->items, (n->n + 1) * sizeof(*n->items));
-        n->items[n->n] = v;
-        node_adopt(n, v, n->n);
-        n->n++;
+        node_adopt(v);
+        items = xrealloc(items, (cnt + 1) * sizeof(*items));
+        items[cnt++] = v;
     }
     va_end(ap);
+    if (cnt > 0) {
+        n->items = cfg_tree_alloc(fake_tree(), cnt * sizeof(*n->items));
+        memcpy(n->items, items, cnt * sizeof(*items));
+        n->n = cnt;
+    }
+    free(items);
+    relayout(n);
     return n;
 }
 
 void fake_cfg_free_all(void)
 {
-    while (g_nodes != NULL) {
-        slc_cfg_node_t *n = g_nodes;
-        g_nodes = n->all_next;
-        if (n->keys != NULL) {
-            for (size_t i = 0; i < n->n; i++) {
-                free(n->keys[i]);
-            }
-        }
-        free(n->keys);
-        free(n->items);
-        free(n->text);
-        free(n);
-    }
+    cfg_tree_free(g_tree);
+    g_tree = NULL;
+    free(g_adopted);
+    g_adopted = NULL;
+    g_nadopted = g_adopted_cap = 0;
 }
 
 const char *fake_cfg_path(const slc_cfg_node_t *n, char *buf, size_t size)
 {
-    const slc_cfg_node_t *chain[64];
-    size_t depth = 0;
-    if (size == 0) {
-        return buf;
-    }
-    buf[0] = '\0';
-    if (n == NULL) {
-        snprintf(buf, size, "(none)");
-        return buf;
-    }
-    for (const slc_cfg_node_t *p = n; p->parent != NULL && depth < 64; p = p->parent) {
-        chain[depth++] = p;
-    }
-    size_t used = 0;
-    while (depth > 0 && used < size) {
-        const slc_cfg_node_t *c = chain[--depth];
-        int w;
-        if (c->parent->type == SLC_CFG_MAP) {
-            w = snprintf(buf + used, size - used, "%s%s", used ? "." : "",
-                         c->parent->keys[c->index]);
-        } else {
-            w = snprintf(buf + used, size - used, "[%zu]", c->index);
-        }
-        if (w < 0) {
-            break;
-        }
-        used += (size_t)w;
+    if (size > 0) {
+        snprintf(buf, size, "%s", n == NULL ? "(none)" : n->path ? n->path : "");
     }
     return buf;
 }
@@ -296,56 +337,6 @@ const slc_cfg_node_t *fake_cfg_find(const slc_cfg_node_t *root, const char *path
         }
     }
     return n;
-}
-
-static slc_cfg_type_t fh_cfg_type(const slc_cfg_node_t *n)
-{
-    return n == NULL ? SLC_CFG_NULL : n->type;
-}
-
-static slc_str_t fh_cfg_scalar(const slc_cfg_node_t *n)
-{
-    if (n == NULL || n->type != SLC_CFG_SCALAR) {
-        return SLC_STR_NULL;
-    }
-    return (slc_str_t){n->text, n->len};
-}
-
-static size_t fh_cfg_len(const slc_cfg_node_t *n)
-{
-    if (n == NULL || (n->type != SLC_CFG_MAP && n->type != SLC_CFG_SEQ)) {
-        return 0;
-    }
-    return n->n;
-}
-
-static const slc_cfg_node_t *fh_cfg_at(const slc_cfg_node_t *n, size_t i)
-{
-    if (i >= fh_cfg_len(n)) {
-        return NULL;
-    }
-    return n->items[i];
-}
-
-static slc_str_t fh_cfg_key_at(const slc_cfg_node_t *n, size_t i)
-{
-    if (n == NULL || n->type != SLC_CFG_MAP || i >= n->n) {
-        return SLC_STR_NULL;
-    }
-    return str_of(n->keys[i]);
-}
-
-static const slc_cfg_node_t *fh_cfg_get(const slc_cfg_node_t *n, const char *key)
-{
-    if (n == NULL || n->type != SLC_CFG_MAP || key == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n->n; i++) {
-        if (strcmp(n->keys[i], key) == 0) {
-            return n->items[i];
-        }
-    }
-    return NULL;
 }
 
 /* ---- generations ---------------------------------------------------------- */
@@ -494,13 +485,16 @@ static bool fh_endpoint_healthy(const slc_endpoint_t *e)
 
 /* ---- diagnostics --------------------------------------------------------- */
 
-struct diag_msg {
-    bool is_error;
-    const slc_cfg_node_t *node;
-    char *path;
-    char *text;
-};
-
+/* A fake diag is the core's slc_diag_t (messages, error count, the tree
+ * defaults are copied into) plus what gen.c's build context would hold: the
+ * generation clusters are looked up in, cfg_alloc memory and metrics. The
+ * core's hooks point back here through |build|, and the host table's
+ * cfg_cluster, cfg_alloc, metric_new(_labeled) and cfg_cluster_pool dispatch through those
+ * hooks exactly as core/hostapi.c does.
+ *
+ * OWNERSHIP: the fake_diag owns its messages (diag_cleanup), allocs and
+ * metrics; its core.tree is the shared node tree (fake_tree), borrowed, so
+ * diags are freed before fake_cfg_free_all (as the tests' teardowns do). */
 struct alloc_blk {
     struct alloc_blk *next;
     max_align_t data[];
@@ -514,150 +508,30 @@ struct slc_metric {
     struct slc_metric *next;
 };
 
-struct slc_diag {
+typedef struct fake_diag {
+    slc_diag_t core; /* first: an slc_diag_t * of ours is a fake_diag_t * */
     fake_gen_t *gen;
-    struct diag_msg *msgs;
-    size_t n, cap, nerrors;
     struct alloc_blk *allocs;
     slc_metric_t *metrics;
-};
+} fake_diag_t;
 
-slc_diag_t *fake_diag_new(fake_gen_t *g)
+static fake_diag_t *fdiag(const slc_diag_t *d)
 {
-    slc_diag_t *d = xcalloc(1, sizeof(*d));
-    d->gen = g;
-    return d;
+    return (fake_diag_t *)d;
 }
 
-void fake_diag_free(slc_diag_t *d)
+static const slc_cluster_t *fd_cluster_lookup(void *build, slc_str_t name)
 {
-    if (d == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < d->n; i++) {
-        free(d->msgs[i].path);
-        free(d->msgs[i].text);
-    }
-    free(d->msgs);
-    while (d->allocs != NULL) {
-        struct alloc_blk *b = d->allocs;
-        d->allocs = b->next;
-        free(b);
-    }
-    while (d->metrics != NULL) {
-        slc_metric_t *m = d->metrics;
-        d->metrics = m->next;
-        free(m->name);
-        free(m->help);
-        free(m);
-    }
-    free(d);
+    return gen_lookup(((fake_diag_t *)build)->gen, name);
 }
 
-static void diag_record(slc_diag_t *d, bool is_error, const slc_cfg_node_t *n, char *text)
+static void *fd_instance_alloc(void *build, size_t size)
 {
-    char path[512];
-    if (d->n == d->cap) {
-        d->cap = d->cap ? 2 * d->cap : 8;
-        d->msgs = xrealloc(d->msgs, d->cap * sizeof(*d->msgs));
-    }
-    fake_cfg_path(n, path, sizeof(path));
-    d->msgs[d->n++] = (struct diag_msg){is_error, n, xstrdup(path), text};
-    if (is_error) {
-        d->nerrors++;
-    }
-    const char *env = getenv("FAKE_HOST_LOG");
-    if (env != NULL && *env != '\0' && *env != '0') {
-        fprintf(stderr, "fake_host: diag %s: %s: %s\n", is_error ? "error" : "warning", path, text);
-    }
-}
-
-__attribute__((format(printf, 3, 4))) static void diag_errf(slc_diag_t *d, const slc_cfg_node_t *n,
-                                                            const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    diag_record(d, true, n, xvasprintf(fmt, ap));
-    va_end(ap);
-}
-
-static void fh_diag_error(slc_diag_t *d, const slc_cfg_node_t *n, const char *fmt, va_list ap)
-{
-    diag_record(d, true, n, xvasprintf(fmt, ap));
-}
-
-static void fh_diag_warn(slc_diag_t *d, const slc_cfg_node_t *n, const char *fmt, va_list ap)
-{
-    diag_record(d, false, n, xvasprintf(fmt, ap));
-}
-
-size_t fake_diag_count(const slc_diag_t *d)
-{
-    return d->n;
-}
-
-size_t fake_diag_errors(const slc_diag_t *d)
-{
-    return d->nerrors;
-}
-
-const char *fake_diag_msg(const slc_diag_t *d, size_t i)
-{
-    return i < d->n ? d->msgs[i].text : NULL;
-}
-
-const slc_cfg_node_t *fake_diag_node(const slc_diag_t *d, size_t i)
-{
-    return i < d->n ? d->msgs[i].node : NULL;
-}
-
-const char *fake_diag_path(const slc_diag_t *d, size_t i)
-{
-    return i < d->n ? d->msgs[i].path : NULL;
-}
-
-bool fake_diag_is_error(const slc_diag_t *d, size_t i)
-{
-    return i < d->n && d->msgs[i].is_error;
-}
-
-int fake_diag_find(const slc_diag_t *d, const char *needle)
-{
-    for (size_t i = 0; i < d->n; i++) {
-        if (strstr(d->msgs[i].text, needle) != NULL) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
-void fake_diag_dump(const slc_diag_t *d)
-{
-    for (size_t i = 0; i < d->n; i++) {
-        fprintf(stderr, "  [%zu] %s: %s: %s\n", i, d->msgs[i].is_error ? "error" : "warning",
-                d->msgs[i].path, d->msgs[i].text);
-    }
-}
-
-static void *fh_cfg_alloc(slc_diag_t *d, size_t size)
-{
+    fake_diag_t *fd = build;
     struct alloc_blk *b = xcalloc(1, sizeof(*b) + size);
-    b->next = d->allocs;
-    d->allocs = b;
+    b->next = fd->allocs;
+    fd->allocs = b;
     return b->data;
-}
-
-static char *diag_strdup(slc_diag_t *d, const char *s)
-{
-    size_t len = strlen(s);
-    char *p = fh_cfg_alloc(d, len + 1);
-    memcpy(p, s, len);
-    return p;
-}
-
-static const slc_cluster_t *fh_cfg_cluster(slc_diag_t *d, slc_str_t name)
-{
-    return gen_lookup(d->gen, name);
 }
 
 static bool metric_name_ok(const char *name)
@@ -673,28 +547,141 @@ static bool metric_name_ok(const char *name)
     return true;
 }
 
-/* fh_metric_new never returns NULL: a bad or duplicate name is a config
+/* fd_metric_new never returns NULL: a bad or duplicate name is a config
  * error, and the filter still gets a metric it can add to. */
-static slc_metric_t *fh_metric_new(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+static slc_metric_t *fd_metric_new(void *build, slc_metric_kind_t kind, const char *name,
                                    const char *help)
 {
+    fake_diag_t *fd = build;
     if (!metric_name_ok(name)) {
-        diag_errf(d, NULL, "invalid metric name '%s'", name ? name : "(null)");
-    } else if (fake_metric(d, name) != NULL) {
-        diag_errf(d, NULL, "metric '%s' registered twice", name);
+        diag_errorf(&fd->core, NULL, "invalid metric name '%s'", name ? name : "(null)");
+    } else if (fake_metric(&fd->core, name) != NULL) {
+        diag_errorf(&fd->core, NULL, "metric '%s' registered twice", name);
     }
     slc_metric_t *m = xcalloc(1, sizeof(*m));
     m->name = xstrdup(name ? name : "");
     m->help = xstrdup(help ? help : "");
     m->kind = kind;
-    m->next = d->metrics;
-    d->metrics = m;
+    m->next = fd->metrics;
+    fd->metrics = m;
     return m;
+}
+
+static slc_metric_t *fd_metric_new_labeled(void *build, slc_metric_kind_t kind, const char *name,
+                                           const char *help, const char *label, const char *value)
+{
+    /* Registered as "name{label=value}" so tests can find each series. */
+    slc_metric_t *m = fd_metric_new(build, kind, name, help);
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s{%s=%s}", name, label ? label : "", value ? value : "");
+    free(m->name);
+    m->name = xstrdup(buf);
+    return m;
+}
+
+static slc_status_t fd_cluster_pool(void *build, const slc_cluster_t *c,
+                                    const slc_pool_options_t *o)
+{
+    (void)build;
+    slc_cluster_t *m = (slc_cluster_t *)c;
+    if (m->pool_set)
+        return SLC_EINVAL;
+    m->pool_set = true;
+    m->pool = *o;
+    return SLC_OK;
+}
+
+slc_diag_t *fake_diag_new(fake_gen_t *g)
+{
+    fake_diag_t *fd = xcalloc(1, sizeof(*fd));
+    diag_init(&fd->core, fake_tree());
+    fd->core.build = fd;
+    fd->core.instance = "test";
+    fd->core.cluster_lookup = fd_cluster_lookup;
+    fd->core.instance_alloc = fd_instance_alloc;
+    fd->core.metric_new = fd_metric_new;
+    fd->core.metric_new_labeled = fd_metric_new_labeled;
+    fd->core.cluster_pool = fd_cluster_pool;
+    fd->gen = g;
+    return &fd->core;
+}
+
+void fake_diag_free(slc_diag_t *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    fake_diag_t *fd = fdiag(d);
+    diag_cleanup(&fd->core);
+    while (fd->allocs != NULL) {
+        struct alloc_blk *b = fd->allocs;
+        fd->allocs = b->next;
+        free(b);
+    }
+    while (fd->metrics != NULL) {
+        slc_metric_t *m = fd->metrics;
+        fd->metrics = m->next;
+        free(m->name);
+        free(m->help);
+        free(m);
+    }
+    free(fd);
+}
+
+size_t fake_diag_count(const slc_diag_t *d)
+{
+    return d->nmsgs;
+}
+
+size_t fake_diag_errors(const slc_diag_t *d)
+{
+    return d->nerrors;
+}
+
+const char *fake_diag_msg(const slc_diag_t *d, size_t i)
+{
+    return i < d->nmsgs ? d->msgs[i].text + d->msgs[i].msg_off : NULL;
+}
+
+const slc_cfg_node_t *fake_diag_node(const slc_diag_t *d, size_t i)
+{
+    return i < d->nmsgs ? d->msgs[i].node : NULL;
+}
+
+const char *fake_diag_path(const slc_diag_t *d, size_t i)
+{
+    if (i >= d->nmsgs) {
+        return NULL;
+    }
+    const slc_cfg_node_t *n = d->msgs[i].node;
+    return n == NULL ? "(none)" : n->path ? n->path : "";
+}
+
+bool fake_diag_is_error(const slc_diag_t *d, size_t i)
+{
+    return i < d->nmsgs && d->msgs[i].is_error;
+}
+
+int fake_diag_find(const slc_diag_t *d, const char *needle)
+{
+    for (size_t i = 0; i < d->nmsgs; i++) {
+        if (strstr(fake_diag_msg(d, i), needle) != NULL) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+void fake_diag_dump(const slc_diag_t *d)
+{
+    for (size_t i = 0; i < d->nmsgs; i++) {
+        fprintf(stderr, "  [%zu] %s\n", i, d->msgs[i].text);
+    }
 }
 
 slc_metric_t *fake_metric(const slc_diag_t *d, const char *name)
 {
-    for (slc_metric_t *m = d->metrics; m != NULL; m = m->next) {
+    for (slc_metric_t *m = fdiag(d)->metrics; m != NULL; m = m->next) {
         if (strcmp(m->name, name) == 0) {
             return m;
         }
@@ -720,185 +707,39 @@ static void fh_metric_add(slc_req_t *r, slc_metric_t *m, int64_t v)
     }
 }
 
-/* ---- durations and the binder -------------------------------------------- */
-
-static slc_status_t fh_cfg_duration_ms(slc_str_t text, uint64_t *out_ms)
+/* The host-table entries that need the build context: thin wrappers over the
+ * diag's hooks, the same dispatch as core/hostapi.c's h_cfg_cluster & co. */
+static const slc_cluster_t *fh_cfg_cluster(slc_diag_t *d, slc_str_t name)
 {
-    return slcu_duration_ms(text, out_ms);
+    return d->cluster_lookup ? d->cluster_lookup(d->build, name) : NULL;
 }
 
-static size_t edit_distance(const char *a, const char *b)
+static void *fh_cfg_alloc(slc_diag_t *d, size_t size)
 {
-    return slcu_edit_distance(str_of(a), str_of(b), true);
+    if (d->instance_alloc)
+        return d->instance_alloc(d->build, size);
+    return cfg_tree_alloc(d->tree, size);
 }
 
-static const char *field_kind_word(slc_field_kind_t k)
+static slc_metric_t *fh_metric_new(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                   const char *help)
 {
-    switch (k) {
-    case SLC_FIELD_STR_:
-        return "a string";
-    case SLC_FIELD_U32_:
-        return "an integer";
-    case SLC_FIELD_BOOL_:
-        return "true or false";
-    case SLC_FIELD_DURATION_:
-        return "a duration like '10s'";
-    case SLC_FIELD_ENUM_:
-        return "one of the listed names";
-    default:
-        return "a value";
-    }
+    return d->metric_new ? d->metric_new(d->build, kind, name, help) : NULL;
 }
 
-/* bind_value stores |text| (from node |n|, or a default when n is NULL) into
- * the field. Returns false after reporting an error. */
-static bool bind_value(slc_diag_t *d, const slc_cfg_node_t *where, const slc_cfg_node_t *n,
-                       const slc_cfg_field_t *f, const char *text, void *out)
+static slc_metric_t *fh_metric_new_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                           const char *help, const char *label, const char *value)
 {
-    char *dst = (char *)out + f->offset;
-    switch (f->kind) {
-    case SLC_FIELD_STR_:
-        *(char **)dst = n != NULL ? n->text : diag_strdup(d, text);
-        return true;
-    case SLC_FIELD_U32_: {
-        char *end;
-        uint64_t max = f->max ? f->max : UINT32_MAX;
-        if (text[0] < '0' || text[0] > '9') {
-            goto bad_u32;
-        }
-        unsigned long long v = strtoull(text, &end, 10);
-        if (*end != '\0' || v < f->min || v > max) {
-            goto bad_u32;
-        }
-        *(uint32_t *)dst = (uint32_t)v;
-        return true;
-    bad_u32:
-        diag_errf(d, where, "'%s': expected an integer from %llu to %llu, got '%s'", f->key,
-                  (unsigned long long)f->min, (unsigned long long)max, text);
-        return false;
-    }
-    case SLC_FIELD_BOOL_:
-        if (cstr_ieq(text, "true")) {
-            *(bool *)dst = true;
-        } else if (cstr_ieq(text, "false")) {
-            *(bool *)dst = false;
-        } else {
-            diag_errf(d, where, "'%s': expected true or false, got '%s'", f->key, text);
-            return false;
-        }
-        return true;
-    case SLC_FIELD_DURATION_: {
-        uint64_t ms;
-        if (fh_cfg_duration_ms(str_of(text), &ms) != SLC_OK) {
-            diag_errf(d, where, "'%s': expected a duration like '10s', got '%s'", f->key, text);
-            return false;
-        }
-        if (ms < f->min || (f->max != 0 && ms > f->max)) {
-            diag_errf(d, where, "'%s': duration '%s' is out of range", f->key, text);
-            return false;
-        }
-        *(uint64_t *)dst = ms;
-        return true;
-    }
-    case SLC_FIELD_ENUM_:
-        for (size_t i = 0; f->names != NULL && f->names[i] != NULL; i++) {
-            if (strcmp(f->names[i], text) == 0) {
-                *(int *)dst = (int)i;
-                return true;
-            }
-        }
-        {
-            char list[256] = "";
-            size_t used = 0;
-            for (size_t i = 0; f->names != NULL && f->names[i] != NULL; i++) {
-                int w =
-                    snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", f->names[i]);
-                if (w < 0 || (size_t)w >= sizeof(list) - used) {
-                    break;
-                }
-                used += (size_t)w;
-            }
-            diag_errf(d, where, "'%s': expected one of %s, got '%s'", f->key, list, text);
-        }
-        return false;
-    default:
-        return false;
-    }
+    return d->metric_new_labeled ? d->metric_new_labeled(d->build, kind, name, help, label, value)
+                                 : NULL;
 }
 
-static slc_status_t fh_cfg_bind(slc_diag_t *d, const slc_cfg_node_t *n,
-                                const slc_cfg_field_t *fields, void *out)
+static slc_status_t fh_cfg_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
+                                        const slc_pool_options_t *o)
 {
-    bool ok = true;
-    if (n != NULL && n->type != SLC_CFG_MAP && n->type != SLC_CFG_NULL) {
-        diag_errf(d, n, "expected a map");
+    if (!c || !o || !d->cluster_pool)
         return SLC_EINVAL;
-    }
-    /* Unknown keys first, with a hint when a field name is close. */
-    for (size_t i = 0; i < fh_cfg_len(n); i++) {
-        const char *key = n->keys[i];
-        const slc_cfg_field_t *f;
-        for (f = fields; f->kind != SLC_FIELD_END_; f++) {
-            if (strcmp(f->key, key) == 0) {
-                break;
-            }
-        }
-        if (f->kind != SLC_FIELD_END_) {
-            continue;
-        }
-        const char *best = NULL;
-        size_t best_d = 3;
-        for (f = fields; f->kind != SLC_FIELD_END_; f++) {
-            size_t dist = edit_distance(key, f->key);
-            if (dist < best_d) {
-                best_d = dist;
-                best = f->key;
-            }
-        }
-        if (best != NULL) {
-            diag_errf(d, n->items[i], "unknown key '%s' (did you mean '%s'?)", key, best);
-        } else {
-            diag_errf(d, n->items[i], "unknown key '%s'", key);
-        }
-        ok = false;
-    }
-    for (const slc_cfg_field_t *f = fields; f->kind != SLC_FIELD_END_; f++) {
-        const slc_cfg_node_t *v = fh_cfg_get(n, f->key);
-        if (f->kind == SLC_FIELD_NODE_) {
-            if (v == NULL && f->required) {
-                diag_errf(d, n, "missing required key '%s'", f->key);
-                ok = false;
-            }
-            *(const slc_cfg_node_t **)((char *)out + f->offset) = v;
-            continue;
-        }
-        /* Like the core: `key:` with no value counts as absent. */
-        if (v != NULL && v->type == SLC_CFG_NULL) {
-            if (f->required) {
-                diag_errf(d, v, "missing value for required key '%s'", f->key);
-                ok = false;
-            } else if (f->dflt != NULL) {
-                ok = bind_value(d, n, NULL, f, f->dflt, out) && ok;
-            }
-            continue;
-        }
-        if (v == NULL) {
-            if (f->required) {
-                diag_errf(d, n, "missing required key '%s'", f->key);
-                ok = false;
-            } else if (f->dflt != NULL) {
-                ok = bind_value(d, n, NULL, f, f->dflt, out) && ok;
-            }
-            continue;
-        }
-        if (v->type != SLC_CFG_SCALAR) {
-            diag_errf(d, v, "'%s': expected %s", f->key, field_kind_word(f->kind));
-            ok = false;
-            continue;
-        }
-        ok = bind_value(d, v, v, f, v->text, out) && ok;
-    }
-    return ok ? SLC_OK : SLC_EINVAL;
+    return d->cluster_pool(d->build, c, o);
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -1707,18 +1548,6 @@ static uint64_t fh_now_ms(void)
     return fake_clock_ms;
 }
 
-static slc_metric_t *fh_metric_new_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
-                                           const char *help, const char *label, const char *value)
-{
-    /* Registered as "name{label=value}" so tests can find each series. */
-    slc_metric_t *m = fh_metric_new(d, kind, name, help);
-    char buf[256];
-    snprintf(buf, sizeof(buf), "%s{%s=%s}", name, label ? label : "", value ? value : "");
-    free(m->name);
-    m->name = xstrdup(buf);
-    return m;
-}
-
 static void fh_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
 {
     (void)worker_id;
@@ -1734,18 +1563,6 @@ static size_t fh_endpoint_index(const slc_endpoint_t *e)
 static const slc_cluster_t *fh_endpoint_cluster(const slc_endpoint_t *e)
 {
     return e->cluster;
-}
-
-static slc_status_t fh_cfg_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
-                                        const slc_pool_options_t *o)
-{
-    (void)d;
-    slc_cluster_t *m = (slc_cluster_t *)c;
-    if (m->pool_set)
-        return SLC_EINVAL;
-    m->pool_set = true;
-    m->pool = *o;
-    return SLC_OK;
 }
 
 bool fake_cluster_pool(const slc_cluster_t *c, slc_pool_options_t *out)
@@ -1860,16 +1677,16 @@ const slc_host_t fake_host_table = {
     .struct_size = sizeof(slc_host_t),
     .log = fh_log,
     .log_enabled = fh_log_enabled,
-    .cfg_type = fh_cfg_type,
-    .cfg_scalar = fh_cfg_scalar,
-    .cfg_len = fh_cfg_len,
-    .cfg_at = fh_cfg_at,
-    .cfg_key_at = fh_cfg_key_at,
-    .cfg_get = fh_cfg_get,
-    .cfg_bind = fh_cfg_bind,
-    .cfg_duration_ms = fh_cfg_duration_ms,
-    .diag_error = fh_diag_error,
-    .diag_warn = fh_diag_warn,
+    .cfg_type = cfg_type,
+    .cfg_scalar = cfg_scalar,
+    .cfg_len = cfg_len,
+    .cfg_at = cfg_at,
+    .cfg_key_at = cfg_key_at,
+    .cfg_get = cfg_get,
+    .cfg_bind = cfg_bind,
+    .cfg_duration_ms = cfg_duration_ms,
+    .diag_error = diag_verror,
+    .diag_warn = diag_vwarn,
     .cfg_cluster = fh_cfg_cluster,
     .cfg_alloc = fh_cfg_alloc,
     .metric_new = fh_metric_new,
@@ -1943,7 +1760,14 @@ fake_inst_t *fake_inst_new(const slc_filter_desc_t *desc, fake_gen_t *g,
         config = fake_empty_map();
     }
     if (desc->config_new != NULL) {
+        /* As gen.c does: cfg_bind walks the filter's field tables with the
+         * stride of the ABI it was compiled against. */
+        inst->diag->module_abi = desc->abi_version;
         inst->status = desc->config_new(&fake_host_table, config, &inst->cfg, inst->diag);
+        const char *env = getenv("FAKE_HOST_LOG");
+        if (env != NULL && *env != '\0' && *env != '0') {
+            fake_diag_dump(inst->diag);
+        }
         if (inst->status == SLC_OK && fake_diag_errors(inst->diag) > 0) {
             /* The real host fails the config on any recorded error too. */
             inst->status = SLC_EINVAL;

@@ -1,20 +1,28 @@
 /* fake_host: an in-memory slc_host_t for filter unit tests.
  *
- * A filter's unit test links the filter's own sources, this file and cmocka;
- * no core code at all. The filter's SLC_FILTER_DEFINE provides `slc_host`
- * and slc_filter_entry(); a test gets the descriptor with
+ * A filter's unit test links the filter's own sources, this file, cmocka and
+ * the core's config tree and binder (core/cfgtree.c, from sluice_core): the
+ * fake host binds with the core's binder, so a filter's config binds under
+ * test exactly as it does in sluice. The filter's SLC_FILTER_DEFINE provides
+ * `slc_host` and slc_filter_entry(); a test gets the descriptor with
  *
  *     const slc_filter_desc_t *desc = slc_filter_entry(&fake_host_table);
  *
  * and then drives the hooks itself or through the fake_inst_* helpers.
  *
  * What the fake models:
- *   - config trees built in C (fake_map / fake_seq / fake_scalar), with key
- *     paths like "virtual_hosts[0].routes[1].route.cluster";
- *   - a diag that records every error and warning with its node and path,
- *     and owns cfg_alloc memory and metrics (one diag = one filter instance);
- *   - a cfg_bind implementing every slc_field_kind_t, with defaults,
- *     required keys, ranges, unknown keys ("did you mean") and durations;
+ *   - config trees built in C (fake_map / fake_seq / fake_scalar) out of the
+ *     core's own nodes (struct slc_cfg_node of core/cfgtree.h), with key
+ *     paths like "virtual_hosts[0].routes[1].route.cluster" and the line and
+ *     column a block-style "fake.yaml" of the tree would give them;
+ *   - the core's node accessors, cfg_bind, cfg_duration_ms, diag_verror and
+ *     diag_vwarn as the host table's entries, so defaults, ranges, size
+ *     suffixes, enums, unknown keys ("did you mean") and every message's
+ *     wording are the core's;
+ *   - a diag that is the core's slc_diag_t (messages "file:line:col: path:
+ *     message", each with the node it was reported against) wrapped with a
+ *     build context, as core/gen.c does, that owns cfg_alloc memory and
+ *     metrics (one diag = one filter instance);
  *   - generations holding clusters and endpoints with settable health and
  *     active-request counts (cfg_cluster looks in the diag's generation,
  *     cluster_get in the request's);
@@ -26,8 +34,10 @@
  *   - connections with peer facts and a recorded transport.
  *
  * OWNERSHIP: everything a fake_*_new returns is owned by the test and freed
- * with the matching fake_*_free. Config nodes are the exception: they are
- * tracked globally and freed together by fake_cfg_free_all().
+ * with the matching fake_*_free. Config nodes are the exception: they live
+ * in one core cfg_tree_t the fake host owns and are freed together by
+ * fake_cfg_free_all(), which must come after every diag (fake_diag_free /
+ * fake_inst_free) that uses them.
  * Single-threaded; not for use outside tests.
  */
 #ifndef SLUICE_FAKE_HOST_H
@@ -90,16 +100,18 @@ void fake_diag_free(slc_diag_t *d);
 size_t fake_diag_count(const slc_diag_t *d); /* errors and warnings */
 size_t fake_diag_errors(const slc_diag_t *d);
 /* fake_diag_msg / _node / _path / _is_error describe message |i|. The text
- * is the filter's message without location; the path is the node's key path
- * ("" for the root, "(none)" for a NULL node). */
+ * is the message without the core's "file:line:col: path: " location and
+ * "warning: " prefix; the path is the node's key path ("" for the root,
+ * "(none)" for a NULL node). */
 const char *fake_diag_msg(const slc_diag_t *d, size_t i);
 const slc_cfg_node_t *fake_diag_node(const slc_diag_t *d, size_t i);
 const char *fake_diag_path(const slc_diag_t *d, size_t i);
 bool fake_diag_is_error(const slc_diag_t *d, size_t i);
-/* fake_diag_find returns the index of the first message containing |needle|,
- * or -1. */
+/* fake_diag_find returns the index of the first message whose text (as
+ * fake_diag_msg gives it) contains |needle|, or -1. */
 int fake_diag_find(const slc_diag_t *d, const char *needle);
-/* fake_diag_dump prints every message to stderr (for failing tests). */
+/* fake_diag_dump prints every message, in full, to stderr (for failing
+ * tests). */
 void fake_diag_dump(const slc_diag_t *d);
 /* fake_metric finds a metric registered through |d| by name (without the
  * "sluice_" prefix), or NULL. */

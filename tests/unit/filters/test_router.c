@@ -402,24 +402,32 @@ static void test_err_no_action(void **state)
 
 static void test_err_bad_status(void **state)
 {
+    /* The binder reports a bad value at the value, naming the key in the
+     * path rather than in the message (the core's cfg_bind wording). */
     fixture_t *f = *state;
     slc_cfg_node_t *st = S("99");
     expect_error(f,
                  one_route_config(fake_map("direct_response",
                                            fake_map("status", st, "body", S("x"), NULL), NULL)),
-                 st, "status");
+                 st, "expected an integer from 200 to 599, got '99'");
+    assert_string_equal(fake_diag_path(f->inst->diag, 0),
+                        "virtual_hosts[0].routes[0].direct_response.status");
     fake_inst_free(f->inst);
 
     st = S("600");
     expect_error(f,
                  one_route_config(fake_map("direct_response", fake_map("status", st, NULL), NULL)),
-                 st, "status");
+                 st, "expected an integer from 200 to 599, got '600'");
+    assert_string_equal(fake_diag_path(f->inst->diag, 0),
+                        "virtual_hosts[0].routes[0].direct_response.status");
     fake_inst_free(f->inst);
 
     st = S("two hundred");
     expect_error(f,
                  one_route_config(fake_map("direct_response", fake_map("status", st, NULL), NULL)),
-                 st, "status");
+                 st, "expected an integer from 200 to 599, got 'two hundred'");
+    assert_string_equal(fake_diag_path(f->inst->diag, 0),
+                        "virtual_hosts[0].routes[0].direct_response.status");
 }
 
 static void test_err_unknown_key(void **state)
