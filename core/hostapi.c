@@ -480,14 +480,6 @@ slc_status_t retry_policy_copy(arena_t *a, const slc_retry_policy_t *p, slc_retr
     return SLC_OK;
 }
 
-bool retry_status_listed(const slc_retry_policy_t *p, int status)
-{
-    for (uint32_t i = 0; i < p->nstatuses; i++)
-        if (p->statuses[i] == status)
-            return true;
-    return false;
-}
-
 static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
 {
     /* Only before any body byte left: the replay copy must hold all of it. */

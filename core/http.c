@@ -8,6 +8,8 @@
 #include "log.h"
 #include "server.h"
 
+#include <sluice/util.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -1393,22 +1395,7 @@ static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status)
     const slc_retry_policy_t *p = s->retry;
     if (!p || s->retries_done >= p->max_retries)
         return false;
-    uint32_t on = p->retry_on;
-    switch (res) {
-    case SLC_ATTEMPT_CONNECT_FAILURE:
-        return on & (SLC_RETRY_CONNECT_FAILURE | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
-    case SLC_ATTEMPT_RESET:
-        return on & (SLC_RETRY_RESET | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
-    case SLC_ATTEMPT_TIMEOUT: /* a per-try timeout counts as a 504 */
-        return on & (SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
-    case SLC_ATTEMPT_RESPONSE:
-        if ((on & SLC_RETRY_5XX) && status >= 500 && status <= 599)
-            return true;
-        if ((on & SLC_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
-            return true;
-        return (on & SLC_RETRY_RETRIABLE_STATUS) && retry_status_listed(p, status);
-    }
-    return false;
+    return slcu_retry_covers(p, res, status);
 }
 
 static void on_backoff(evutil_socket_t fd, short what, void *arg)
@@ -1447,12 +1434,7 @@ static void retry_schedule(stream_t *s)
     s->req_pumping = false;
     uint64_t ms = s->retry_backoff_ms;
     if (!s->retry_asked) {
-        uint64_t base = s->retry->backoff_base_ms ? s->retry->backoff_base_ms : 25;
-        uint64_t cap = base * 10,
-                 span = base << (s->retries_done - 1 < 10 ? s->retries_done - 1 : 10);
-        if (span > cap)
-            span = cap;
-        ms = span ? worker_rand(s->w) % (span + 1) : 0;
+        ms = slcu_retry_backoff_ms(s->retry->backoff_base_ms, s->retries_done, worker_rand(s->w));
     }
     s->retry_asked = false;
     if (!s->backoff_ev) {

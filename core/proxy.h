@@ -406,8 +406,6 @@ void replay_copy_to(const replay_t *r, struct evbuffer *out);
  * the 1.1 fixed array of an older filter), so the retry logic reads one
  * form. SLC_ENOMEM when the arena is exhausted. */
 slc_status_t retry_policy_copy(arena_t *a, const slc_retry_policy_t *p, slc_retry_policy_t **out);
-/* retry_status_listed: |status| is among |p|'s retriable statuses. */
-bool retry_status_listed(const slc_retry_policy_t *p, int status);
 
 /* conn_sio: the socket behind an SDK connection handle. */
 sio_t *conn_sio(slc_conn_t *c);

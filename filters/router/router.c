@@ -1903,37 +1903,6 @@ static slc_action_t router_on_request_headers(void *ctx, slc_req_t *r)
     return forward(st, r, rt, m, path, full);
 }
 
-/* retry_covers: Istio's retryOn semantics for one attempt's outcome. */
-static bool retry_covers(const slc_retry_policy_t *p, slc_attempt_result_t res, int status)
-{
-    uint32_t on = p->retry_on;
-    switch (res) {
-    case SLC_ATTEMPT_CONNECT_FAILURE:
-        return on & (SLC_RETRY_CONNECT_FAILURE | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
-    case SLC_ATTEMPT_RESET:
-        return on & (SLC_RETRY_RESET | SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
-    case SLC_ATTEMPT_TIMEOUT: /* a per-try timeout counts as a 504 */
-        return on & (SLC_RETRY_5XX | SLC_RETRY_GATEWAY_ERROR);
-    case SLC_ATTEMPT_RESPONSE:
-        if ((on & SLC_RETRY_5XX) && status >= 500 && status <= 599) {
-            return true;
-        }
-        if ((on & SLC_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504) {
-            return true;
-        }
-        if (on & SLC_RETRY_RETRIABLE_STATUS) {
-            /* build_retry always fills the appendable form */
-            for (uint32_t i = 0; i < p->nstatuses; i++) {
-                if (p->statuses[i] == status) {
-                    return true;
-                }
-            }
-        }
-        return false;
-    }
-    return false;
-}
-
 /* router_on_upstream_result decides retries on ABI 1.3 hosts: the route's
  * policy, then Envoy's backoff with full jitter, a uniform delay in
  * [0, min(base * 2^(n-1), 10 * base)] for retry n. */
@@ -1944,16 +1913,11 @@ static void router_on_upstream_result(void *ctx, slc_req_t *r, const slc_endpoin
     router_stream_t *st = ctx;
     const route_t *rt = st->rt;
     if (rt == NULL || rt->kind != ACTION_ROUTE || !slc_host_has(slc_host, attempt_retry) ||
-        st->retries >= rt->retry.max_retries || !retry_covers(&rt->retry, res, status)) {
+        st->retries >= rt->retry.max_retries || !slcu_retry_covers(&rt->retry, res, status)) {
         return;
     }
-    uint64_t base = rt->retry.backoff_base_ms ? rt->retry.backoff_base_ms : 25;
-    uint32_t n = st->retries < 10 ? st->retries : 10;
-    uint64_t span = base << n;
-    if (span > base * 10) {
-        span = base * 10;
-    }
-    uint64_t backoff = prng_next(st->w) % (span + 1);
+    uint64_t backoff =
+        slcu_retry_backoff_ms(rt->retry.backoff_base_ms, st->retries + 1, prng_next(st->w));
     if (slc_host->attempt_retry(r, backoff) == SLC_OK) {
         st->retries++;
     }

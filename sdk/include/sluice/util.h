@@ -95,6 +95,20 @@ void slcu_rng_seed(slcu_rng_t *r, uint64_t seed);
 /* slcu_rng_next is the next 64 random bits. */
 uint64_t slcu_rng_next(slcu_rng_t *r);
 
+/* ---- retries --------------------------------------------------------------
+ * slcu_retry_covers: does retry policy |p| (its retry_on bits and
+ * retriable statuses, in Istio's retryOn meaning) cover one attempt's
+ * outcome? A connect failure matches connect-failure, 5xx and
+ * gateway-error; a reset matches reset, 5xx and gateway-error; a per-try
+ * timeout counts as a 504; a response status matches 5xx, gateway-error
+ * (502-504) or a listed status. The core's built-in policy and the router
+ * both decide with it. Pure; any thread. */
+bool slcu_retry_covers(const slc_retry_policy_t *p, slc_attempt_result_t res, int status);
+/* slcu_retry_backoff_ms: Envoy's full-jitter backoff before retry |n|
+ * (1 = the first retry): |random| reduced to [0, min(base * 2^(n-1),
+ * 10 * base)]; a base of 0 means Envoy's 25 ms. */
+uint64_t slcu_retry_backoff_ms(uint64_t base_ms, uint32_t n, uint64_t random);
+
 /* slcu_rng_below is uniform in [0, n) for 0 < n <= 2^32 (multiply-shift on
  * the top 32 bits; bias below n / 2^32); 0 when n is 0. */
 uint64_t slcu_rng_below(slcu_rng_t *r, uint64_t n);

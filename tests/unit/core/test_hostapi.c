@@ -15,6 +15,8 @@
 
 #include "proxy.h"
 
+#include <sluice/util.h>
+
 typedef struct fixture {
     slc_req_t *r;
 } fixture_t;
@@ -190,9 +192,9 @@ static void test_retry_policy_old_layout(void **state)
     assert_int_equal(c->struct_size, sizeof(*c));
     assert_int_equal(c->max_retries, 2);
     assert_int_equal(c->nstatuses, 2);
-    assert_true(retry_status_listed(c, 503));
-    assert_true(retry_status_listed(c, 429));
-    assert_false(retry_status_listed(c, 502));
+    assert_true(slcu_retry_covers(c, SLC_ATTEMPT_RESPONSE, 503));
+    assert_true(slcu_retry_covers(c, SLC_ATTEMPT_RESPONSE, 429));
+    assert_false(slcu_retry_covers(c, SLC_ATTEMPT_RESPONSE, 502));
 
     /* struct_size 0 (never set by an old filter) means the 1.1 layout too,
      * and a count past the fixed array is clamped to it. */
@@ -224,9 +226,9 @@ static void test_retry_policy_appendable_form(void **state)
     memset(many, 0, sizeof(many));
     assert_int_equal(c->nstatuses, 12);
     assert_ptr_not_equal(c->statuses, many);
-    assert_true(retry_status_listed(c, 500));
-    assert_true(retry_status_listed(c, 511));
-    assert_false(retry_status_listed(c, 404));
+    assert_true(slcu_retry_covers(c, SLC_ATTEMPT_RESPONSE, 500));
+    assert_true(slcu_retry_covers(c, SLC_ATTEMPT_RESPONSE, 511));
+    assert_false(slcu_retry_covers(c, SLC_ATTEMPT_RESPONSE, 404));
 
     /* Through the host entry, as a filter calls it. */
     assert_int_equal(host_table.route_set_retry(f->r, &in), SLC_OK);

@@ -318,14 +318,61 @@ static void test_header_and_query_match(void **state)
     assert_true(slcu_query_match(&q, S("vv=1")));
 }
 
+/* Istio's retryOn meaning over both forms of the retriable statuses, and
+ * Envoy's full-jitter backoff bounds. */
+static void test_retry(void **state)
+{
+    (void)state;
+    slc_retry_policy_t p = {.struct_size = sizeof(p), .retry_on = SLC_RETRY_CONNECT_FAILURE};
+    assert_true(slcu_retry_covers(&p, SLC_ATTEMPT_CONNECT_FAILURE, 0));
+    assert_false(slcu_retry_covers(&p, SLC_ATTEMPT_RESET, 0));
+    assert_false(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 503));
+    p.retry_on = SLC_RETRY_GATEWAY_ERROR;
+    assert_true(slcu_retry_covers(&p, SLC_ATTEMPT_RESET, 0));
+    assert_true(slcu_retry_covers(&p, SLC_ATTEMPT_TIMEOUT, 0)); /* a 504 */
+    assert_true(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 502));
+    assert_false(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 500));
+    p.retry_on = SLC_RETRY_5XX;
+    assert_true(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 500));
+    assert_false(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 429));
+    /* statuses: the 1.3 list when present, else the 1.1 array */
+    static const uint16_t list[] = {429, 418};
+    p.retry_on = SLC_RETRY_RETRIABLE_STATUS;
+    p.statuses = list;
+    p.nstatuses = 2;
+    p.retriable_statuses[0] = 503;
+    p.nretriable_statuses = 1;
+    assert_true(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 418));
+    assert_false(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 503));
+    p.struct_size = (uint32_t)offsetof(slc_retry_policy_t, statuses); /* a 1.1 filter's */
+    assert_true(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 503));
+    assert_false(slcu_retry_covers(&p, SLC_ATTEMPT_RESPONSE, 418));
+
+    /* retry n waits at most min(base * 2^(n-1), 10 * base) */
+    assert_int_equal(slcu_retry_backoff_ms(25, 1, UINT64_MAX - 1), (UINT64_MAX - 1) % 26);
+    for (uint64_t r = 0; r < 2000; r += 7) {
+        assert_true(slcu_retry_backoff_ms(25, 1, r) <= 25);
+        assert_true(slcu_retry_backoff_ms(25, 3, r) <= 100);
+        assert_true(slcu_retry_backoff_ms(25, 9, r) <= 250);
+        assert_true(slcu_retry_backoff_ms(0, 2, r) <= 50); /* 0: Envoy's 25 ms base */
+    }
+    assert_int_equal(slcu_retry_backoff_ms(25, 9, 250), 250);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_case),     cmocka_unit_test(test_edit_distance),
-        cmocka_unit_test(test_fnv),      cmocka_unit_test(test_rng),
-        cmocka_unit_test(test_duration), cmocka_unit_test(test_query),
-        cmocka_unit_test(test_path),     cmocka_unit_test(test_cidr),
-        cmocka_unit_test(test_strmatch), cmocka_unit_test(test_header_and_query_match),
+        cmocka_unit_test(test_case),
+        cmocka_unit_test(test_edit_distance),
+        cmocka_unit_test(test_fnv),
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_retry),
+        cmocka_unit_test(test_path),
+        cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_strmatch),
+        cmocka_unit_test(test_header_and_query_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
