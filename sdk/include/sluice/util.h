@@ -164,9 +164,9 @@ typedef struct slcu_cidr {
     uint8_t addr[16];
 } slcu_cidr_t;
 
-/* slcu_cidr_parse reads "10.0.0.0/8", "2001:db8::/32" or a bare address (a
+/* slcu_cidr_parse reads "192.0.2.0/24", "2001:db8::/32" or a bare address (a
  * full-length prefix). Host bits set past the prefix are an error (Istio
- * rejects "10.0.0.1/8" too), as are prefixes over the family's length. */
+ * rejects "192.0.2.1/24" too), as are prefixes over the family's length. */
 bool slcu_cidr_parse(slc_str_t text, slcu_cidr_t *out);
 
 /* slcu_ip_parse reads one address, IPv4 dotted or IPv6 text, optionally in
