@@ -549,7 +549,7 @@ static void h_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
         return;
     stat_t *st = m->per_worker[worker_id];
     if (!st) {
-        st = stats_get(worker_stats(worker_id), m->key);
+        st = stats_get(stats_worker_shard(worker_id), m->key);
         m->per_worker[worker_id] = st;
     }
     stat_add(st, v);

@@ -38,6 +38,18 @@ static void replay_keep(stream_t *s, size_t before);
 static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status);
 static void retry_schedule(stream_t *s);
 
+/* The stream's side of the upstream connection (see stream_events_t). */
+static const stream_events_t stream_events = {
+    .on_response_head = stream_on_response_head,
+    .pump_response = stream_pump_response,
+    .pump_request = stream_pump_request,
+    .upstream_failed = stream_upstream_failed,
+    .upstream_eof = stream_upstream_eof,
+    .attempt_failed = stream_attempt_failed,
+    .report_attempt = stream_report_attempt,
+    .chain_continue = stream_chain_continue,
+};
+
 /* ---- headers --------------------------------------------------------- */
 
 static bool name_eq(slc_str_t a, slc_str_t b)
@@ -100,23 +112,6 @@ slc_status_t hdrs_set(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value, b
     if (hdrs_push(s, h, (slc_str_t){n, name.len}, (slc_str_t){v, value.len}) != 0)
         return SLC_ENOMEM;
     return SLC_OK;
-}
-
-/* ---- upstream attempts ------------------------------------------------ */
-
-bool stream_tried(const stream_t *s, const slc_endpoint_t *e)
-{
-    for (uint32_t i = 0; i < s->ntried; i++)
-        if (s->tried[i] == e)
-            return true;
-    return false;
-}
-
-void stream_uncount_ep(stream_t *s)
-{
-    if (s->counted_ep)
-        atomic_fetch_sub_explicit(&s->counted_ep->st->active, 1, memory_order_relaxed);
-    s->counted_ep = NULL;
 }
 
 /* ---- timers ----------------------------------------------------------- */
@@ -605,6 +600,7 @@ static stream_t *stream_new(dconn_t *dc, gen_t *g, glistener_t *gl)
     arena_init(&a, &w->arena_pool, STREAM_BUDGET);
     stream_t *s = arena_alloc(&a, sizeof(*s));
     s->arena = a; /* the arena now lives inside the stream it allocated */
+    s->ev = &stream_events;
     s->w = w;
     s->dc = dc;
     s->holder = w->cur;
@@ -1034,12 +1030,6 @@ static void replay_keep(stream_t *s, size_t before)
         s->replay.head = p;
     s->replay.tail = p;
     s->replay.len += n;
-}
-
-void replay_copy_to(const replay_t *r, struct evbuffer *out)
-{
-    for (const replay_piece_t *p = r->head; p; p = p->next)
-        evbuffer_add(out, p->data, p->len);
 }
 
 /* drain_request_body discards an unread request body after a local reply,

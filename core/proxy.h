@@ -22,6 +22,7 @@
 #include "sio.h"
 #include "stats.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <pthread.h>
@@ -147,6 +148,9 @@ typedef struct worker {
     slcu_rng_t rng;
     bool draining;
     stat_t *streams_active;
+    /* gen_dead: a generation's last reference went on this worker; hands it
+     * back to the server (set by the server: the one call upward). */
+    void (*gen_dead)(struct server *srv, gen_t *g);
     /* libevent common timeouts for the durations connections are armed with
      * again and again (header and idle timeouts): adding such a timer is a
      * list append instead of a heap insertion. Owned by the base. */
@@ -165,7 +169,31 @@ enum stream_state {
     ST_DONE,
 };
 
+/* stream_events: how the upstream side reports to the stream it serves.
+ * The stream installs its table when it is created (http.c) and
+ * upstream.c calls only through it, so the pool never calls up into the
+ * stream's module: calls run stream -> upstream, and back by callback. */
+typedef struct stream_events {
+    /* |r| was parsed from |head| (upstream input, valid for the call only:
+     * the stream copies what it keeps). */
+    void (*on_response_head)(struct slc_req *s, const h1_response_t *r, const char *head);
+    void (*pump_response)(struct slc_req *s);
+    void (*pump_request)(struct slc_req *s);
+    void (*upstream_failed)(struct slc_req *s, int status, uint32_t flag, const char *body);
+    /* the upstream closed (|reset|: with an error) */
+    void (*upstream_eof)(struct slc_req *s, bool reset);
+    /* the attempt ended without a usable response: report it, retry if a
+     * decider wants to, else answer |status| with |flag| */
+    void (*attempt_failed)(struct slc_req *s, slc_attempt_result_t res, int status, uint32_t flag,
+                           const char *body);
+    /* run on_upstream_result filters */
+    void (*report_attempt)(struct slc_req *s, slc_attempt_result_t res, int status);
+    /* go on with the phase that was waiting (upstream connect filters) */
+    void (*chain_continue)(struct slc_req *s);
+} stream_events_t;
+
 struct slc_req {
+    const stream_events_t *ev; /* the stream module's table (see above) */
     arena_t arena;
     worker_t *w;
     struct dconn *dc;
@@ -255,6 +283,32 @@ struct slc_req {
 };
 typedef struct slc_req stream_t;
 
+/* stream_tried: |e| was already attempted by |s|. */
+static inline bool stream_tried(const stream_t *s, const slc_endpoint_t *e)
+{
+    for (uint32_t i = 0; i < s->ntried; i++)
+        if (s->tried[i] == e)
+            return true;
+    return false;
+}
+
+/* stream_uncount_ep gives back the active-request count |s| holds on its
+ * endpoint, if any. */
+static inline void stream_uncount_ep(stream_t *s)
+{
+    if (s->counted_ep)
+        atomic_fetch_sub_explicit(&s->counted_ep->st->active, 1, memory_order_relaxed);
+    s->counted_ep = NULL;
+}
+
+/* replay_copy_to appends the kept body to |out| (a copy: |out| may outlive
+ * the stream, as a mirror's does). */
+static inline void replay_copy_to(const replay_t *r, struct evbuffer *out)
+{
+    for (const replay_piece_t *p = r->head; p; p = p->next)
+        evbuffer_add(out, p->data, p->len);
+}
+
 /* Both connection kinds are handed to filters as slc_conn_t; |kind| comes
  * first in each so the host can tell them apart. */
 enum { CONN_DOWNSTREAM = 1, CONN_UPSTREAM = 2 };
@@ -307,33 +361,10 @@ typedef struct uconn {
     holder_t *pinned;   /* a transport's code lives in this generation's module */
 } uconn_t;
 
-/* worker.c */
+/* worker.c: the thread and its loop (wctx.h has the per-worker services) */
 int worker_start(worker_t *w);
-void worker_notify(worker_t *w, char msg);
-void worker_notify_gen(worker_t *w, gen_t *g);
 /* worker_drain_notes: after the thread ended, drop references in unread notes. */
 void worker_drain_notes(worker_t *w);
-lstats_t *worker_lstats(worker_t *w, const char *listener);
-cstats_t *worker_cstats(worker_t *w, const char *cluster);
-/* cluster_stats: worker_cstats for |c|, through the generation's per-worker
- * slot (a lookup by name only the first time). */
-static inline cstats_t *cluster_stats(worker_t *w, const slc_cluster_t *c)
-{
-    void **slot = &((struct slc_cluster *)c)->wstats[w->id];
-    if (!*slot)
-        *slot = worker_cstats(w, c->name);
-    return *slot;
-}
-void worker_hold(holder_t *h);
-void worker_release(worker_t *w, holder_t *h);
-void worker_uuid(worker_t *w, char out[37]);
-uint64_t worker_rand(worker_t *w);
-/* worker_stats: worker |id|'s metrics shard (server.c). */
-stats_shard_t *worker_stats(int id);
-uint64_t now_us(worker_t *w);
-/* worker_timeout: a timeval for |ms| to pass to event_add on |w|'s base,
- * a common timeout when one is free. LIFETIME: |tmp| or the base. */
-const struct timeval *worker_timeout(worker_t *w, uint64_t ms, struct timeval *tmp);
 
 /* http.c: downstream side and streams */
 void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen);
@@ -384,7 +415,6 @@ void stream_attempt_failed(stream_t *s, slc_attempt_result_t res, int status, ui
                            const char *body);
 /* stream_report_attempt runs on_upstream_result filters. */
 void stream_report_attempt(stream_t *s, slc_attempt_result_t res, int status);
-bool stream_tried(const stream_t *s, const slc_endpoint_t *e);
 /* stream_can_retry: another attempt is possible (no response head sent
  * downstream, the body replayable, the worker not draining, and fewer than
  * STREAM_MAX_ATTEMPTS made), whoever decides it. */
@@ -392,13 +422,9 @@ bool stream_can_retry(const stream_t *s);
 /* The router accepts up to 100 retries; a filter deciding its own retries
  * (attempt_retry) is held to the same bound, so none can loop forever. */
 #define STREAM_MAX_ATTEMPTS 101
-void stream_uncount_ep(stream_t *s);
 void mirror_start(stream_t *s); /* request complete: send the copy */
 void mirror_free_all(worker_t *w);
 #define REPLAY_LIMIT (64 * 1024)
-/* replay_copy_to appends the kept body to |out| (a copy: |out| may outlive
- * the stream, as a mirror's does). */
-void replay_copy_to(const replay_t *r, struct evbuffer *out);
 
 /* retry_policy_copy copies the filter's policy |p| into arena |a| in this
  * build's layout: members beyond p->struct_size are zero, and |statuses|

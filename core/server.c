@@ -67,13 +67,6 @@ static void describe_core_metrics(void)
                    "Configuration generations still in memory (current + draining).");
 }
 
-static server_t *the_server; /* for worker_stats; one server per process */
-
-stats_shard_t *worker_stats(int id)
-{
-    return the_server->workers[id].stats;
-}
-
 gen_t *server_load(const char *path, int nworkers, slc_diag_t *d)
 {
     conf_t *c = conf_load(path, d);
@@ -596,7 +589,6 @@ int server_run(const char *path)
         abort();
     srv->admin_reserve = -1;
     describe_core_metrics();
-    the_server = srv;
     srv->config_path = strdup(path);
     srv->base = event_base_new();
     if (!srv->base)
@@ -659,11 +651,13 @@ int server_run(const char *path)
         worker_t *w = &srv->workers[i];
         w->id = i;
         w->srv = srv;
+        w->gen_dead = server_gen_dead;
         w->stats = stats_shard_new();
         w->streams_active = stats_get(w->stats, "sluice_streams_active");
         srv->shards[i] = w->stats;
     }
     srv->shards[srv->nworkers] = srv->main_stats;
+    stats_set_worker_shards(srv->shards);
     /* Counters exist at 0 before their first event. */
     stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"success\"}");
     stats_get(srv->main_stats, "sluice_config_reloads_total{result=\"failure\"}");

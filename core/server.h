@@ -5,6 +5,7 @@
 
 #include "dns.h"
 #include "proxy.h"
+#include "wctx.h"
 
 typedef struct checker checker_t; /* health.c */
 

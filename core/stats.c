@@ -16,6 +16,18 @@ static uint64_t hash_str(const char *s)
     return slcu_fnv1a64(s, strlen(s));
 }
 
+static stats_shard_t *const *worker_shards;
+
+void stats_set_worker_shards(stats_shard_t *const *shards)
+{
+    worker_shards = shards;
+}
+
+stats_shard_t *stats_worker_shard(int id)
+{
+    return worker_shards[id];
+}
+
 stats_shard_t *stats_shard_new(void)
 {
     stats_shard_t *s = calloc(1, sizeof(*s));

@@ -34,6 +34,14 @@ typedef struct stats_shard {
 stats_shard_t *stats_shard_new(void);
 void stats_shard_free(stats_shard_t *s);
 
+/* stats_set_worker_shards publishes the workers' shards ([id]; the array
+ * is the server's and outlives every caller of stats_worker_shard), so
+ * code below the server (the host table's metric_add_global) finds worker
+ * |id|'s shard without calling up into the server. Main thread, once,
+ * before the workers start. */
+void stats_set_worker_shards(stats_shard_t *const *shards);
+stats_shard_t *stats_worker_shard(int id);
+
 /* stats_get returns the series |key| of shard |s|, creating it. When the
  * table is full it returns a shared overflow slot (counted, logged once). */
 stat_t *stats_get(stats_shard_t *s, const char *key);

@@ -177,14 +177,14 @@ static void read_response_head(stream_t *s)
                       s->cluster->name, s->ep->addr, reason ? reason : "?");
             stat_inc(uc->cst->resets);
             upstream_fault(s, FAULT_UPE);
-            stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
+            s->ev->attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
                                   "upstream sent a malformed response\n");
             return;
         }
         if (r.status >= 100 && r.status < 200) {
             if (r.status == 101) {
                 upstream_fault(s, FAULT_UPE);
-                stream_upstream_failed(s, 502, SLC_RF_UPE, "upstream protocol upgrade refused\n");
+                s->ev->upstream_failed(s, 502, SLC_RF_UPE, "upstream protocol upgrade refused\n");
                 return;
             }
             s->interim++;
@@ -193,7 +193,7 @@ static void read_response_head(stream_t *s)
                 log_debug("too many interim responses", "cluster=%s upstream=%s count=%u",
                           s->cluster->name, s->ep->addr, s->interim);
                 upstream_fault(s, FAULT_UPE);
-                stream_upstream_failed(s, 502, SLC_RF_UPE,
+                s->ev->upstream_failed(s, 502, SLC_RF_UPE,
                                        "upstream sent too many 1xx responses\n");
                 return;
             }
@@ -204,7 +204,7 @@ static void read_response_head(stream_t *s)
             continue;
         }
         uc->requests++;
-        stream_on_response_head(s, &r, p);
+        s->ev->on_response_head(s, &r, p);
         return;
     }
 }
@@ -226,14 +226,14 @@ static void on_up_read(sio_t *io, void *arg)
         log_debug("upstream response before the request was sent", "cluster=%s upstream=%s",
                   s->cluster->name, s->ep->addr);
         upstream_fault(s, FAULT_UPE);
-        stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
+        s->ev->attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
                               "upstream sent a response before the request\n");
         return;
     }
     if (s->state == ST_UPSTREAM)
         read_response_head(s);
     else if (s->state == ST_RESP_BODY)
-        stream_pump_response(s);
+        s->ev->pump_response(s);
 }
 
 static void on_up_write(sio_t *io, void *arg)
@@ -241,7 +241,7 @@ static void on_up_write(sio_t *io, void *arg)
     uconn_t *uc = arg;
     (void)io;
     if (uc->s && uc->s->req_pumping)
-        stream_pump_request(uc->s);
+        uc->s->ev->pump_request(uc->s);
 }
 
 static void upstream_connect(stream_t *s);
@@ -289,7 +289,7 @@ static void on_up_event(sio_t *io, int what, void *arg)
             return;
         s->phase = PH_UP_CONNECT;
         s->phase_at = 0;
-        stream_chain_continue(s);
+        s->ev->chain_continue(s);
         return;
     }
     if (!(what & (SIO_EOF | SIO_ERROR | SIO_TIMEOUT)))
@@ -309,7 +309,7 @@ static void on_up_event(sio_t *io, int what, void *arg)
         upstream_fault(s, FAULT_UF);
         log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d", s->cluster->name,
                   s->ep->addr, (what & SIO_TIMEOUT) != 0);
-        stream_attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
+        s->ev->attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
                               "upstream connect error or disconnect/reset before headers\n");
         return;
     }
@@ -330,7 +330,7 @@ static void on_up_event(sio_t *io, int what, void *arg)
     }
     if (s->state == ST_UPSTREAM)
         stat_inc(uc->cst->resets);
-    stream_upstream_eof(s, (what & SIO_ERROR) != 0);
+    s->ev->upstream_eof(s, (what & SIO_ERROR) != 0);
 }
 
 static void attach(stream_t *s, uconn_t *uc)
@@ -370,7 +370,7 @@ static void upstream_connect(stream_t *s)
         /* Immediate failure (e.g. no route): the event callback may not run. */
         stat_inc(uc->cst->connect_fail);
         upstream_fault(s, FAULT_UF);
-        stream_attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
+        s->ev->attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
                               "upstream connect error or disconnect/reset before headers\n");
     }
 }
@@ -384,9 +384,9 @@ static void on_route_timeout(evutil_socket_t fd, short what, void *arg)
         stat_inc(s->cst->timeouts);
     upstream_fault(s, FAULT_UT);
     if (s->up && s->state == ST_UPSTREAM)
-        stream_report_attempt(s, SLC_ATTEMPT_TIMEOUT, 0);
+        s->ev->report_attempt(s, SLC_ATTEMPT_TIMEOUT, 0);
     /* The route timeout bounds the whole request, retries included. */
-    stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
+    s->ev->upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
 }
 
 static void event_del_cb(void *ev)
@@ -403,10 +403,10 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
         stat_inc(s->cst->timeouts);
     upstream_fault(s, FAULT_UT);
     if (s->resp_head_sent) {
-        stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
+        s->ev->upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
         return;
     }
-    stream_attempt_failed(s, SLC_ATTEMPT_TIMEOUT, 504, SLC_RF_UT, "upstream request timeout\n");
+    s->ev->attempt_failed(s, SLC_ATTEMPT_TIMEOUT, 504, SLC_RF_UT, "upstream request timeout\n");
 }
 
 void upstream_begin(stream_t *s)
@@ -496,7 +496,7 @@ static void upstream_dispatch(stream_t *s)
         uint32_t maxp = c->pool.max_pending_requests;
         if (maxp && atomic_load_explicit(&c->st->pending, memory_order_relaxed) >= maxp) {
             stat_inc(s->cst->overflow);
-            stream_upstream_failed(s, 503, SLC_RF_UO, "upstream connection pool overflow\n");
+            s->ev->upstream_failed(s, 503, SLC_RF_UO, "upstream connection pool overflow\n");
             return;
         }
         pend_add(w, s);
@@ -663,13 +663,13 @@ void stream_upstream_ready(stream_t *s)
     size_t need = h1w_request_size(&req);
     char *buf = arena_alloc_nozero(&s->arena, need);
     if (!buf) {
-        stream_upstream_failed(s, 431, SLC_RF_DPE, "request too large\n");
+        s->ev->upstream_failed(s, 431, SLC_RF_DPE, "request too large\n");
         return;
     }
     size_t o = h1w_request(&req, buf, need);
     if (!o) { /* h1w_request_size is wrong: a bug, but never an overrun */
         log_error("request head outgrew its size", "cluster=%s need=%zu", s->cluster->name, need);
-        stream_upstream_failed(s, 500, SLC_RF_LR, "internal error writing the request head\n");
+        s->ev->upstream_failed(s, 500, SLC_RF_LR, "internal error writing the request head\n");
         return;
     }
     sio_write(&uc->io, buf, o);
@@ -681,7 +681,7 @@ void stream_upstream_ready(stream_t *s)
     s->req_pumping = true;
     if (s->req_done && s->mirror)
         mirror_start(s); /* bodiless (or replayed) request: complete already */
-    stream_pump_request(s);
+    s->ev->pump_request(s);
     /* The response may already be waiting (fast upstream, reused conn). */
     if (s->up && s->state == ST_UPSTREAM && evbuffer_get_length(s->up->io.in))
         read_response_head(s);
