@@ -1470,3 +1470,38 @@ void cfg_tree_dump(const slc_cfg_node_t *n, FILE *out)
         break;
     }
 }
+
+/* ---- the build context's host entries ---------------------------------- */
+
+const slc_cluster_t *cfg_build_cluster(slc_diag_t *d, slc_str_t name)
+{
+    return d->cluster_lookup ? d->cluster_lookup(d->build, name) : NULL;
+}
+
+void *cfg_build_alloc(slc_diag_t *d, size_t size)
+{
+    if (d->instance_alloc)
+        return d->instance_alloc(d->build, size);
+    return cfg_tree_alloc(d->tree, size);
+}
+
+slc_metric_t *cfg_build_metric(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                               const char *help)
+{
+    return d->metric_new ? d->metric_new(d->build, kind, name, help) : NULL;
+}
+
+slc_metric_t *cfg_build_metric_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                       const char *help, const char *label, const char *value)
+{
+    return d->metric_new_labeled ? d->metric_new_labeled(d->build, kind, name, help, label, value)
+                                 : NULL;
+}
+
+slc_status_t cfg_build_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
+                                    const slc_pool_options_t *o)
+{
+    if (!c || !o || !d->cluster_pool)
+        return SLC_EINVAL;
+    return d->cluster_pool(d->build, c, o);
+}

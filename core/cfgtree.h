@@ -117,6 +117,20 @@ size_t cfg_field_stride(uint32_t abi);
  * An absent map (NULL node) binds defaults. */
 slc_status_t cfg_bind(slc_diag_t *d, const slc_cfg_node_t *n, const slc_cfg_field_t *fields,
                       void *out);
+/* The host-table entries that need the build context (config_new only),
+ * dispatched through |d|'s hooks: the core's generation build and the
+ * filter tests' fake host install different hooks and share these. */
+const slc_cluster_t *cfg_build_cluster(slc_diag_t *d, slc_str_t name);
+/* cfg_build_alloc: zeroed memory living as long as the filter instance
+ * (the hook's), or as long as the tree when no instance is being built. */
+void *cfg_build_alloc(slc_diag_t *d, size_t size);
+slc_metric_t *cfg_build_metric(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                               const char *help);
+slc_metric_t *cfg_build_metric_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
+                                       const char *help, const char *label, const char *value);
+slc_status_t cfg_build_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
+                                    const slc_pool_options_t *o);
+
 /* cfg_duration_ms: Istio durations: integer or decimal number followed by
  * h, m, s, ms, us or ns ("1h", "1.5s", "100ms"); sums like "1m30s" too. */
 slc_status_t cfg_duration_ms(slc_str_t text, uint64_t *out_ms);

@@ -285,6 +285,26 @@ bool h1_connection_names_others(const h1_header_t *hdrs, size_t n)
     return false;
 }
 
+void h1_conn_names_init(h1_conn_names_t *c, const h1_header_t *hdrs, size_t n)
+{
+    c->v = c->few;
+    c->n = 0;
+    if (!h1_connection_names_others(hdrs, n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (hdrs[i].kind != H1H_CONNECTION)
+            continue;
+        if (c->n == sizeof(c->few) / sizeof(c->few[0])) {
+            /* past 8 Connection fields (no real peer sends that many) the
+             * whole head is consulted: slower, never wrong */
+            c->v = hdrs;
+            c->n = n;
+            return;
+        }
+        c->few[c->n++] = hdrs[i];
+    }
+}
+
 /* valid_authority checks uri-host [ ":" port ] (RFC 3986 section 3.2.2, no
  * userinfo). An empty value is allowed unless |need_port| (RFC 9110 section
  * 7.2 sends an empty Host for URIs without authority), but a port without a

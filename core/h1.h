@@ -232,6 +232,22 @@ bool h1_connection_lists(const h1_header_t *hdrs, size_t n, const char *name, si
  * checking with h1_connection_lists. */
 bool h1_connection_names_others(const h1_header_t *hdrs, size_t n);
 
+/* h1_conn_names_t: what a head's Connection fields name, gathered once so
+ * that checking every field against them is a pass over those fields, not
+ * over the whole head. Empty (n == 0) when they name nothing but close and
+ * hop-by-hop fields. LIFETIME: views into the parsed head. */
+typedef struct h1_conn_names {
+    h1_header_t few[8];
+    const h1_header_t *v; /* |few|, or the whole head past 8 fields */
+    size_t n;
+} h1_conn_names_t;
+void h1_conn_names_init(h1_conn_names_t *c, const h1_header_t *hdrs, size_t n);
+/* h1_conn_names_has: field |name| is named by the Connection fields. */
+static inline bool h1_conn_names_has(const h1_conn_names_t *c, const char *name, size_t len)
+{
+    return c->n && h1_connection_lists(c->v, c->n, name, len);
+}
+
 /* h1_valid_header_name / h1_valid_header_value: RFC 9110 token and
  * field-value checks (used when filters set headers). */
 bool h1_valid_header_name(const char *s, size_t len);

@@ -30,24 +30,6 @@ static bool h_log_enabled(slc_log_level_t level)
 
 /* ---- configuration --------------------------------------------------- */
 
-static const slc_cluster_t *h_cfg_cluster(slc_diag_t *d, slc_str_t name)
-{
-    return d->cluster_lookup ? d->cluster_lookup(d->build, name) : NULL;
-}
-
-static void *h_cfg_alloc(slc_diag_t *d, size_t size)
-{
-    if (d->instance_alloc)
-        return d->instance_alloc(d->build, size);
-    return cfg_tree_alloc(d->tree, size);
-}
-
-static slc_metric_t *h_metric_new(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
-                                  const char *help)
-{
-    return d->metric_new ? d->metric_new(d->build, kind, name, help) : NULL;
-}
-
 /* ---- clusters -------------------------------------------------------- */
 
 static slc_str_t h_cluster_name(const slc_cluster_t *c)
@@ -536,13 +518,6 @@ static uint64_t h_now_ms(void)
     return gen_now_ms();
 }
 
-static slc_metric_t *h_metric_new_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
-                                          const char *help, const char *label, const char *value)
-{
-    return d->metric_new_labeled ? d->metric_new_labeled(d->build, kind, name, help, label, value)
-                                 : NULL;
-}
-
 static void h_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
 {
     if (!m || worker_id < 0)
@@ -563,14 +538,6 @@ static size_t h_endpoint_index(const slc_endpoint_t *e)
 static const slc_cluster_t *h_endpoint_cluster(const slc_endpoint_t *e)
 {
     return e->cluster;
-}
-
-static slc_status_t h_cfg_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
-                                       const slc_pool_options_t *o)
-{
-    if (!c || !o || !d->cluster_pool)
-        return SLC_EINVAL;
-    return d->cluster_pool(d->build, c, o);
 }
 
 /* ---- ABI 1.3 ----------------------------------------------------------- */
@@ -628,9 +595,9 @@ const slc_host_t host_table = {
     .cfg_duration_ms = cfg_duration_ms,
     .diag_error = diag_verror,
     .diag_warn = diag_vwarn,
-    .cfg_cluster = h_cfg_cluster,
-    .cfg_alloc = h_cfg_alloc,
-    .metric_new = h_metric_new,
+    .cfg_cluster = cfg_build_cluster,
+    .cfg_alloc = cfg_build_alloc,
+    .metric_new = cfg_build_metric,
     .cluster_name = h_cluster_name,
     .cluster_endpoint_count = h_cluster_endpoint_count,
     .cluster_endpoint = h_cluster_endpoint,
@@ -676,12 +643,12 @@ const slc_host_t host_table = {
     .endpoint_eject = h_endpoint_eject,
     .endpoint_ejected_until = h_endpoint_ejected_until,
     .now_ms = h_now_ms,
-    .metric_new_labeled = h_metric_new_labeled,
+    .metric_new_labeled = cfg_build_metric_labeled,
     .metric_add_global = h_metric_add_global,
     .endpoint_index = h_endpoint_index,
     .endpoint_cluster = h_endpoint_cluster,
     .req_attempts = h_req_attempts,
-    .cfg_cluster_pool = h_cfg_cluster_pool,
+    .cfg_cluster_pool = cfg_build_cluster_pool,
     .attempt_retry = h_attempt_retry,
     .route_keep_body = h_route_keep_body,
     .route_set_try_timeout = h_route_set_try_timeout,

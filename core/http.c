@@ -479,28 +479,14 @@ static void stream_take_headers(stream_t *s, const h1_request_t *req, const char
 {
     dconn_t *dc = s->dc;
     const conf_listener_t *lc = s->gl->conf;
-    h1_header_t conn[8];
-    size_t nconn = 0;
-    bool conn_overflow = false;
-    bool conn_names = h1_connection_names_others(req->headers, req->nheaders);
-    for (size_t i = 0; conn_names && i < req->nheaders; i++) {
-        if (req->headers[i].kind != H1H_CONNECTION)
-            continue;
-        if (nconn < sizeof(conn) / sizeof(conn[0]))
-            conn[nconn++] = req->headers[i];
-        else
-            conn_overflow = true;
-    }
+    h1_conn_names_t named;
+    h1_conn_names_init(&named, req->headers, req->nheaders);
     ssize_t xff = -1, via = -1, rid = -1, xfp = -1;
     for (size_t i = 0; i < req->nheaders; i++) {
         const h1_header_t *h = &req->headers[i];
         if (h1_kind_is_hop(h->kind) || h->kind == H1H_CONTENT_LENGTH || h->kind == H1H_EXPECT)
             continue;
-        /* Past 8 Connection fields (no real client sends that many) the
-         * whole list is consulted: slower, never wrong. */
-        if (nconn &&
-            h1_connection_lists(conn_overflow ? req->headers : conn,
-                                conn_overflow ? req->nheaders : nconn, h->name, h->name_len))
+        if (h1_conn_names_has(&named, h->name, h->name_len))
             continue;
         switch (h->kind) {
         case H1H_X_FORWARDED_FOR:
@@ -1213,27 +1199,11 @@ void stream_on_response_head(stream_t *s, const h1_response_t *r, const char *he
     s->reason =
         r->reason_len ? (slc_str_t){copy + (r->reason - head), r->reason_len} : SLC_STR_NULL;
     s->resp_hdrs.n = 0;
-    /* Connection fields gathered once (as on the request side), so naming
-     * extra fields costs a pass over those, not over every field. */
-    h1_header_t conn[8];
-    size_t nconn = 0;
-    bool conn_overflow = false;
-    if (h1_connection_names_others(r->headers, r->nheaders)) {
-        for (size_t i = 0; i < r->nheaders; i++) {
-            if (r->headers[i].kind != H1H_CONNECTION)
-                continue;
-            if (nconn < sizeof(conn) / sizeof(conn[0]))
-                conn[nconn++] = r->headers[i];
-            else
-                conn_overflow = true;
-        }
-    }
+    h1_conn_names_t named;
+    h1_conn_names_init(&named, r->headers, r->nheaders);
     for (size_t i = 0; i < r->nheaders; i++) {
         const h1_header_t *h = &r->headers[i];
-        if (h1_kind_is_hop(h->kind) ||
-            (nconn &&
-             h1_connection_lists(conn_overflow ? r->headers : conn,
-                                 conn_overflow ? r->nheaders : nconn, h->name, h->name_len)))
+        if (h1_kind_is_hop(h->kind) || h1_conn_names_has(&named, h->name, h->name_len))
             continue;
         hdrs_push(s, &s->resp_hdrs, (slc_str_t){copy + (h->name - head), h->name_len},
                   (slc_str_t){copy + (h->value - head), h->value_len});

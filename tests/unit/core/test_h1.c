@@ -1003,6 +1003,24 @@ static void test_classify(void **state)
     assert_true(h1_connection_names_others(c, 2));
     c[1].kind = H1H_OTHER; /* only classified Connection fields count */
     assert_false(h1_connection_names_others(c, 2));
+
+    /* The gathered set: empty when nothing extra is named; up to 8 fields
+     * kept, past them the whole head is consulted. */
+    h1_conn_names_t cn;
+    h1_conn_names_init(&cn, c, 2);
+    assert_int_equal(cn.n, 0);
+    assert_false(h1_conn_names_has(&cn, "x-b", 3));
+    h1_header_t many[10];
+    for (size_t i = 0; i < 10; i++)
+        many[i] = (h1_header_t){"Connection", 10, i == 9 ? "x-nine" : "x-b", i == 9 ? 6 : 3,
+                                H1H_CONNECTION};
+    h1_conn_names_init(&cn, many, 3);
+    assert_int_equal(cn.n, 3);
+    assert_true(h1_conn_names_has(&cn, "X-B", 3));
+    assert_false(h1_conn_names_has(&cn, "x-nine", 6));
+    h1_conn_names_init(&cn, many, 10);
+    assert_ptr_equal(cn.v, many);
+    assert_true(h1_conn_names_has(&cn, "x-nine", 6));
 }
 
 int main(void)

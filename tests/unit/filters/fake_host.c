@@ -707,41 +707,6 @@ static void fh_metric_add(slc_req_t *r, slc_metric_t *m, int64_t v)
     }
 }
 
-/* The host-table entries that need the build context: thin wrappers over the
- * diag's hooks, the same dispatch as core/hostapi.c's h_cfg_cluster & co. */
-static const slc_cluster_t *fh_cfg_cluster(slc_diag_t *d, slc_str_t name)
-{
-    return d->cluster_lookup ? d->cluster_lookup(d->build, name) : NULL;
-}
-
-static void *fh_cfg_alloc(slc_diag_t *d, size_t size)
-{
-    if (d->instance_alloc)
-        return d->instance_alloc(d->build, size);
-    return cfg_tree_alloc(d->tree, size);
-}
-
-static slc_metric_t *fh_metric_new(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
-                                   const char *help)
-{
-    return d->metric_new ? d->metric_new(d->build, kind, name, help) : NULL;
-}
-
-static slc_metric_t *fh_metric_new_labeled(slc_diag_t *d, slc_metric_kind_t kind, const char *name,
-                                           const char *help, const char *label, const char *value)
-{
-    return d->metric_new_labeled ? d->metric_new_labeled(d->build, kind, name, help, label, value)
-                                 : NULL;
-}
-
-static slc_status_t fh_cfg_cluster_pool(slc_diag_t *d, const slc_cluster_t *c,
-                                        const slc_pool_options_t *o)
-{
-    if (!c || !o || !d->cluster_pool)
-        return SLC_EINVAL;
-    return d->cluster_pool(d->build, c, o);
-}
-
 /* ---- connections ----------------------------------------------------------- */
 
 struct byte_buf {
@@ -1687,9 +1652,9 @@ const slc_host_t fake_host_table = {
     .cfg_duration_ms = cfg_duration_ms,
     .diag_error = diag_verror,
     .diag_warn = diag_vwarn,
-    .cfg_cluster = fh_cfg_cluster,
-    .cfg_alloc = fh_cfg_alloc,
-    .metric_new = fh_metric_new,
+    .cfg_cluster = cfg_build_cluster,
+    .cfg_alloc = cfg_build_alloc,
+    .metric_new = cfg_build_metric,
     .cluster_name = fh_cluster_name,
     .cluster_endpoint_count = fh_cluster_endpoint_count,
     .cluster_endpoint = fh_cluster_endpoint,
@@ -1735,12 +1700,12 @@ const slc_host_t fake_host_table = {
     .endpoint_eject = fh_endpoint_eject,
     .endpoint_ejected_until = fh_endpoint_ejected_until,
     .now_ms = fh_now_ms,
-    .metric_new_labeled = fh_metric_new_labeled,
+    .metric_new_labeled = cfg_build_metric_labeled,
     .metric_add_global = fh_metric_add_global,
     .endpoint_index = fh_endpoint_index,
     .endpoint_cluster = fh_endpoint_cluster,
     .req_attempts = fh_req_attempts,
-    .cfg_cluster_pool = fh_cfg_cluster_pool,
+    .cfg_cluster_pool = cfg_build_cluster_pool,
     .attempt_retry = fh_attempt_retry,
     .route_keep_body = fh_route_keep_body,
     .route_set_try_timeout = fh_route_set_try_timeout,
