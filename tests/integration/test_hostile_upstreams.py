@@ -18,6 +18,43 @@ FAULTS = "sluice_upstream_faults_total"
 DISCARDS = "sluice_upstream_pool_discards_total"
 
 
+EPOLL_WAIT_SYSCALLS = {"232", "281", "441"}  # x86-64 epoll_wait, epoll_pwait, epoll_pwait2
+
+
+def wait_workers_asleep(pid, timeout=3.0):
+    """wait_workers_asleep waits (bounded) until every worker thread of |pid|
+    sleeps in epoll_wait, seen twice 20 ms apart. A worker asleep there
+    has no ready event left over: epoll re-queues a level-triggered fd it
+    just reported and only drops it on the next epoll_wait, so a process
+    stopped between handling an event and its next epoll_wait would be
+    handed that fd first when it runs again, whatever became ready later."""
+    def asleep():
+        tids = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                    if not f.read().startswith("sluice-w"):
+                        continue
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
+                    nr = f.read().split()[0]
+            except FileNotFoundError:
+                continue
+            if state != "S" or nr not in EPOLL_WAIT_SYSCALLS:
+                return False
+            tids.append(tid)
+        return bool(tids)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if asleep():
+            time.sleep(0.02)
+            if asleep():
+                return
+        time.sleep(0.01)
+    raise RuntimeError("sluice's workers not asleep in epoll_wait within %.1fs" % timeout)
+
+
 class Hostile(h.ListeningProc):
     """Hostile runs hostile_upstream.py on a port the kernel picks and reads
     its "event=..." lines back from the log."""
@@ -122,6 +159,16 @@ class HostileCase(h.SluiceTestCase):
             v = h.mval(s.metrics(), name, **labels)
         return v
 
+    def wait_metric_down(self, s, name, want, **labels):
+        """wait_metric_down polls until metric |name| falls to |want|
+        (bounded) and returns the value read then."""
+        deadline = time.monotonic() + 5
+        v = h.mval(s.metrics(), name, **labels)
+        while v > want and time.monotonic() < deadline:
+            time.sleep(0.05)
+            v = h.mval(s.metrics(), name, **labels)
+        return v
+
 
 class StrayResponses(HostileCase):
     """Spec item 4: a response that did not answer the request on its
@@ -142,9 +189,14 @@ class StrayResponses(HostileCase):
         self.assertEqual(b.read_response()[2], b"ok")
         st, body = get(s.port, "/stray-later?ms=300")
         self.assertEqual((st, body), (200, b"first"))
+        # Only B is left, and the worker has gone back to sleep: nothing it
+        # handled before is still queued ahead of what arrives while stopped.
+        self.assertEqual(self.wait_metric_down(s, "sluice_downstream_connections_active", 1,
+                                               listener="public"), 1)
+        wait_workers_asleep(s.pid)
         # Stopped, sluice cannot see the stray arrive on the idle pooled
         # connection before B's request: when it runs again, epoll reports
-        # B's socket first (ready first), and the pooled connection, stray
+        # B's socket first (ready first, and nothing older queued), and the pooled connection, stray
         # already in its receive buffer, is what B's request would get.
         s.signal(signal.SIGSTOP)
         try:
