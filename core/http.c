@@ -34,7 +34,7 @@ static void stream_respond(stream_t *s);
 static void run_phase(stream_t *s);
 static void after_phase(stream_t *s, int phase);
 static void write_response_head(stream_t *s);
-static void replay_keep(stream_t *s, size_t before);
+static void replay_keep(stream_t *s, struct evbuffer *src, size_t n);
 static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status);
 static void retry_schedule(stream_t *s);
 
@@ -645,10 +645,8 @@ static stream_t *stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h1_r
     if (absolute && s->authority.len) /* Host must agree with what we routed on */
         hdrs_set(s, &s->req_hdrs, SLC_STR("host"), s->authority, false);
     s->req_body = req->body;
-    s->req_left = req->content_length;
     s->req_length = req->content_length;
-    if (s->req_body == H1_BODY_CHUNKED)
-        h1_chunked_init(&s->req_chunked);
+    h1body_rd_init(&s->req_rd, req->body, req->content_length);
     s->req_done = s->req_body == H1_BODY_NONE;
     return s;
 }
@@ -888,72 +886,39 @@ static void body_hooks(stream_t *s, int phase, struct evbuffer *src, size_t n, b
     }
 }
 
-/* move_body moves the body bytes of |src| to |dst| (or discards them when
- * |dst| is NULL) for a Content-Length or chunked body, keeping chunked
- * framing when |keep_framing|. Returns 1 when the body is complete, 0 when
- * it needs more input or |dst| is full, -1 on a framing error. */
-static int move_body(stream_t *s, int phase, struct evbuffer *src, sio_t *dsio, h1_body_t kind,
-                     uint64_t *left, h1_chunked_t *ch, bool keep_framing, uint64_t *counted,
-                     const char **reason)
+/* pump_body moves body data from |src|, unframed by |rd|, to |dsio|, framed
+ * by |wr| (or drops it when |dsio| is NULL), running the phase's body
+ * hooks over the data and keeping the request's replay copy. Neither end's
+ * framing reaches the other. Returns 1 when the body is complete (the end
+ * is written too), 0 when it needs more input or |dsio| is full, -1 on a
+ * framing error (*reason says which). */
+static int pump_body(stream_t *s, int phase, struct evbuffer *src, h1body_rd_t *rd, sio_t *dsio,
+                     h1body_wr_t *wr, uint64_t *counted, const char **reason)
 {
-    struct evbuffer *dst = dsio ? dsio->out : NULL;
     for (;;) {
-        size_t avail = evbuffer_get_length(src);
         if (dsio && sio_pending(dsio) >= HIGH_WM)
             return 0;
-        if (kind == H1_BODY_LENGTH || kind == H1_BODY_EOF) {
-            if (kind == H1_BODY_LENGTH && *left == 0) {
-                body_hooks(s, phase, src, 0, true);
-                return 1;
-            }
-            size_t n = avail;
-            if (kind == H1_BODY_LENGTH && n > *left)
-                n = (size_t)*left;
-            if (n == 0)
-                return 0;
-            body_hooks(s, phase, src, n, false);
-            if (dst)
-                evbuffer_remove_buffer(src, dst, n);
-            else
-                evbuffer_drain(src, n);
-            if (kind == H1_BODY_LENGTH)
-                *left -= n;
-            *counted += n;
-            continue;
-        }
-        /* chunked */
-        if (h1_chunked_done(ch)) {
+        size_t n;
+        h1body_res_t r = h1body_rd_next(rd, src, &n, reason);
+        if (r == H1B_ERROR)
+            return -1;
+        if (r == H1B_MORE)
+            return 0;
+        if (r == H1B_END) {
             body_hooks(s, phase, src, 0, true);
+            if (dsio)
+                h1body_wr_end(wr, dsio->out);
             return 1;
         }
-        if (avail == 0)
-            return 0;
-        if (h1_chunked_in_data(ch)) {
-            uint64_t l = h1_chunked_data_left(ch);
-            size_t n = avail < l ? avail : (size_t)l;
-            body_hooks(s, phase, src, n, false);
-            if (dst)
-                evbuffer_remove_buffer(src, dst, n);
-            else
-                evbuffer_drain(src, n);
-            h1_chunked_data_consumed(ch, n);
-            *counted += n;
-            continue;
-        }
-        size_t look = avail < 16384 ? avail : 16384;
-        const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)look);
-        size_t used = 0;
-        h1_result_t r = h1_chunked_parse(ch, p, look, &used, reason);
-        if (r == H1_ERROR)
-            return -1;
-        if (used) {
-            if (dst && keep_framing)
-                evbuffer_remove_buffer(src, dst, used);
-            else
-                evbuffer_drain(src, used);
-        }
-        if (r == H1_INCOMPLETE && used == 0)
-            return 0;
+        body_hooks(s, phase, src, n, false);
+        if (phase == PH_REQ_BODY && s->replay.on && !s->replay_broken)
+            replay_keep(s, src, n);
+        if (dsio)
+            h1body_wr_move(wr, src, n, dsio->out);
+        else
+            evbuffer_drain(src, n);
+        h1body_rd_took(rd, n);
+        *counted += n;
     }
 }
 
@@ -966,11 +931,8 @@ void stream_pump_request(stream_t *s)
     if (s->in_pump_req)
         return;
     s->in_pump_req = true;
-    size_t before = s->replay.on && !s->replay_broken ? evbuffer_get_length(s->up->io.out) : 0;
-    int r = move_body(s, PH_REQ_BODY, in, &s->up->io, s->req_body, &s->req_left, &s->req_chunked,
-                      true, &s->req_bytes, &reason);
-    if (s->replay.on && !s->replay_broken)
-        replay_keep(s, before);
+    int r =
+        pump_body(s, PH_REQ_BODY, in, &s->req_rd, &s->up->io, &s->req_wr, &s->req_bytes, &reason);
     s->in_pump_req = false;
     sio_mark(&s->up->io);
     sio_unthrottle(&s->dc->io);
@@ -988,23 +950,19 @@ void stream_pump_request(stream_t *s)
     }
 }
 
-/* replay_keep copies the body bytes just moved into the upstream output
- * (from offset |before|, not yet flushed) into the replay buffer, for a
- * retry or the mirror. Past REPLAY_LIMIT the body is no longer replayable. */
-static void replay_keep(stream_t *s, size_t before)
+/* replay_keep copies the |n| body data bytes at the front of |src| (about
+ * to move upstream) into the replay buffer, for a retry or the mirror.
+ * Past REPLAY_LIMIT the body is no longer replayable. */
+static void replay_keep(stream_t *s, struct evbuffer *src, size_t n)
 {
-    struct evbuffer *out = s->up->io.out;
-    size_t n = evbuffer_get_length(out) - before;
     if (n == 0)
         return;
     if (s->replay.len + n > REPLAY_LIMIT) {
         s->replay_broken = true;
         return;
     }
-    struct evbuffer_ptr at;
     replay_piece_t *p = arena_alloc_nozero(&s->arena, sizeof(*p) + n);
-    if (!p || evbuffer_ptr_set(out, &at, before, EVBUFFER_PTR_SET) != 0 ||
-        evbuffer_copyout_from(out, &at, p->data, n) != (ev_ssize_t)n) {
+    if (!p || evbuffer_copyout(src, p->data, n) != (ev_ssize_t)n) {
         s->replay_broken = true;
         return;
     }
@@ -1044,7 +1002,7 @@ slc_status_t stream_local_reply(stream_t *s, int status, slc_str_t ctype, slc_st
     if (ctype.len)
         hdrs_set(s, &s->resp_hdrs, SLC_STR("content-type"), ctype, false);
     s->resp_body = H1_BODY_LENGTH;
-    s->resp_left = body.len;
+    s->resp_length = body.len;
     return SLC_OK;
 }
 
@@ -1133,7 +1091,9 @@ static void write_response_head(stream_t *s)
         if (s->resp_body == H1_BODY_EOF)
             keep = false;
     }
-    s->resp_chunk_passthrough = chunk_through;
+    /* The upstream's chunks are not forwarded as they came: the body is
+     * read as data and chunked again for an HTTP/1.1 client. */
+    h1body_wr_init(&s->resp_wr, chunk_through);
     s->resp_close = !keep;
     const char *reason = status_text(s->status);
     h1w_resp_t resp = {
@@ -1145,7 +1105,7 @@ static void write_response_head(stream_t *s)
         .framing = s->resp_body == H1_BODY_LENGTH ? H1W_LENGTH
                    : chunk_through                ? H1W_CHUNKED
                                                   : H1W_NONE,
-        .length = s->resp_left,
+        .length = s->resp_length,
         .conn = !keep           ? H1W_CONN_CLOSE
                 : s->minor == 0 ? H1W_CONN_KEEP_ALIVE
                                 : H1W_CONN_NONE,
@@ -1209,9 +1169,8 @@ void stream_on_response_head(stream_t *s, const h1_response_t *r, const char *he
                   (slc_str_t){copy + (h->value - head), h->value_len});
     }
     s->resp_body = r->body;
-    s->resp_left = r->content_length;
-    if (r->body == H1_BODY_CHUNKED)
-        h1_chunked_init(&s->resp_chunked);
+    s->resp_length = r->content_length;
+    h1body_rd_init(&s->resp_rd, r->body, r->content_length);
     s->up->keep_alive = r->keep_alive;
     /* |r| points into the upstream input: everything is copied, drain it
      * before filters run (they may end the stream and free the upstream). */
@@ -1239,8 +1198,8 @@ void stream_pump_response(stream_t *s)
     s->in_pump_resp = true;
     uconn_t *up = s->up;
     dconn_t *dc = s->dc;
-    int r = move_body(s, PH_RESP_BODY, in, &dc->io, s->resp_body, &s->resp_left, &s->resp_chunked,
-                      s->resp_chunk_passthrough, &s->resp_bytes, &reason);
+    int r =
+        pump_body(s, PH_RESP_BODY, in, &s->resp_rd, &dc->io, &s->resp_wr, &s->resp_bytes, &reason);
     s->in_pump_resp = false;
     sio_mark(&dc->io);
     sio_unthrottle(&up->io);
@@ -1249,6 +1208,7 @@ void stream_pump_response(stream_t *s)
     bool starved = r == 0 && s->up_eof && sio_pending(&dc->io) < HIGH_WM;
     if (starved && s->resp_body == H1_BODY_EOF) {
         body_hooks(s, PH_RESP_BODY, in, 0, true);
+        h1body_wr_end(&s->resp_wr, dc->io.out);
         r = 1; /* a close-delimited body ends with the close */
     }
     if (r == 1) {

@@ -120,10 +120,10 @@ void mirror_start(stream_t *s)
     evbuffer_add(b, "host: ", 6);
     evbuffer_add(b, a.ptr, a.len);
     evbuffer_add(b, "-shadow\r\n", 9);
+    /* The whole body is known by now (the replay copy is data, unframed):
+     * the shadow always goes with its length. */
     size_t body = s->replay.len;
-    if (s->req_body == H1_BODY_CHUNKED)
-        evbuffer_add(b, "transfer-encoding: chunked\r\n", 28);
-    else if (body)
+    if (body || s->req_body != H1_BODY_NONE)
         evbuffer_add_printf(b, "content-length: %zu\r\n", body);
     evbuffer_add(b, "connection: close\r\n\r\n", 21);
     replay_copy_to(&s->replay, b);

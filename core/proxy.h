@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "gen.h"
 #include "h1.h"
+#include "h1body.h"
 #include "h1w.h"
 #include "log.h"
 #include "sio.h"
@@ -102,8 +103,9 @@ enum { DISCARD_REUSE_READABLE, DISCARD_IDLE_READABLE, DISCARD_LEFTOVER, DISCARD_
 
 typedef struct shadow shadow_t; /* mirror.c */
 
-/* replay: the request body bytes already sent upstream, kept for a retry
- * or the mirror. The pieces live in the stream's arena, whose chunks each
+/* replay: the request body data already sent upstream (without the
+ * client's framing: each attempt frames it anew), kept for a retry or the
+ * mirror. The pieces live in the stream's arena, whose chunks each
  * worker recycles, so keeping a body costs no malloc; they go with the
  * stream. At most REPLAY_LIMIT bytes. */
 typedef struct replay_piece {
@@ -222,10 +224,10 @@ struct slc_req {
     int minor;
     bool is_head, expect_continue, client_keep_alive;
     hdrs_t req_hdrs;
-    h1_body_t req_body;
-    uint64_t req_left;
+    h1_body_t req_body;  /* how the client framed it (NONE: no body) */
     uint64_t req_length; /* the request's content-length, for every attempt's head */
-    h1_chunked_t req_chunked;
+    h1body_rd_t req_rd;  /* strips the client's framing */
+    h1body_wr_t req_wr;  /* frames the data for the current attempt */
     bool req_done;    /* whole request body read from the client */
     bool req_pumping; /* body flows to the upstream */
     uint64_t req_bytes;
@@ -265,10 +267,11 @@ struct slc_req {
     int status;
     slc_str_t reason;
     hdrs_t resp_hdrs;
-    h1_body_t resp_body;
-    uint64_t resp_left;
-    h1_chunked_t resp_chunked;
-    bool resp_chunk_passthrough, resp_head_sent, resp_close;
+    h1_body_t resp_body;  /* how the upstream framed it (local replies: LENGTH) */
+    uint64_t resp_length; /* its content-length */
+    h1body_rd_t resp_rd;  /* strips the upstream's framing */
+    h1body_wr_t resp_wr;  /* frames the data for the client */
+    bool resp_head_sent, resp_close;
     uint64_t resp_bytes;
     slc_str_t local_body;
 

@@ -676,8 +676,12 @@ void stream_upstream_ready(stream_t *s)
     /* With a transport the wire bytes outnumber these: the check in
      * on_up_read then errs toward accepting the response. */
     uc->head_end = uc->io.sent + sio_pending(&uc->io);
-    /* A retry: the body bytes the failed attempt took, again. */
-    replay_copy_to(&s->replay, uc->io.out);
+    /* A retry: the body data the failed attempt took, framed again. */
+    h1body_wr_init(&s->req_wr, s->req_body == H1_BODY_CHUNKED);
+    for (const replay_piece_t *rp = s->replay.head; rp; rp = rp->next)
+        h1body_wr_add(&s->req_wr, rp->data, rp->len, uc->io.out);
+    if (s->req_done)
+        h1body_wr_end(&s->req_wr, uc->io.out);
     s->req_pumping = true;
     if (s->req_done && s->mirror)
         mirror_start(s); /* bodiless (or replayed) request: complete already */

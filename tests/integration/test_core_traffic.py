@@ -166,6 +166,12 @@ class CoreTraffic(h.SluiceTestCase):
             r = h.curl(["-H", "Expect:", "--data-binary", "@" + path, s.url("/echo")])
             self.assertEqual(r.status, 200, r)
             self.assertEqual(r.body, body)
+        # A chunked body is replayed as data and chunked again for the retry.
+        for _ in range(6):
+            r = h.curl(["-H", "Expect:", "-H", "Transfer-Encoding: chunked",
+                        "--data-binary", "@" + path, s.url("/echo")])
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, body)
 
     def test_mirror_sends_copies(self):
         mirror = CountingServer()
