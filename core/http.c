@@ -7,6 +7,7 @@
  */
 #include "log.h"
 #include "server.h"
+#include "upstream.h"
 
 #include <sluice/util.h>
 
@@ -38,16 +39,22 @@ static void replay_keep(stream_t *s, struct evbuffer *src, size_t n);
 static bool retry_wanted(stream_t *s, slc_attempt_result_t res, int status);
 static void retry_schedule(stream_t *s);
 
-/* The stream's side of the upstream connection (see stream_events_t). */
-static const stream_events_t stream_events = {
-    .on_response_head = stream_on_response_head,
-    .pump_response = stream_pump_response,
-    .pump_request = stream_pump_request,
-    .upstream_failed = stream_upstream_failed,
-    .upstream_eof = stream_upstream_eof,
-    .attempt_failed = stream_attempt_failed,
-    .report_attempt = stream_report_attempt,
-    .chain_continue = stream_chain_continue,
+static void stream_attempt(stream_t *s, bool fresh);
+static void stream_drop_upstream(stream_t *s, bool reuse);
+static void stream_send_request(stream_t *s);
+static void on_up_connected(void *ctx, slc_conn_t *conn);
+static void on_up_head(void *ctx, const up_head_t *h);
+static void on_up_readable(void *ctx);
+static void on_up_writable(void *ctx);
+static void on_up_failed(void *ctx, const up_fail_t *f);
+
+/* What the upstream exchange reports to the stream (upstream.h). */
+static const up_events_t stream_up_events = {
+    .connected = on_up_connected,
+    .head = on_up_head,
+    .readable = on_up_readable,
+    .writable = on_up_writable,
+    .failed = on_up_failed,
 };
 
 /* ---- headers --------------------------------------------------------- */
@@ -586,7 +593,6 @@ static stream_t *stream_new(dconn_t *dc, gen_t *g, glistener_t *gl)
     arena_init(&a, &w->arena_pool, STREAM_BUDGET);
     stream_t *s = arena_alloc(&a, sizeof(*s));
     s->arena = a; /* the arena now lives inside the stream it allocated */
-    s->ev = &stream_events;
     s->w = w;
     s->dc = dc;
     s->holder = w->cur;
@@ -703,7 +709,7 @@ static slc_action_t call_hook(stream_t *s, int phase, size_t pos)
     case PH_UP_SELECT:
         return fi->desc.on_upstream_select(ctx, s);
     case PH_UP_CONNECT:
-        return fi->desc.on_upstream_connect(ctx, s, (slc_conn_t *)s->up);
+        return fi->desc.on_upstream_connect(ctx, s, s->up_conn);
     case PH_RESP_HEADERS:
         return fi->desc.on_response_headers(ctx, s);
     }
@@ -820,19 +826,15 @@ static void after_phase(stream_t *s, int phase)
             sio_write(&s->dc->io, c100, sizeof(c100) - 1);
             s->sent_100 = true;
         }
-        upstream_begin(s);
+        stream_attempt(s, false);
         return;
     case PH_UP_CONNECT:
         if (s->local_reply) {
-            upstream_abort(s);
+            stream_drop_upstream(s, false);
             stream_respond(s);
             return;
         }
-        if (s->up->io.t && !s->up->pinned) {
-            s->up->pinned = s->holder;
-            worker_hold(s->holder);
-        }
-        stream_upstream_ready(s);
+        stream_send_request(s);
         return;
     case PH_RESP_HEADERS:
         write_response_head(s);
@@ -886,55 +888,94 @@ static void body_hooks(stream_t *s, int phase, struct evbuffer *src, size_t n, b
     }
 }
 
-/* pump_body moves body data from |src|, unframed by |rd|, to |dsio|, framed
- * by |wr| (or drops it when |dsio| is NULL), running the phase's body
- * hooks over the data and keeping the request's replay copy. Neither end's
- * framing reaches the other. Returns 1 when the body is complete (the end
- * is written too), 0 when it needs more input or |dsio| is full, -1 on a
- * framing error (*reason says which). */
-static int pump_body(stream_t *s, int phase, struct evbuffer *src, h1body_rd_t *rd, sio_t *dsio,
-                     h1body_wr_t *wr, uint64_t *counted, const char **reason)
+/* A body moves from a source that strips its framing to a sink that frames
+ * it again; the stream in between sees data only and knows neither side's
+ * codec. The request goes downstream -> upstream exchange, the response the
+ * other way. */
+typedef struct body_src {
+    h1body_res_t (*next)(stream_t *s, struct evbuffer **src, size_t *n, const char **reason);
+    void (*took)(stream_t *s, size_t n);
+} body_src_t;
+
+typedef struct body_sink {
+    size_t (*pending)(stream_t *s);
+    void (*move)(stream_t *s, struct evbuffer *src, size_t n);
+    void (*end)(stream_t *s);
+} body_sink_t;
+
+/* pump_body moves data from |src| to |dst|, running the phase's body hooks
+ * over it and keeping the request's replay copy. Returns 1 when the body is
+ * complete (its end written too), 0 when it needs more input or |dst| is
+ * above HIGH_WM, -1 when the source's framing is broken or it was cut
+ * short (*reason says which). */
+static int pump_body(stream_t *s, int phase, const body_src_t *src, const body_sink_t *dst,
+                     uint64_t *counted, const char **reason)
 {
     for (;;) {
-        if (dsio && sio_pending(dsio) >= HIGH_WM)
+        if (dst->pending(s) >= HIGH_WM)
             return 0;
         size_t n;
-        h1body_res_t r = h1body_rd_next(rd, src, &n, reason);
+        struct evbuffer *in = NULL;
+        h1body_res_t r = src->next(s, &in, &n, reason);
         if (r == H1B_ERROR)
             return -1;
         if (r == H1B_MORE)
             return 0;
         if (r == H1B_END) {
-            body_hooks(s, phase, src, 0, true);
-            if (dsio)
-                h1body_wr_end(wr, dsio->out);
+            body_hooks(s, phase, in, 0, true);
+            dst->end(s);
             return 1;
         }
-        body_hooks(s, phase, src, n, false);
+        body_hooks(s, phase, in, n, false);
         if (phase == PH_REQ_BODY && s->replay.on && !s->replay_broken)
-            replay_keep(s, src, n);
-        if (dsio)
-            h1body_wr_move(wr, src, n, dsio->out);
-        else
-            evbuffer_drain(src, n);
-        h1body_rd_took(rd, n);
+            replay_keep(s, in, n);
+        dst->move(s, in, n);
+        src->took(s, n);
         *counted += n;
     }
 }
+
+/* The request body's ends: the client's connection (HTTP/1.1 framing) and
+ * the upstream exchange. */
+static h1body_res_t req_src_next(stream_t *s, struct evbuffer **src, size_t *n, const char **reason)
+{
+    *src = s->dc->io.in;
+    return h1body_rd_next(&s->req_rd, *src, n, reason);
+}
+
+static void req_src_took(stream_t *s, size_t n)
+{
+    h1body_rd_took(&s->req_rd, n);
+}
+
+static size_t req_sink_pending(stream_t *s)
+{
+    return s->up->ops->send_pending(s->up);
+}
+
+static void req_sink_move(stream_t *s, struct evbuffer *src, size_t n)
+{
+    s->up->ops->send_data(s->up, src, n);
+}
+
+static void req_sink_end(stream_t *s)
+{
+    s->up->ops->send_end(s->up);
+}
+
+static const body_src_t req_src = {req_src_next, req_src_took};
+static const body_sink_t req_sink = {req_sink_pending, req_sink_move, req_sink_end};
 
 void stream_pump_request(stream_t *s)
 {
     if (s->req_done || !s->req_pumping || !s->up)
         return;
-    struct evbuffer *in = s->dc->io.in;
     const char *reason = NULL;
     if (s->in_pump_req)
         return;
     s->in_pump_req = true;
-    int r =
-        pump_body(s, PH_REQ_BODY, in, &s->req_rd, &s->up->io, &s->req_wr, &s->req_bytes, &reason);
+    int r = pump_body(s, PH_REQ_BODY, &req_src, &req_sink, &s->req_bytes, &reason);
     s->in_pump_req = false;
-    sio_mark(&s->up->io);
     sio_unthrottle(&s->dc->io);
     if (r == 1) {
         s->req_done = true;
@@ -948,6 +989,204 @@ void stream_pump_request(stream_t *s)
         s->closing_after = true;
         stream_upstream_failed(s, 400, SLC_RF_DPE, "malformed request body\n");
     }
+}
+
+/* ---- the upstream attempt ------------------------------------------------ */
+
+static void on_route_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    stream_t *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->cst)
+        stat_inc(s->cst->timeouts);
+    upstream_fault(s->cst, s->ep ? s->ep->cluster : s->cluster, s->ep, FAULT_UT);
+    if (s->up && s->state == ST_UPSTREAM)
+        stream_report_attempt(s, SLC_ATTEMPT_TIMEOUT, 0);
+    /* The route timeout bounds the whole request, retries included. */
+    stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
+}
+
+static void event_del_cb(void *ev)
+{
+    event_del(ev);
+}
+
+static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    stream_t *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->cst)
+        stat_inc(s->cst->timeouts);
+    upstream_fault(s->cst, s->ep ? s->ep->cluster : s->cluster, s->ep, FAULT_UT);
+    if (s->resp_head_sent) {
+        stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
+        return;
+    }
+    stream_attempt_failed(s, SLC_ATTEMPT_TIMEOUT, 504, SLC_RF_UT, "upstream request timeout\n");
+}
+
+/* stream_exchange opens the attempt's exchange with the pool (|fresh|:
+ * never a pooled connection). Its events may run before this returns. */
+static void stream_exchange(stream_t *s, bool fresh)
+{
+    up_target_t t = {
+        .ep = s->ep,
+        .sig = s->chain->up_sig,
+        .cst = s->cst,
+        .holder = s->holder,
+        .arena = &s->arena,
+        .is_head = s->is_head,
+        .fresh = fresh,
+    };
+    ureq_t *u = upstream_new(s->w, &t, &stream_up_events, s);
+    if (!u) {
+        stream_upstream_failed(s, 500, SLC_RF_LR, "out of stream memory\n");
+        return;
+    }
+    s->up = u;
+    upstream_start(u);
+}
+
+/* stream_attempt starts an attempt on s->ep: the endpoint's active count,
+ * the tried list, the timers, then the exchange. */
+static void stream_attempt(stream_t *s, bool fresh)
+{
+    worker_t *w = s->w;
+    if (s->counted_ep != s->ep) {
+        stream_uncount_ep(s);
+        atomic_fetch_add_explicit(&s->ep->st->active, 1, memory_order_relaxed);
+        s->counted_ep = s->ep;
+    }
+    if (s->ntried < sizeof(s->tried) / sizeof(s->tried[0]) && !stream_tried(s, s->ep))
+        s->tried[s->ntried++] = s->ep;
+    stat_inc(s->cst->requests);
+    s->attempts++;
+    if (s->try_timeout_ms) {
+        if (!s->try_ev) {
+            s->try_ev = arena_alloc(&s->arena, event_get_struct_event_size());
+            if (s->try_ev) {
+                evtimer_assign(s->try_ev, w->base, on_try_timeout, s);
+                arena_defer(&s->arena, event_del_cb, s->try_ev);
+            }
+        }
+        if (s->try_ev) {
+            struct timeval tv = {(time_t)(s->try_timeout_ms / 1000),
+                                 (suseconds_t)((s->try_timeout_ms % 1000) * 1000)};
+            evtimer_add(s->try_ev, &tv);
+        }
+    }
+    s->upstream_start_us = now_us(w);
+    if (s->timeout_ms && !s->timeout_ev) {
+        s->timeout_ev = arena_alloc(&s->arena, event_get_struct_event_size());
+        if (s->timeout_ev) {
+            evtimer_assign(s->timeout_ev, w->base, on_route_timeout, s);
+            arena_defer(&s->arena, event_del_cb, s->timeout_ev);
+            struct timeval tv = {(time_t)(s->timeout_ms / 1000),
+                                 (suseconds_t)((s->timeout_ms % 1000) * 1000)};
+            evtimer_add(s->timeout_ev, &tv);
+        }
+    }
+    stream_exchange(s, fresh);
+}
+
+/* stream_drop_upstream ends the exchange: the connection is pooled when
+ * |reuse| and the exchange can tell it is clean, else closed. */
+static void stream_drop_upstream(stream_t *s, bool reuse)
+{
+    ureq_t *u = s->up;
+    if (!u)
+        return;
+    s->up = NULL;
+    s->up_conn = NULL;
+    s->req_pumping = false;
+    u->ops->finish(u, reuse);
+}
+
+static void on_up_connected(void *ctx, slc_conn_t *conn)
+{
+    stream_t *s = ctx;
+    s->up_conn = conn;
+    s->phase = PH_UP_CONNECT;
+    s->phase_at = 0;
+    run_phase(s);
+}
+
+/* stream_send_request sends the request head, what a retry replays of the
+ * body, and starts the rest of the body flowing. */
+static void stream_send_request(stream_t *s)
+{
+    ureq_t *u = s->up;
+    up_req_t rq = {
+        .method = s->method,
+        .path = s->path,
+        .authority = s->authority,
+        .hdrs = s->req_hdrs.v,
+        .nhdrs = s->req_hdrs.n,
+        .body = s->req_body == H1_BODY_NONE     ? UB_NONE
+                : s->req_body == H1_BODY_LENGTH ? UB_LENGTH
+                                                : UB_STREAM,
+        .length = s->req_length, /* the whole length: a retry resends it all */
+    };
+    int st = u->ops->send_head(u, &rq);
+    if (st) {
+        stream_upstream_failed(s, st, st == 431 ? SLC_RF_DPE : SLC_RF_LR,
+                               st == 431 ? "request too large\n"
+                                         : "internal error writing the request head\n");
+        return;
+    }
+    /* A retry: the body data the failed attempt took, again. */
+    for (const replay_piece_t *rp = s->replay.head; rp; rp = rp->next)
+        u->ops->send_bytes(u, rp->data, rp->len);
+    if (s->req_done && rq.body != UB_NONE)
+        u->ops->send_end(u);
+    s->req_pumping = true;
+    if (s->req_done && s->mirror)
+        mirror_start(s); /* bodiless (or replayed) request: complete already */
+    stream_pump_request(s);
+}
+
+static void on_up_writable(void *ctx)
+{
+    stream_t *s = ctx;
+    if (s->req_pumping)
+        stream_pump_request(s);
+}
+
+static bool method_idempotent(slc_str_t m)
+{
+    static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
+        if (m.len == strlen(idem[i]) && memcmp(m.ptr, idem[i], m.len) == 0)
+            return true;
+    return false;
+}
+
+static void on_up_failed(void *ctx, const up_fail_t *f)
+{
+    stream_t *s = ctx;
+    stream_drop_upstream(s, false);
+    if (f->reused_closed) {
+        if (s->req_bytes == 0 && s->attempts < 2 && method_idempotent(s->method)) {
+            /* The upstream closed a kept-alive connection as we reused it,
+             * and no byte of a response came back. The request may still
+             * have reached it, so only an idempotent one (RFC 9110 9.2.2)
+             * is sent again, on a fresh connection. */
+            log_debug("pooled upstream connection closed; retrying on a new one", "upstream=%s",
+                      s->ep->addr);
+            s->attempts++;
+            stream_exchange(s, true);
+            return;
+        }
+        if (s->cst)
+            stat_inc(s->cst->resets);
+        upstream_fault(s->cst, s->ep->cluster, s->ep, f->flag == SLC_RF_UR ? FAULT_UR : FAULT_UC);
+    }
+    if (f->final || s->state != ST_UPSTREAM)
+        stream_upstream_failed(s, f->status, f->flag, f->body);
+    else
+        stream_attempt_failed(s, f->res, f->status, f->flag, f->body);
 }
 
 /* replay_keep copies the |n| body data bytes at the front of |src| (about
@@ -1009,8 +1248,7 @@ slc_status_t stream_local_reply(stream_t *s, int status, slc_str_t ctype, slc_st
 /* stream_respond: a local reply is ready; run response filters over it. */
 static void stream_respond(stream_t *s)
 {
-    if (s->up)
-        upstream_abort(s);
+    stream_drop_upstream(s, false);
     settle_request_body(s);
     s->state = ST_RESP_FILTERS;
     s->phase = PH_RESP_HEADERS;
@@ -1136,57 +1374,73 @@ static void write_response_head(stream_t *s)
     stream_pump_response(s);
 }
 
-void stream_on_response_head(stream_t *s, const h1_response_t *r, const char *head)
+static void on_up_head(void *ctx, const up_head_t *h)
 {
+    stream_t *s = ctx;
     if (s->try_ev)
         event_del(s->try_ev);
-    stream_report_attempt(s, SLC_ATTEMPT_RESPONSE, r->status);
-    if (retry_wanted(s, SLC_ATTEMPT_RESPONSE, r->status)) {
+    stream_report_attempt(s, SLC_ATTEMPT_RESPONSE, h->status);
+    if (retry_wanted(s, SLC_ATTEMPT_RESPONSE, h->status)) {
         retry_schedule(s); /* the connection goes, body unread */
         return;
     }
-    /* One arena copy of the head (the upstream buffer is drained next);
-     * the fields are views into it. Hop-by-hop fields and what Connection
-     * lists go now, classified by the parser; the writer adds the framing
-     * (a bodiless response's content-length passes, so it stays listed). */
-    char *copy = arena_alloc_nozero(&s->arena, r->head_len);
-    if (!copy) {
-        stream_upstream_failed(s, 502, SLC_RF_UPE, "upstream response head too large\n");
-        return;
-    }
-    memcpy(copy, head, r->head_len);
-    s->status = r->status;
-    s->reason =
-        r->reason_len ? (slc_str_t){copy + (r->reason - head), r->reason_len} : SLC_STR_NULL;
+    /* The views point into the exchange's copy in our arena. */
+    s->status = h->status;
+    s->reason = h->reason;
     s->resp_hdrs.n = 0;
-    h1_conn_names_t named;
-    h1_conn_names_init(&named, r->headers, r->nheaders);
-    for (size_t i = 0; i < r->nheaders; i++) {
-        const h1_header_t *h = &r->headers[i];
-        if (h1_kind_is_hop(h->kind) || h1_conn_names_has(&named, h->name, h->name_len))
-            continue;
-        hdrs_push(s, &s->resp_hdrs, (slc_str_t){copy + (h->name - head), h->name_len},
-                  (slc_str_t){copy + (h->value - head), h->value_len});
-    }
-    s->resp_body = r->body;
-    s->resp_length = r->content_length;
-    h1body_rd_init(&s->resp_rd, r->body, r->content_length);
-    s->up->keep_alive = r->keep_alive;
-    /* |r| points into the upstream input: everything is copied, drain it
-     * before filters run (they may end the stream and free the upstream). */
-    evbuffer_drain(s->up->io.in, r->head_len);
-    sio_unthrottle(&s->up->io);
+    for (size_t i = 0; i < h->nhdrs; i++)
+        hdrs_push(s, &s->resp_hdrs, h->hdrs[i].name, h->hdrs[i].value);
+    /* A body of unknown length is chunked for an HTTP/1.1 client. */
+    s->resp_body = h->body == UB_NONE     ? H1_BODY_NONE
+                   : h->body == UB_LENGTH ? H1_BODY_LENGTH
+                                          : H1_BODY_CHUNKED;
+    s->resp_length = h->length;
     s->state = ST_RESP_FILTERS;
     s->phase = PH_RESP_HEADERS;
     s->phase_at = 0;
     run_phase(s);
 }
 
+static void on_up_readable(void *ctx)
+{
+    stream_pump_response(ctx);
+}
+
+/* The response body's ends: the upstream exchange and the client's
+ * connection (HTTP/1.1 framing). */
+static h1body_res_t resp_src_next(stream_t *s, struct evbuffer **src, size_t *n,
+                                  const char **reason)
+{
+    return s->up->ops->recv_next(s->up, src, n, reason);
+}
+
+static void resp_src_took(stream_t *s, size_t n)
+{
+    s->up->ops->recv_took(s->up, n);
+}
+
+static size_t resp_sink_pending(stream_t *s)
+{
+    return sio_pending(&s->dc->io);
+}
+
+static void resp_sink_move(stream_t *s, struct evbuffer *src, size_t n)
+{
+    h1body_wr_move(&s->resp_wr, src, n, s->dc->io.out);
+}
+
+static void resp_sink_end(stream_t *s)
+{
+    h1body_wr_end(&s->resp_wr, s->dc->io.out);
+}
+
+static const body_src_t resp_src = {resp_src_next, resp_src_took};
+static const body_sink_t resp_sink = {resp_sink_pending, resp_sink_move, resp_sink_end};
+
 void stream_pump_response(stream_t *s)
 {
     if (s->state != ST_RESP_BODY || !s->up)
         return;
-    struct evbuffer *in = s->up->io.in;
     if (s->resp_body == H1_BODY_NONE) {
         s->resp_read = true;
         stream_finish(s);
@@ -1196,66 +1450,31 @@ void stream_pump_response(stream_t *s)
     if (s->in_pump_resp)
         return;
     s->in_pump_resp = true;
-    uconn_t *up = s->up;
-    dconn_t *dc = s->dc;
-    int r =
-        pump_body(s, PH_RESP_BODY, in, &s->resp_rd, &dc->io, &s->resp_wr, &s->resp_bytes, &reason);
+    int r = pump_body(s, PH_RESP_BODY, &resp_src, &resp_sink, &s->resp_bytes, &reason);
     s->in_pump_resp = false;
-    sio_mark(&dc->io);
-    sio_unthrottle(&up->io);
-    /* move_body stopped short of the end with room left downstream: it ran
-     * out of input. After the upstream's EOF no more will come. */
-    bool starved = r == 0 && s->up_eof && sio_pending(&dc->io) < HIGH_WM;
-    if (starved && s->resp_body == H1_BODY_EOF) {
-        body_hooks(s, PH_RESP_BODY, in, 0, true);
-        h1body_wr_end(&s->resp_wr, dc->io.out);
-        r = 1; /* a close-delimited body ends with the close */
-    }
+    sio_mark(&s->dc->io);
     if (r == 1) {
         s->resp_read = true;
         stream_finish(s);
-    } else if (r < 0 || starved) {
+    } else if (r < 0) {
         /* A bad chunk, or a body cut short: the client has the head and
          * part of the body, so all that is left is to cut its connection. */
         log_debug("upstream response body cut", "cluster=%s upstream=%s reason=%s",
-                  s->cluster->name, s->ep->addr, r < 0 ? (reason ? reason : "bad_chunk") : "eof");
-        upstream_fault(s, FAULT_UPE);
+                  s->cluster->name, s->ep->addr, reason ? reason : "bad_chunk");
+        upstream_fault(s->cst, s->ep->cluster, s->ep, FAULT_UPE);
         s->flags |= SLC_RF_UPE;
         s->closing_after = true;
         s->dc->closing = true;
-        upstream_abort(s);
+        stream_drop_upstream(s, false);
         stream_finish(s);
     }
-    /* A slow client: move_body stopped at HIGH_WM, the upstream's input fills
+    /* A slow client: the pump stopped at HIGH_WM, the upstream's input fills
      * to its read_high and reading pauses until on_dconn_write pumps again. */
-}
-
-void stream_upstream_eof(stream_t *s, bool reset)
-{
-    if (!reset && (s->state == ST_RESP_FILTERS || s->state == ST_RESP_BODY)) {
-        /* The head is in. What the upstream sent before closing may still
-         * sit in its input behind a slow client: the pump decides whether
-         * the body is complete (or close-delimited) or cut. */
-        s->up_eof = true;
-        stream_pump_response(s);
-        return;
-    }
-    int kind = !reset ? FAULT_UC : FAULT_UR;
-    uint32_t flag = !reset ? SLC_RF_UC : SLC_RF_UR;
-    upstream_fault(s, kind);
-    if (s->state == ST_UPSTREAM) {
-        stream_attempt_failed(s, SLC_ATTEMPT_RESET, 502, flag,
-                              "upstream connect error or disconnect/reset before headers\n");
-        return;
-    }
-    stream_upstream_failed(s, 502, flag,
-                           "upstream connect error or disconnect/reset before headers\n");
 }
 
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body)
 {
     s->flags |= flag;
-    upstream_cancel_pending(s);
     /* This ends the upstream side for good: no retry may fire later, and a
      * filter that paused the stream must not resume it into a finished one. */
     if (s->backoff_ev)
@@ -1263,8 +1482,7 @@ void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *
     if (s->try_ev)
         event_del(s->try_ev);
     s->paused = false;
-    if (s->up)
-        upstream_abort(s);
+    stream_drop_upstream(s, false);
     if (s->resp_head_sent) {
         /* Too late for an error reply: cut the client connection. */
         s->closing_after = true;
@@ -1340,9 +1558,7 @@ static void event_free_cb(void *ev)
  * ten times the base). */
 static void retry_schedule(stream_t *s)
 {
-    upstream_cancel_pending(s);
-    if (s->up)
-        upstream_abort(s);
+    stream_drop_upstream(s, false);
     if (s->try_ev)
         event_del(s->try_ev);
     stream_uncount_ep(s);
@@ -1409,7 +1625,7 @@ static void stream_free(stream_t *s)
     holder_t *h = s->holder;
     if (s->timeout_ev)
         event_del(s->timeout_ev);
-    upstream_cancel_pending(s);
+    stream_drop_upstream(s, false); /* before the arena it lives in goes */
     stream_uncount_ep(s);
     stat_add(w->streams_active, -1);
     arena_t a = s->arena; /* the stream itself lives in the arena */
@@ -1423,15 +1639,10 @@ static void stream_finish(stream_t *s)
     if (s->state == ST_DONE)
         return;
     s->state = ST_DONE;
-    if (s->up) {
-        /* Pool the connection only after a response read to its end; a
-         * local reply sent instead (e.g. by a response filter) leaves the
-         * upstream's body unread on it. */
-        if (s->resp_close || !s->req_done || s->local_reply || !s->resp_read)
-            upstream_abort(s);
-        else
-            upstream_release(s);
-    }
+    /* Pool the connection only after a response read to its end; a local
+     * reply sent instead (e.g. by a response filter) leaves the upstream's
+     * body unread on it. */
+    stream_drop_upstream(s, !(s->resp_close || !s->req_done || s->local_reply || !s->resp_read));
     if (s->status >= 100 && s->status < 600)
         stat_inc(dc->st->req_class[s->status / 100 - 1]);
     else
@@ -1468,8 +1679,7 @@ static void stream_abort_downstream(stream_t *s)
     s->flags |= SLC_RF_DC;
     s->closing_after = true;
     s->dc->closing = true;
-    if (s->up)
-        upstream_abort(s);
+    stream_drop_upstream(s, false);
     dconn_t *dc = s->dc;
     s->state = ST_DONE;
     stat_inc(dc->st->req_class[5]);

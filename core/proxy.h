@@ -102,6 +102,7 @@ enum { FAULT_UF, FAULT_UC, FAULT_UR, FAULT_UT, FAULT_UPE };
 enum { DISCARD_REUSE_READABLE, DISCARD_IDLE_READABLE, DISCARD_LEFTOVER, DISCARD_IDLE_TRIM };
 
 typedef struct shadow shadow_t; /* mirror.c */
+typedef struct h1x h1x_t;       /* upstream.c: an exchange on an HTTP/1.1 connection */
 
 /* replay: the request body data already sent upstream (without the
  * client's framing: each attempt frames it anew), kept for a retry or the
@@ -143,7 +144,7 @@ typedef struct worker {
     shadow_t *shadows;   /* mirrored requests in flight */
     /* streams waiting for a connection, FIFO; pend_ev polls while non-empty
      * because connections freed on other workers do not notify us. */
-    struct slc_req *pend_head, *pend_tail;
+    struct h1x *pend_head, *pend_tail;
     struct event *pend_ev;
     _Atomic size_t nconns; /* read by the main thread while draining */
     uint64_t rr;
@@ -171,31 +172,7 @@ enum stream_state {
     ST_DONE,
 };
 
-/* stream_events: how the upstream side reports to the stream it serves.
- * The stream installs its table when it is created (http.c) and
- * upstream.c calls only through it, so the pool never calls up into the
- * stream's module: calls run stream -> upstream, and back by callback. */
-typedef struct stream_events {
-    /* |r| was parsed from |head| (upstream input, valid for the call only:
-     * the stream copies what it keeps). */
-    void (*on_response_head)(struct slc_req *s, const h1_response_t *r, const char *head);
-    void (*pump_response)(struct slc_req *s);
-    void (*pump_request)(struct slc_req *s);
-    void (*upstream_failed)(struct slc_req *s, int status, uint32_t flag, const char *body);
-    /* the upstream closed (|reset|: with an error) */
-    void (*upstream_eof)(struct slc_req *s, bool reset);
-    /* the attempt ended without a usable response: report it, retry if a
-     * decider wants to, else answer |status| with |flag| */
-    void (*attempt_failed)(struct slc_req *s, slc_attempt_result_t res, int status, uint32_t flag,
-                           const char *body);
-    /* run on_upstream_result filters */
-    void (*report_attempt)(struct slc_req *s, slc_attempt_result_t res, int status);
-    /* go on with the phase that was waiting (upstream connect filters) */
-    void (*chain_continue)(struct slc_req *s);
-} stream_events_t;
-
 struct slc_req {
-    const stream_events_t *ev; /* the stream module's table (see above) */
     arena_t arena;
     worker_t *w;
     struct dconn *dc;
@@ -208,12 +185,10 @@ struct slc_req {
     int phase;       /* PH_* being run */
     size_t phase_at; /* index into chain->ph[phase] */
     bool paused, in_chain, local_reply, closing_after;
-    bool pipelined;                  /* its head was buffered before the previous response ended */
-    bool in_pump_req, in_pump_resp;  /* re-entrancy guards */
-    bool resp_read;                  /* the upstream response was read to its end */
-    bool up_eof;                     /* the upstream closed; what it sent is buffered */
-    uint32_t interim, interim_bytes; /* 1xx responses of this attempt */
-    size_t ctx_upto;                 /* chain positions below this have stream state */
+    bool pipelined;                 /* its head was buffered before the previous response ended */
+    bool in_pump_req, in_pump_resp; /* re-entrancy guards */
+    bool resp_read;                 /* the upstream response was read to its end */
+    size_t ctx_upto;                /* chain positions below this have stream state */
     /* iterating: bit (1 << slc_hdrs_t) set while header_iterate walks that
      * block, so the host can refuse changes to it (they would shift or
      * grow the array under the walk). */
@@ -228,8 +203,8 @@ struct slc_req {
     uint64_t req_length; /* the request's content-length, for every attempt's head */
     h1body_rd_t req_rd;  /* strips the client's framing */
     h1body_wr_t req_wr;  /* frames the data for the current attempt */
-    bool req_done;    /* whole request body read from the client */
-    bool req_pumping; /* body flows to the upstream */
+    bool req_done;       /* whole request body read from the client */
+    bool req_pumping;    /* body flows to the upstream */
     uint64_t req_bytes;
 
     /* routing */
@@ -239,8 +214,10 @@ struct slc_req {
     struct event *timeout_ev;
     cstats_t *cst;
 
-    /* upstream */
-    struct uconn *up;
+    /* upstream: the current attempt's exchange (upstream.h), and its
+     * connection while connection filters run on it */
+    struct ureq *up;
+    slc_conn_t *up_conn;
     uint32_t attempts;
     const slc_endpoint_t *counted_ep; /* endpoint whose active count we hold */
 
@@ -259,9 +236,6 @@ struct slc_req {
     bool sent_100;
     struct event *try_ev, *backoff_ev;
     const slc_cluster_t *mirror;
-    /* waiting for a connection (cluster at max_connections) */
-    bool pending;
-    struct slc_req *pend_prev, *pend_next;
 
     /* response */
     int status;
@@ -353,7 +327,7 @@ typedef struct uconn {
     worker_t *w;
     upool_t *pool;
     sio_t io;
-    stream_t *s;
+    struct h1x *x; /* the exchange it serves; NULL while idle */
     cstats_t *cst;
     cl_state_t *clst; /* counted in clst->connections while open */
     bool connected, reused, keep_alive;
@@ -380,37 +354,10 @@ slc_status_t hdrs_set(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value, b
 int hdrs_remove(hdrs_t *h, slc_str_t name);
 hdr_t *hdrs_find(hdrs_t *h, slc_str_t name);
 
-/* upstream.c */
-void upstream_begin(stream_t *s);
-void upstream_abort(stream_t *s);   /* drop s->up without reuse */
-void upstream_release(stream_t *s); /* response done: pool or close */
-void upstream_pools_free(worker_t *w);
-/* upstream_pools_retain closes idle connections of clusters |g| no longer
- * has: their cluster state is freed with the last generation that had it. */
-void upstream_pools_retain(worker_t *w, const gen_t *g);
-/* upstream_fault counts fault |kind| of the stream's current attempt and
- * logs it, at most once a second per cluster. */
-void upstream_fault(stream_t *s, int kind);
-/* upstream_cancel_pending: the stream no longer waits for a connection. */
-void upstream_cancel_pending(stream_t *s);
-void upstream_worker_init(worker_t *w);
-/* upstream_release_idle_for_waiters closes this worker's idle connections
- * to clusters whose limit makes streams wait elsewhere. */
-void upstream_release_idle_for_waiters(worker_t *w);
-/* upstream_pools_trim closes idle connections that no stream took for a
- * whole tick, keeping the |keep| most recently used of each pool. Returns
- * how many it closed. */
-size_t upstream_pools_trim(worker_t *w, size_t keep);
-/* stream side hooks called by upstream.c */
-/* stream_on_response_head: |r| was parsed from |head| (upstream input,
- * valid for the call only: the stream copies what it keeps). */
-void stream_on_response_head(stream_t *s, const h1_response_t *r, const char *head);
+/* http.c: the stream's side of its upstream exchange */
 void stream_pump_response(stream_t *s);
 void stream_pump_request(stream_t *s);
-void stream_upstream_ready(stream_t *s); /* connected: run upstream-connect filters, send */
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body);
-/* stream_upstream_eof: the upstream closed (|reset|: with an error). */
-void stream_upstream_eof(stream_t *s, bool reset);
 /* stream_attempt_failed: the current upstream attempt ended without a
  * usable response. Reports it, retries if the policy allows, else answers
  * |status| with |flag|. */

@@ -2,6 +2,7 @@
  * listening sockets, publishes generations to the workers, reloads on
  * SIGHUP and drains on SIGTERM. */
 #include "server.h"
+#include "upstream.h"
 
 #include "log.h"
 

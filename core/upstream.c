@@ -1,5 +1,8 @@
-/* upstream: per-worker connection pools to endpoints and the upstream half
- * of a stream (connect, send the request head, read the response head). */
+/* upstream: per-worker connection pools to endpoints, and exchanges over
+ * HTTP/1.1 connections (see upstream.h): connect or reuse, send the head
+ * and the framed body, read the response head, unframe its body. */
+#include "upstream.h"
+
 #include "log.h"
 #include "server.h"
 
@@ -120,17 +123,16 @@ void upstream_pools_retain(worker_t *w, const gen_t *g)
 
 static const char *const fault_names[] = {"UF", "UC", "UR", "UT", "UPE"};
 
-void upstream_fault(stream_t *s, int kind)
+void upstream_fault(cstats_t *cst, const slc_cluster_t *c, const slc_endpoint_t *ep, int kind)
 {
-    if (s->cst)
-        stat_inc(s->cst->faults[kind]);
-    const slc_cluster_t *c = s->ep ? s->ep->cluster : s->cluster;
+    if (cst)
+        stat_inc(cst->faults[kind]);
     if (!c)
         return;
     uint64_t supp;
     if (log_limit_take(&c->st->fault_log, 1000, &supp))
         log_warn("upstream fault", "cluster=%s flag=%s upstream=%s suppressed=%llu", c->name,
-                 fault_names[kind], s->ep ? s->ep->addr : "-", (unsigned long long)supp);
+                 fault_names[kind], ep ? ep->addr : "-", (unsigned long long)supp);
 }
 
 void upstream_pools_free(worker_t *w)
@@ -154,9 +156,79 @@ void upstream_pools_free(worker_t *w)
     }
 }
 
-static void read_response_head(stream_t *s)
+/* ---- exchanges on HTTP/1.1 connections ------------------------------- */
+
+enum {
+    X_PENDING,    /* in the worker's queue, waiting for a connection slot */
+    X_CONNECTING, /* a new connection is being made */
+    X_READY,      /* connected; the caller runs its connection filters */
+    X_HEAD,       /* the request is going; waiting for the response head */
+    X_BODY,       /* the head was handed over; the body follows */
+    X_DEAD,       /* failed or finished: the pool is done with it */
+};
+
+/* h1x: an exchange on an HTTP/1.1 connection. In the caller's arena. */
+struct h1x {
+    ureq_t pub; /* first: the caller holds &pub */
+    worker_t *w;
+    up_target_t t;
+    const up_events_t *ev;
+    void *ctx;
+    uconn_t *uc;
+    int state;
+    uint32_t interim, interim_bytes; /* 1xx responses so far */
+    h1body_wr_t wr;                  /* frames the request body */
+    h1body_rd_t rd;                  /* unframes the response body */
+    bool up_eof;                     /* the upstream closed after the head */
+    bool body_sent;                  /* some request body data went out */
+    bool pending;
+    h1x_t *pend_prev, *pend_next;
+};
+
+static const up_ops_t h1x_ops;
+
+static const slc_cluster_t *x_cluster(const h1x_t *x)
 {
-    uconn_t *uc = s->up;
+    return x->t.ep->cluster;
+}
+
+static void x_fault(h1x_t *x, int kind)
+{
+    upstream_fault(x->t.cst, x_cluster(x), x->t.ep, kind);
+}
+
+/* x_detach drops the exchange's connection without reuse. */
+static void x_detach(h1x_t *x)
+{
+    uconn_t *uc = x->uc;
+    if (!uc)
+        return;
+    x->uc = NULL;
+    uc->x = NULL;
+    uconn_free(uc);
+}
+
+/* x_fail ends the exchange and reports it. The caller's handler may free
+ * the arena the exchange lives in: nothing of |x| is touched after. */
+static void x_fail(h1x_t *x, slc_attempt_result_t res, int status, uint32_t flag, const char *body,
+                   bool final, bool reused_closed)
+{
+    x_detach(x);
+    x->state = X_DEAD;
+    up_fail_t f = {.res = res,
+                   .status = status,
+                   .flag = flag,
+                   .body = body,
+                   .final = final,
+                   .reused_closed = reused_closed};
+    x->ev->failed(x->ctx, &f);
+}
+
+/* x_response_head parses what the upstream sent as the response head: drops
+ * interim responses, hands a final head to the caller. */
+static void x_response_head(h1x_t *x)
+{
+    uconn_t *uc = x->uc;
     struct evbuffer *in = uc->io.in;
     for (;;) {
         size_t avail = evbuffer_get_length(in);
@@ -169,32 +241,33 @@ static void read_response_head(stream_t *s)
         h1_response_t r;
         const char *reason = NULL;
         h1_result_t res =
-            h1_parse_response(p, look, &lim, s->is_head, hdrs, UP_MAX_HDRS, &r, &reason);
+            h1_parse_response(p, look, &lim, x->t.is_head, hdrs, UP_MAX_HDRS, &r, &reason);
         if (res == H1_INCOMPLETE)
             return;
         if (res == H1_ERROR) {
             log_debug("malformed upstream response", "cluster=%s upstream=%s reason=%s",
-                      s->cluster->name, s->ep->addr, reason ? reason : "?");
+                      x_cluster(x)->name, x->t.ep->addr, reason ? reason : "?");
             stat_inc(uc->cst->resets);
-            upstream_fault(s, FAULT_UPE);
-            s->ev->attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
-                                  "upstream sent a malformed response\n");
+            x_fault(x, FAULT_UPE);
+            x_fail(x, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE, "upstream sent a malformed response\n",
+                   false, false);
             return;
         }
         if (r.status >= 100 && r.status < 200) {
             if (r.status == 101) {
-                upstream_fault(s, FAULT_UPE);
-                s->ev->upstream_failed(s, 502, SLC_RF_UPE, "upstream protocol upgrade refused\n");
+                x_fault(x, FAULT_UPE);
+                x_fail(x, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE, "upstream protocol upgrade refused\n",
+                       true, false);
                 return;
             }
-            s->interim++;
-            s->interim_bytes += (uint32_t)r.head_len;
-            if (s->interim > UP_MAX_INTERIM || s->interim_bytes > UP_MAX_INTERIM_BYTES) {
+            x->interim++;
+            x->interim_bytes += (uint32_t)r.head_len;
+            if (x->interim > UP_MAX_INTERIM || x->interim_bytes > UP_MAX_INTERIM_BYTES) {
                 log_debug("too many interim responses", "cluster=%s upstream=%s count=%u",
-                          s->cluster->name, s->ep->addr, s->interim);
-                upstream_fault(s, FAULT_UPE);
-                s->ev->upstream_failed(s, 502, SLC_RF_UPE,
-                                       "upstream sent too many 1xx responses\n");
+                          x_cluster(x)->name, x->t.ep->addr, x->interim);
+                x_fault(x, FAULT_UPE);
+                x_fail(x, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
+                       "upstream sent too many 1xx responses\n", true, false);
                 return;
             }
             /* Interim responses are ours to answer (100-continue was sent
@@ -204,7 +277,47 @@ static void read_response_head(stream_t *s)
             continue;
         }
         uc->requests++;
-        s->ev->on_response_head(s, &r, p);
+        uc->keep_alive = r.keep_alive;
+        /* One arena copy of the head; the views handed over point into it.
+         * Hop-by-hop fields and what Connection lists go now, classified by
+         * the parser. */
+        char *copy = arena_alloc_nozero(x->t.arena, r.head_len);
+        if (!copy) {
+            x_fail(x, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE, "upstream response head too large\n",
+                   true, false);
+            return;
+        }
+        memcpy(copy, p, r.head_len);
+        hdr_t hv[UP_MAX_HDRS];
+        size_t nh = 0;
+        h1_conn_names_t named;
+        h1_conn_names_init(&named, r.headers, r.nheaders);
+        for (size_t i = 0; i < r.nheaders; i++) {
+            const h1_header_t *h = &r.headers[i];
+            if (h1_kind_is_hop(h->kind) || h1_conn_names_has(&named, h->name, h->name_len))
+                continue;
+            hv[nh].name = (slc_str_t){copy + (h->name - p), h->name_len};
+            hv[nh].value = (slc_str_t){copy + (h->value - p), h->value_len};
+            nh++;
+        }
+        up_head_t head = {
+            .status = r.status,
+            .reason =
+                r.reason_len ? (slc_str_t){copy + (r.reason - p), r.reason_len} : SLC_STR_NULL,
+            .hdrs = hv,
+            .nhdrs = nh,
+            .body = r.body == H1_BODY_NONE     ? UB_NONE
+                    : r.body == H1_BODY_LENGTH ? UB_LENGTH
+                                               : UB_STREAM,
+            .length = r.content_length,
+        };
+        h1body_rd_init(&x->rd, r.body, r.content_length);
+        /* |r| points into the input: drain the head before the caller runs
+         * (it may end the exchange and free the connection). */
+        evbuffer_drain(in, r.head_len);
+        sio_unthrottle(&uc->io);
+        x->state = X_BODY;
+        x->ev->head(x->ctx, &head);
         return;
     }
 }
@@ -212,40 +325,40 @@ static void read_response_head(stream_t *s)
 static void on_up_read(sio_t *io, void *arg)
 {
     uconn_t *uc = arg;
-    stream_t *s = uc->s;
+    h1x_t *x = uc->x;
     (void)io;
-    if (!s) {
+    if (!x) {
         /* An idle pooled connection must stay silent. */
         discard(uc, DISCARD_IDLE_READABLE);
         return;
     }
-    if (s->state == ST_UPSTREAM && uc->io.sent < uc->head_end) {
+    if (x->state != X_BODY && uc->io.sent < uc->head_end) {
         /* A response before our request was on the wire answers something
          * else (a stray the upstream sent late): the connection cannot be
          * trusted to pair requests and responses any more. */
         log_debug("upstream response before the request was sent", "cluster=%s upstream=%s",
-                  s->cluster->name, s->ep->addr);
-        upstream_fault(s, FAULT_UPE);
-        s->ev->attempt_failed(s, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
-                              "upstream sent a response before the request\n");
+                  x_cluster(x)->name, x->t.ep->addr);
+        x_fault(x, FAULT_UPE);
+        x_fail(x, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE,
+               "upstream sent a response before the request\n", false, false);
         return;
     }
-    if (s->state == ST_UPSTREAM)
-        read_response_head(s);
-    else if (s->state == ST_RESP_BODY)
-        s->ev->pump_response(s);
+    if (x->state == X_HEAD)
+        x_response_head(x);
+    else if (x->state == X_BODY)
+        x->ev->readable(x->ctx);
 }
 
 static void on_up_write(sio_t *io, void *arg)
 {
     uconn_t *uc = arg;
     (void)io;
-    if (uc->s && uc->s->req_pumping)
-        uc->s->ev->pump_request(uc->s);
+    if (uc->x && uc->x->state >= X_HEAD && uc->x->state < X_DEAD)
+        uc->x->ev->writable(uc->x->ctx);
 }
 
-static void upstream_connect(stream_t *s);
-static void upstream_dispatch(stream_t *s);
+static void x_connect(h1x_t *x);
+static void x_dispatch(h1x_t *x);
 
 /* reserve_connection takes a slot for a new connection to |c|, or fails if
  * the cluster is at max_connections. Compare-and-swap: two workers
@@ -265,36 +378,27 @@ static bool reserve_connection(const slc_cluster_t *c)
             return true;
     return false;
 }
-static void pend_add(worker_t *w, stream_t *s);
-static bool worker_has_pending(worker_t *w, const slc_cluster_t *c);
-
-static bool method_idempotent(slc_str_t m)
-{
-    static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    for (size_t i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
-        if (m.len == strlen(idem[i]) && memcmp(m.ptr, idem[i], m.len) == 0)
-            return true;
-    return false;
-}
+static void pend_add(worker_t *w, h1x_t *x);
+static void pend_remove(h1x_t *x);
+static bool worker_waits_for(worker_t *w, const cl_state_t *st);
 
 static void on_up_event(sio_t *io, int what, void *arg)
 {
     uconn_t *uc = arg;
-    stream_t *s = uc->s;
+    h1x_t *x = uc->x;
     if (what & SIO_CONNECTED) {
         uc->connected = true;
         stat_inc(uc->cst->cx_total);
         stat_inc(uc->cst->cx_active);
-        if (!s)
+        if (!x)
             return;
-        s->phase = PH_UP_CONNECT;
-        s->phase_at = 0;
-        s->ev->chain_continue(s);
+        x->state = X_READY;
+        x->ev->connected(x->ctx, (slc_conn_t *)uc);
         return;
     }
     if (!(what & (SIO_EOF | SIO_ERROR | SIO_TIMEOUT)))
         return;
-    if (!s) {
+    if (!x) {
         /* Idle connection closed by the upstream, or idle timeout. */
         if (what & SIO_TIMEOUT) {
             pool_unlink(uc);
@@ -306,59 +410,63 @@ static void on_up_event(sio_t *io, int what, void *arg)
     }
     if (!uc->connected) {
         stat_inc(uc->cst->connect_fail);
-        upstream_fault(s, FAULT_UF);
-        log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d", s->cluster->name,
-                  s->ep->addr, (what & SIO_TIMEOUT) != 0);
-        s->ev->attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
-                              "upstream connect error or disconnect/reset before headers\n");
+        x_fault(x, FAULT_UF);
+        log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d",
+                  x_cluster(x)->name, x->t.ep->addr, (what & SIO_TIMEOUT) != 0);
+        x_fail(x, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
+               "upstream connect error or disconnect/reset before headers\n", false, false);
         return;
     }
-    if (s->state == ST_UPSTREAM && uc->reused && s->req_bytes == 0 &&
-        evbuffer_get_length(io->in) == 0 && s->attempts < 2 && method_idempotent(s->method)) {
-        /* The upstream closed a kept-alive connection as we reused it, and
-         * no byte of a response came back. The request may still have
-         * reached it, so only an idempotent one (RFC 9110 9.2.2) is sent
-         * again, on a fresh connection. */
-        log_debug("pooled upstream connection closed; retrying on a new one", "upstream=%s",
-                  s->ep->addr);
-        upstream_abort(s);
-        s->attempts++;
-        /* Replaces the connection just closed: its slot, taken back at once. */
-        atomic_fetch_add_explicit(&s->ep->cluster->st->connections, 1, memory_order_relaxed);
-        upstream_connect(s);
+    bool reset = (what & SIO_ERROR) != 0;
+    if (x->state == X_BODY && !reset) {
+        /* The head is in. What the upstream sent before closing may still
+         * sit in its input behind a slow client: the caller's reads decide
+         * whether the body is complete (or close-delimited) or cut. */
+        x->up_eof = true;
+        x->ev->readable(x->ctx);
         return;
     }
-    if (s->state == ST_UPSTREAM)
-        stat_inc(uc->cst->resets);
-    s->ev->upstream_eof(s, (what & SIO_ERROR) != 0);
+    bool reused_closed =
+        x->state != X_BODY && uc->reused && !x->body_sent && evbuffer_get_length(io->in) == 0;
+    /* A reused connection's close is the caller's to count: it may send
+     * the request again instead (then it is no fault). */
+    if (!reused_closed) {
+        if (x->state != X_BODY)
+            stat_inc(uc->cst->resets);
+        x_fault(x, reset ? FAULT_UR : FAULT_UC);
+    }
+    x_fail(x, SLC_ATTEMPT_RESET, 502, reset ? SLC_RF_UR : SLC_RF_UC,
+           "upstream connect error or disconnect/reset before headers\n", x->state == X_BODY,
+           reused_closed);
 }
 
-static void attach(stream_t *s, uconn_t *uc)
+static void attach(h1x_t *x, uconn_t *uc)
 {
-    uc->s = s;
-    s->up = uc;
+    uc->x = x;
+    x->uc = uc;
     uc->head_end = UINT64_MAX; /* until the head is queued, any byte is a stray */
     sio_setcb(&uc->io, on_up_read, on_up_write, on_up_event, uc);
     sio_timer(&uc->io, 0);
     sio_read_enable(&uc->io, true);
 }
 
-static void upstream_connect(stream_t *s)
+static void x_connect(h1x_t *x)
 {
-    worker_t *w = s->w;
-    const slc_endpoint_t *ep = s->ep;
+    worker_t *w = x->w;
+    const slc_endpoint_t *ep = x->t.ep;
     uconn_t *uc = calloc(1, sizeof(*uc));
     if (!uc)
         abort();
     uc->kind = CONN_UPSTREAM;
     uc->w = w;
-    uc->pool = endpoint_pool(w, ep, s->chain->up_sig);
-    uc->cst = s->cst;
+    uc->pool = endpoint_pool(w, ep, x->t.sig);
+    uc->cst = x->t.cst;
     /* The caller reserved this connection's slot in clst->connections
-     * (upstream_dispatch, or the reuse retry replacing one just closed). */
+     * (x_dispatch). */
     uc->clst = ep->cluster->st;
-    uc->s = s;
-    s->up = uc;
+    uc->x = x;
+    x->uc = uc;
+    x->state = X_CONNECTING;
     uc->head_end = UINT64_MAX;
     int rc =
         sio_connect(&uc->io, &w->sioloop, (const struct sockaddr *)&ep->sa, ep->salen,
@@ -369,85 +477,29 @@ static void upstream_connect(stream_t *s)
     if (rc != 0) {
         /* Immediate failure (e.g. no route): the event callback may not run. */
         stat_inc(uc->cst->connect_fail);
-        upstream_fault(s, FAULT_UF);
-        s->ev->attempt_failed(s, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
-                              "upstream connect error or disconnect/reset before headers\n");
+        x_fault(x, FAULT_UF);
+        x_fail(x, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
+               "upstream connect error or disconnect/reset before headers\n", false, false);
     }
 }
 
-static void on_route_timeout(evutil_socket_t fd, short what, void *arg)
+ureq_t *upstream_new(worker_t *w, const up_target_t *t, const up_events_t *ev, void *ctx)
 {
-    stream_t *s = arg;
-    (void)fd;
-    (void)what;
-    if (s->cst)
-        stat_inc(s->cst->timeouts);
-    upstream_fault(s, FAULT_UT);
-    if (s->up && s->state == ST_UPSTREAM)
-        s->ev->report_attempt(s, SLC_ATTEMPT_TIMEOUT, 0);
-    /* The route timeout bounds the whole request, retries included. */
-    s->ev->upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
+    h1x_t *x = arena_alloc(t->arena, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->pub.ops = &h1x_ops;
+    x->w = w;
+    x->t = *t;
+    x->ev = ev;
+    x->ctx = ctx;
+    x->state = X_PENDING;
+    return &x->pub;
 }
 
-static void event_del_cb(void *ev)
+void upstream_start(ureq_t *u)
 {
-    event_del(ev);
-}
-
-static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    stream_t *s = arg;
-    (void)fd;
-    (void)what;
-    if (s->cst)
-        stat_inc(s->cst->timeouts);
-    upstream_fault(s, FAULT_UT);
-    if (s->resp_head_sent) {
-        s->ev->upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
-        return;
-    }
-    s->ev->attempt_failed(s, SLC_ATTEMPT_TIMEOUT, 504, SLC_RF_UT, "upstream request timeout\n");
-}
-
-void upstream_begin(stream_t *s)
-{
-    worker_t *w = s->w;
-    if (s->counted_ep != s->ep) {
-        stream_uncount_ep(s);
-        atomic_fetch_add_explicit(&s->ep->st->active, 1, memory_order_relaxed);
-        s->counted_ep = s->ep;
-    }
-    if (s->ntried < sizeof(s->tried) / sizeof(s->tried[0]) && !stream_tried(s, s->ep))
-        s->tried[s->ntried++] = s->ep;
-    stat_inc(s->cst->requests);
-    s->attempts++;
-    s->interim = s->interim_bytes = 0;
-    if (s->try_timeout_ms) {
-        if (!s->try_ev) {
-            s->try_ev = arena_alloc(&s->arena, event_get_struct_event_size());
-            if (s->try_ev) {
-                evtimer_assign(s->try_ev, w->base, on_try_timeout, s);
-                arena_defer(&s->arena, event_del_cb, s->try_ev);
-            }
-        }
-        if (s->try_ev) {
-            struct timeval tv = {(time_t)(s->try_timeout_ms / 1000),
-                                 (suseconds_t)((s->try_timeout_ms % 1000) * 1000)};
-            evtimer_add(s->try_ev, &tv);
-        }
-    }
-    s->upstream_start_us = now_us(w);
-    if (s->timeout_ms && !s->timeout_ev) {
-        s->timeout_ev = arena_alloc(&s->arena, event_get_struct_event_size());
-        if (s->timeout_ev) {
-            evtimer_assign(s->timeout_ev, w->base, on_route_timeout, s);
-            arena_defer(&s->arena, event_del_cb, s->timeout_ev);
-            struct timeval tv = {(time_t)(s->timeout_ms / 1000),
-                                 (suseconds_t)((s->timeout_ms % 1000) * 1000)};
-            evtimer_add(s->timeout_ev, &tv);
-        }
-    }
-    upstream_dispatch(s);
+    x_dispatch((h1x_t *)u);
 }
 
 /* idle_is_quiet: nothing arrived on an idle connection (no bytes, no EOF)
@@ -471,61 +523,68 @@ static bool idle_is_quiet(uconn_t *uc)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-/* upstream_dispatch gives the stream a connection: a pooled one, a new one
+/* x_dispatch gives the exchange a connection: a pooled one, a new one
  * within the cluster's max_connections, or a place in the pending queue
  * (503 UO at once past max_pending_requests). */
-static void upstream_dispatch(stream_t *s)
+static void x_dispatch(h1x_t *x)
 {
-    worker_t *w = s->w;
-    upool_t *p = endpoint_pool(w, s->ep, s->chain->up_sig);
+    worker_t *w = x->w;
+    upool_t *p = endpoint_pool(w, x->t.ep, x->t.sig);
     while (p->idle && !idle_is_quiet(p->idle))
         discard(p->idle, DISCARD_REUSE_READABLE);
-    if (p->idle) {
+    if (p->idle && !x->t.fresh) {
         uconn_t *uc = p->idle;
         p->idle = uc->next;
         p->nidle--;
         uc->next = NULL;
         uc->reused = true;
-        uc->cst = s->cst;
-        attach(s, uc);
-        stream_upstream_ready(s);
+        uc->cst = x->t.cst;
+        attach(x, uc);
+        x->state = X_READY;
+        x->ev->connected(x->ctx, (slc_conn_t *)uc);
         return;
     }
-    const slc_cluster_t *c = s->ep->cluster;
+    const slc_cluster_t *c = x_cluster(x);
     if (!reserve_connection(c)) {
         uint32_t maxp = c->pool.max_pending_requests;
         if (maxp && atomic_load_explicit(&c->st->pending, memory_order_relaxed) >= maxp) {
-            stat_inc(s->cst->overflow);
-            s->ev->upstream_failed(s, 503, SLC_RF_UO, "upstream connection pool overflow\n");
+            stat_inc(x->t.cst->overflow);
+            x->state = X_DEAD;
+            up_fail_t f = {.res = SLC_ATTEMPT_CONNECT_FAILURE,
+                           .status = 503,
+                           .flag = SLC_RF_UO,
+                           .body = "upstream connection pool overflow\n",
+                           .final = true};
+            x->ev->failed(x->ctx, &f);
             return;
         }
-        pend_add(w, s);
+        pend_add(w, x);
         return;
     }
-    upstream_connect(s);
+    x_connect(x);
 }
 
 /* ---- the pending queue ------------------------------------------------- */
 
-static void pend_add(worker_t *w, stream_t *s)
+static void pend_add(worker_t *w, h1x_t *x)
 {
-    s->pending = true;
-    s->pend_next = NULL;
-    s->pend_prev = w->pend_tail;
+    x->pending = true;
+    x->pend_next = NULL;
+    x->pend_prev = w->pend_tail;
     if (w->pend_tail)
-        w->pend_tail->pend_next = s;
+        w->pend_tail->pend_next = x;
     else
-        w->pend_head = s;
-    w->pend_tail = s;
+        w->pend_head = x;
+    w->pend_tail = x;
     uint32_t before =
-        atomic_fetch_add_explicit(&s->ep->cluster->st->pending, 1, memory_order_relaxed);
-    stat_inc(s->cst->pending);
+        atomic_fetch_add_explicit(&x_cluster(x)->st->pending, 1, memory_order_relaxed);
+    stat_inc(x->t.cst->pending);
     /* The connections that hold the limit may sit idle in other workers'
-     * pools, where this stream cannot use them: ask those workers to let
+     * pools, where this exchange cannot use them: ask those workers to let
      * them go (upstream_release_idle_for_waiters). Once, when the cluster
-     * starts to have waiters: while any wait, upstream_release closes
-     * instead of pooling on workers that have none, so no later stream
-     * needs to write to every other worker's pipe again. */
+     * starts to have waiters: while any wait, x_finish closes instead of
+     * pooling on workers that have none, so no later exchange needs to
+     * write to every other worker's pipe again. */
     if (before == 0)
         for (int i = 0; i < w->srv->nworkers; i++)
             if (&w->srv->workers[i] != w)
@@ -536,39 +595,34 @@ static void pend_add(worker_t *w, stream_t *s)
     }
 }
 
-void upstream_cancel_pending(stream_t *s)
+static void pend_remove(h1x_t *x)
 {
-    if (!s->pending)
+    if (!x->pending)
         return;
-    worker_t *w = s->w;
-    if (s->pend_prev)
-        s->pend_prev->pend_next = s->pend_next;
+    worker_t *w = x->w;
+    if (x->pend_prev)
+        x->pend_prev->pend_next = x->pend_next;
     else
-        w->pend_head = s->pend_next;
-    if (s->pend_next)
-        s->pend_next->pend_prev = s->pend_prev;
+        w->pend_head = x->pend_next;
+    if (x->pend_next)
+        x->pend_next->pend_prev = x->pend_prev;
     else
-        w->pend_tail = s->pend_prev;
-    s->pending = false;
-    s->pend_prev = s->pend_next = NULL;
-    atomic_fetch_sub_explicit(&s->ep->cluster->st->pending, 1, memory_order_relaxed);
-    stat_add(s->cst->pending, -1);
+        w->pend_tail = x->pend_prev;
+    x->pending = false;
+    x->pend_prev = x->pend_next = NULL;
+    atomic_fetch_sub_explicit(&x_cluster(x)->st->pending, 1, memory_order_relaxed);
+    stat_add(x->t.cst->pending, -1);
 }
 
-/* pend_kick hands connections to waiting streams, oldest first, while the
+/* pend_kick hands connections to waiting exchanges, oldest first, while the
  * limits allow. Connections freed on other workers do not notify this one,
  * so a timer polls while anything waits. */
 static bool worker_waits_for(worker_t *w, const cl_state_t *st)
 {
-    for (stream_t *s = w->pend_head; s; s = s->pend_next)
-        if (s->ep->cluster->st == st)
+    for (h1x_t *x = w->pend_head; x; x = x->pend_next)
+        if (x_cluster(x)->st == st)
             return true;
     return false;
-}
-
-static bool worker_has_pending(worker_t *w, const slc_cluster_t *c)
-{
-    return worker_waits_for(w, c->st);
 }
 
 void upstream_release_idle_for_waiters(worker_t *w)
@@ -591,29 +645,29 @@ void upstream_release_idle_for_waiters(worker_t *w)
     }
 }
 
-static bool pend_can_go(worker_t *w, stream_t *s)
+static bool pend_can_go(worker_t *w, h1x_t *x)
 {
-    const slc_cluster_t *c = s->ep->cluster;
+    const slc_cluster_t *c = x_cluster(x);
     if (!c->pool.max_connections ||
         atomic_load_explicit(&c->st->connections, memory_order_relaxed) < c->pool.max_connections)
         return true;
-    return endpoint_pool(w, s->ep, s->chain->up_sig)->idle != NULL;
+    return endpoint_pool(w, x->t.ep, x->t.sig)->idle != NULL;
 }
 
 static void pend_kick(worker_t *w)
 {
-    /* Dispatching may end streams (a connect failing at once), so restart
+    /* Dispatching may end exchanges (a connect failing at once), so restart
      * from the head after each one; bounded in case other workers keep
      * taking the freed slots. */
     size_t budget = 64;
-    for (stream_t *s = w->pend_head; s && budget; budget--) {
-        if (!pend_can_go(w, s)) {
-            s = s->pend_next;
+    for (h1x_t *x = w->pend_head; x && budget; budget--) {
+        if (!pend_can_go(w, x)) {
+            x = x->pend_next;
             continue;
         }
-        upstream_cancel_pending(s);
-        upstream_dispatch(s);
-        s = w->pend_head;
+        pend_remove(x);
+        x_dispatch(x);
+        x = w->pend_head;
     }
     if (w->pend_head && !evtimer_pending(w->pend_ev, NULL)) {
         struct timeval tv = {0, 5000};
@@ -635,6 +689,8 @@ void upstream_worker_init(worker_t *w)
         abort();
 }
 
+/* ---- the ops ----------------------------------------------------------- */
+
 static bool method_has_body(slc_str_t m)
 {
     return (m.len == 4 && memcmp(m.ptr, "POST", 4) == 0) ||
@@ -642,86 +698,143 @@ static bool method_has_body(slc_str_t m)
            (m.len == 5 && memcmp(m.ptr, "PATCH", 5) == 0);
 }
 
-/* stream_upstream_ready writes the request head (one buffer) and starts the
- * request body flowing. */
-void stream_upstream_ready(stream_t *s)
+static int x_send_head(ureq_t *u, const up_req_t *rq)
 {
-    uconn_t *uc = s->up;
-    h1w_req_t req = {
-        .method = s->method,
-        .path = s->path,
-        .hdrs = s->req_hdrs.v,
-        .nhdrs = s->req_hdrs.n,
-        /* An HTTP/1.0 request may have come without Host. */
-        .host = s->authority.len ? s->authority : (slc_str_t){s->ep->addr, strlen(s->ep->addr)},
-        .framing = s->req_body == H1_BODY_LENGTH    ? H1W_LENGTH
-                   : s->req_body == H1_BODY_CHUNKED ? H1W_CHUNKED
-                   : method_has_body(s->method)     ? H1W_EMPTY_LENGTH
-                                                    : H1W_NONE,
-        .length = s->req_length, /* not req_left: a retry resends it all */
-    };
-    size_t need = h1w_request_size(&req);
-    char *buf = arena_alloc_nozero(&s->arena, need);
-    if (!buf) {
-        s->ev->upstream_failed(s, 431, SLC_RF_DPE, "request too large\n");
-        return;
+    h1x_t *x = (h1x_t *)u;
+    uconn_t *uc = x->uc;
+    if (x->state != X_READY || !uc)
+        return 500;
+    /* A transport's code lives in the generation that installed it: the
+     * connection keeps that generation while it is open. */
+    if (uc->io.t && !uc->pinned && x->t.holder) {
+        uc->pinned = x->t.holder;
+        worker_hold(x->t.holder);
     }
+    h1w_req_t req = {
+        .method = rq->method,
+        .path = rq->path,
+        .hdrs = rq->hdrs,
+        .nhdrs = rq->nhdrs,
+        /* An HTTP/1.0 request may have come without Host. */
+        .host =
+            rq->authority.len ? rq->authority : (slc_str_t){x->t.ep->addr, strlen(x->t.ep->addr)},
+        .framing = rq->body == UB_LENGTH         ? H1W_LENGTH
+                   : rq->body == UB_STREAM       ? H1W_CHUNKED
+                   : method_has_body(rq->method) ? H1W_EMPTY_LENGTH
+                                                 : H1W_NONE,
+        .length = rq->length,
+    };
+    h1body_wr_init(&x->wr, rq->body == UB_STREAM);
+    size_t need = h1w_request_size(&req);
+    char *buf = arena_alloc_nozero(x->t.arena, need);
+    if (!buf)
+        return 431;
     size_t o = h1w_request(&req, buf, need);
     if (!o) { /* h1w_request_size is wrong: a bug, but never an overrun */
-        log_error("request head outgrew its size", "cluster=%s need=%zu", s->cluster->name, need);
-        s->ev->upstream_failed(s, 500, SLC_RF_LR, "internal error writing the request head\n");
-        return;
+        log_error("request head outgrew its size", "cluster=%s need=%zu", x_cluster(x)->name, need);
+        return 500;
     }
     sio_write(&uc->io, buf, o);
     /* With a transport the wire bytes outnumber these: the check in
      * on_up_read then errs toward accepting the response. */
     uc->head_end = uc->io.sent + sio_pending(&uc->io);
-    /* A retry: the body data the failed attempt took, framed again. */
-    h1body_wr_init(&s->req_wr, s->req_body == H1_BODY_CHUNKED);
-    for (const replay_piece_t *rp = s->replay.head; rp; rp = rp->next)
-        h1body_wr_add(&s->req_wr, rp->data, rp->len, uc->io.out);
-    if (s->req_done)
-        h1body_wr_end(&s->req_wr, uc->io.out);
-    s->req_pumping = true;
-    if (s->req_done && s->mirror)
-        mirror_start(s); /* bodiless (or replayed) request: complete already */
-    s->ev->pump_request(s);
-    /* The response may already be waiting (fast upstream, reused conn). */
-    if (s->up && s->state == ST_UPSTREAM && evbuffer_get_length(s->up->io.in))
-        read_response_head(s);
+    x->state = X_HEAD;
+    return 0;
 }
 
-void upstream_abort(stream_t *s)
+static void x_send_data(ureq_t *u, struct evbuffer *src, size_t n)
 {
-    uconn_t *uc = s->up;
+    h1x_t *x = (h1x_t *)u;
+    if (!x->uc || n == 0)
+        return;
+    x->body_sent = true;
+    h1body_wr_move(&x->wr, src, n, x->uc->io.out);
+    sio_mark(&x->uc->io);
+}
+
+static void x_send_bytes(ureq_t *u, const void *p, size_t n)
+{
+    h1x_t *x = (h1x_t *)u;
+    if (!x->uc || n == 0)
+        return;
+    x->body_sent = true;
+    h1body_wr_add(&x->wr, p, n, x->uc->io.out);
+    sio_mark(&x->uc->io);
+}
+
+static void x_send_end(ureq_t *u)
+{
+    h1x_t *x = (h1x_t *)u;
+    if (!x->uc)
+        return;
+    h1body_wr_end(&x->wr, x->uc->io.out);
+    sio_mark(&x->uc->io);
+}
+
+static size_t x_send_pending(ureq_t *u)
+{
+    h1x_t *x = (h1x_t *)u;
+    return x->uc ? sio_pending(&x->uc->io) : 0;
+}
+
+static h1body_res_t x_recv_next(ureq_t *u, struct evbuffer **src, size_t *n, const char **reason)
+{
+    h1x_t *x = (h1x_t *)u;
+    *n = 0;
+    if (!x->uc || x->state != X_BODY) {
+        *src = NULL;
+        return H1B_MORE;
+    }
+    *src = x->uc->io.in;
+    h1body_res_t r = h1body_rd_next(&x->rd, *src, n, reason);
+    if (r != H1B_MORE || !x->up_eof)
+        return r;
+    /* The upstream closed and all it sent is read: that ends a
+     * close-delimited body and cuts any other short. */
+    if (x->rd.kind == H1_BODY_EOF)
+        return H1B_END;
+    *reason = "eof";
+    return H1B_ERROR;
+}
+
+static void x_recv_took(ureq_t *u, size_t n)
+{
+    h1x_t *x = (h1x_t *)u;
+    h1body_rd_took(&x->rd, n);
+    if (x->uc)
+        sio_unthrottle(&x->uc->io);
+}
+
+static void x_finish(ureq_t *u, bool reuse)
+{
+    h1x_t *x = (h1x_t *)u;
+    pend_remove(x);
+    uconn_t *uc = x->uc;
+    int state = x->state;
+    x->state = X_DEAD;
     if (!uc)
         return;
-    s->up = NULL;
-    s->req_pumping = false;
-    uconn_free(uc);
-}
-
-void upstream_release(stream_t *s)
-{
-    uconn_t *uc = s->up;
-    worker_t *w = s->w;
-    s->up = NULL;
-    s->req_pumping = false;
-    uc->s = NULL;
+    if (!reuse || state != X_BODY || x->up_eof || !h1body_rd_done(&x->rd)) {
+        x_detach(x);
+        return;
+    }
+    worker_t *w = x->w;
+    x->uc = NULL;
+    uc->x = NULL;
     upool_t *p = uc->pool;
-    const conf_cluster_t *cc = s->ep->cluster->conf;
-    uint32_t maxr = s->ep->cluster->pool.max_requests_per_connection;
-    /* An idle connection still counts against max_connections, and streams
-     * waiting on another worker cannot use it: when others wait and nothing
-     * here does, give the slot back instead of pooling the connection. */
-    bool others_wait =
-        s->ep->cluster->pool.max_connections &&
-        atomic_load_explicit(&s->ep->cluster->st->pending, memory_order_relaxed) > 0 &&
-        !worker_has_pending(w, s->ep->cluster);
-    /* A stream of a retired generation may hold a connection to a cluster
-     * the current one removed: its cluster state goes with that generation,
-     * so the connection cannot outlive it in the pool. */
-    bool orphan = s->holder != w->cur && (!w->cur || !gen_has_state(w->cur->gen, uc->clst));
+    const slc_cluster_t *c = x_cluster(x);
+    const conf_cluster_t *cc = c->conf;
+    uint32_t maxr = c->pool.max_requests_per_connection;
+    /* An idle connection still counts against max_connections, and
+     * exchanges waiting on another worker cannot use it: when others wait
+     * and nothing here does, give the slot back instead of pooling it. */
+    bool others_wait = c->pool.max_connections &&
+                       atomic_load_explicit(&c->st->pending, memory_order_relaxed) > 0 &&
+                       !worker_waits_for(w, c->st);
+    /* An exchange of a retired generation may hold a connection to a
+     * cluster the current one removed: its cluster state goes with that
+     * generation, so the connection cannot outlive it in the pool. */
+    bool orphan = x->t.holder != w->cur && (!w->cur || !gen_has_state(w->cur->gen, uc->clst));
     if (evbuffer_get_length(uc->io.in) != 0) {
         stat_inc(uc->cst->discards[DISCARD_LEFTOVER]); /* bytes after the response's end */
         uconn_free(uc);
@@ -735,7 +848,7 @@ void upstream_release(stream_t *s)
     /* Idle: any read event (data or EOF) or the idle timeout closes it. */
     uc->idle_tick = w->ticks;
     uc->pooled_us = now_us(w);
-    sio_timer(&uc->io, s->ep->cluster->pool.idle_timeout_ms);
+    sio_timer(&uc->io, c->pool.idle_timeout_ms);
     sio_read_enable(&uc->io, true);
     uc->next = p->idle;
     p->idle = uc;
@@ -743,6 +856,17 @@ void upstream_release(stream_t *s)
     if (w->pend_head)
         event_active(w->pend_ev, EV_TIMEOUT, 0); /* an idle connection to hand out */
 }
+
+static const up_ops_t h1x_ops = {
+    .send_head = x_send_head,
+    .send_data = x_send_data,
+    .send_bytes = x_send_bytes,
+    .send_end = x_send_end,
+    .send_pending = x_send_pending,
+    .recv_next = x_recv_next,
+    .recv_took = x_recv_took,
+    .finish = x_finish,
+};
 
 size_t upstream_pools_trim(worker_t *w, size_t keep)
 {

@@ -3,6 +3,7 @@
 #include "bufmem.h"
 #include "log.h"
 #include "server.h"
+#include "upstream.h"
 #include "wctx.h"
 
 #include <errno.h>

@@ -139,6 +139,20 @@ class BodyFraming(h.SluiceTestCase):
         self.assertNotIn(b"transfer-encoding", head.lower())
         self.assertEqual(body, b"hello, world")
 
+    def test_close_delimited_response_is_chunked_and_the_client_kept(self):
+        # The origin ends its body by closing; an HTTP/1.1 client is told the
+        # end with the last chunk instead, so its connection can carry on.
+        _, s = self.start(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the close")
+        c = h.RawConn(s.port, timeout=5)
+        self.addCleanup(c.close)
+        for _ in range(2):
+            c.send(b"GET /eof HTTP/1.1\r\nhost: x\r\n\r\n")
+            st, hdrs, body = c.read_response()
+            names = dict(hdrs)
+            self.assertEqual((st, body), (200, b"until the close"))
+            self.assertEqual(names.get("transfer-encoding"), "chunked")
+            self.assertNotIn("connection", names)
+
     def test_content_length_request_keeps_its_length(self):
         origin, s = self.start(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
         out = self.raw_exchange(s.port, b"PUT /p HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\n"
