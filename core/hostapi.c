@@ -2,6 +2,7 @@
  * adapters from the SDK's opaque handles to the core's structures. */
 #include "log.h"
 #include "server.h"
+#include "stream.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -276,7 +277,7 @@ static void h_stream_info(slc_req_t *r, slc_stream_info_t *out)
         i.upstream = (slc_str_t){r->ep->addr, strlen(r->ep->addr)};
     i.listener = (slc_str_t){r->gl->conf->name, strlen(r->gl->conf->name)};
     i.request_id = (slc_str_t){r->request_id, strlen(r->request_id)};
-    i.protocol = r->minor ? SLC_STR("HTTP/1.1") : SLC_STR("HTTP/1.0");
+    i.protocol = r->protocol;
     i.attempts = r->attempts;
     i.client_address = r->client_addr;
     memcpy(out, &i, size < sizeof(i) ? size : sizeof(i));
@@ -290,7 +291,7 @@ static void h_set_response_flag(slc_req_t *r, uint32_t flag)
 
 static slc_conn_t *h_req_conn(slc_req_t *r)
 {
-    return (slc_conn_t *)r->dc;
+    return r->down_conn;
 }
 
 static int h_req_worker(slc_req_t *r)
@@ -479,7 +480,7 @@ static slc_status_t h_route_set_retry(slc_req_t *r, const slc_retry_policy_t *p)
     r->try_timeout_ms = r->retry ? r->retry->per_try_timeout_ms : 0;
     /* Only a request with a body needs a replay copy (Istio's default
      * retry policy is set on every routed request). */
-    if (r->retry && r->req_body != H1_BODY_NONE)
+    if (r->retry && r->req_body != UB_NONE)
         r->replay.on = true;
     return SLC_OK;
 }
@@ -496,7 +497,7 @@ static slc_status_t h_route_set_mirror(slc_req_t *r, const slc_cluster_t *c)
     if (c && !of_stream_gen(r, c))
         return SLC_EINVAL;
     r->mirror = c;
-    if (c && r->req_body != H1_BODY_NONE)
+    if (c && r->req_body != UB_NONE)
         r->replay.on = true;
     return SLC_OK;
 }
@@ -556,7 +557,7 @@ static slc_status_t h_route_keep_body(slc_req_t *r)
 {
     if (r->state != ST_REQ_FILTERS || r->req_bytes)
         return SLC_ESTATE;
-    if (r->req_body != H1_BODY_NONE)
+    if (r->req_body != UB_NONE)
         r->replay.on = true;
     return SLC_OK;
 }

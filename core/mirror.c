@@ -13,6 +13,7 @@
  */
 #include "log.h"
 #include "server.h"
+#include "stream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +124,7 @@ void mirror_start(stream_t *s)
     /* The whole body is known by now (the replay copy is data, unframed):
      * the shadow always goes with its length. */
     size_t body = s->replay.len;
-    if (body || s->req_body != H1_BODY_NONE)
+    if (body || s->req_body != UB_NONE)
         evbuffer_add_printf(b, "content-length: %zu\r\n", body);
     evbuffer_add(b, "connection: close\r\n\r\n", 21);
     replay_copy_to(&s->replay, b);

@@ -172,10 +172,17 @@ enum stream_state {
     ST_DONE,
 };
 
+struct down_ops;
+
 struct slc_req {
     arena_t arena;
     worker_t *w;
-    struct dconn *dc;
+    /* the downstream codec: its ops, its state for this stream, the
+     * connection filters see, and its listener's counters */
+    const struct down_ops *dops;
+    void *down;
+    slc_conn_t *down_conn;
+    lstats_t *lst;
     holder_t *holder;
     gen_t *gen;
     glistener_t *gl;
@@ -185,7 +192,6 @@ struct slc_req {
     int phase;       /* PH_* being run */
     size_t phase_at; /* index into chain->ph[phase] */
     bool paused, in_chain, local_reply, closing_after;
-    bool pipelined;                 /* its head was buffered before the previous response ended */
     bool in_pump_req, in_pump_resp; /* re-entrancy guards */
     bool resp_read;                 /* the upstream response was read to its end */
     size_t ctx_upto;                /* chain positions below this have stream state */
@@ -196,13 +202,11 @@ struct slc_req {
 
     /* request */
     slc_str_t method, path, authority, scheme;
-    int minor;
-    bool is_head, expect_continue, client_keep_alive;
+    slc_str_t protocol; /* as the codec names it ("HTTP/1.1") */
+    bool is_head;
     hdrs_t req_hdrs;
-    h1_body_t req_body;  /* how the client framed it (NONE: no body) */
+    int req_body;        /* up_body_t: UB_NONE, UB_LENGTH (req_length), UB_STREAM */
     uint64_t req_length; /* the request's content-length, for every attempt's head */
-    h1body_rd_t req_rd;  /* strips the client's framing */
-    h1body_wr_t req_wr;  /* frames the data for the current attempt */
     bool req_done;       /* whole request body read from the client */
     bool req_pumping;    /* body flows to the upstream */
     uint64_t req_bytes;
@@ -233,7 +237,6 @@ struct slc_req {
     uint32_t ntried;
     replay_t replay;    /* copy of the body bytes sent upstream (if on) */
     bool replay_broken; /* the body outgrew the replay buffer */
-    bool sent_100;
     struct event *try_ev, *backoff_ev;
     const slc_cluster_t *mirror;
 
@@ -241,11 +244,9 @@ struct slc_req {
     int status;
     slc_str_t reason;
     hdrs_t resp_hdrs;
-    h1_body_t resp_body;  /* how the upstream framed it (local replies: LENGTH) */
+    int resp_body;        /* up_body_t (local replies: UB_LENGTH) */
     uint64_t resp_length; /* its content-length */
-    h1body_rd_t resp_rd;  /* strips the upstream's framing */
-    h1body_wr_t resp_wr;  /* frames the data for the client */
-    bool resp_head_sent, resp_close;
+    bool resp_head_sent;
     uint64_t resp_bytes;
     slc_str_t local_body;
 
@@ -313,6 +314,11 @@ typedef struct dconn {
     size_t hscan_pos, hscan_parsed;
     uint8_t hscan_match;
     uint64_t requests;
+    /* The stream in flight's HTTP/1.1 facts (one at a time). */
+    int minor;
+    bool keep_alive, expect_continue, sent_100, resp_close, s_pipelined;
+    h1body_rd_t req_rd;  /* strips the client's request framing */
+    h1body_wr_t resp_wr; /* frames the response for the client */
     holder_t *pinned;
     /* dconn_listener's cache: the listener in generation |gl_gen| (an id;
      * 0 = none yet). Borrowed from that generation, which the worker holds
@@ -343,35 +349,11 @@ int worker_start(worker_t *w);
 /* worker_drain_notes: after the thread ended, drop references in unread notes. */
 void worker_drain_notes(worker_t *w);
 
-/* http.c: downstream side and streams */
+/* h1down.c: downstream HTTP/1.1 connections */
 void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen);
 void dconn_drain_all(worker_t *w);
 void dconn_close_all(worker_t *w);
-void stream_resume(stream_t *s);
-slc_status_t stream_local_reply(stream_t *s, int status, slc_str_t ctype, slc_str_t body);
-void stream_chain_continue(stream_t *s);
-slc_status_t hdrs_set(stream_t *s, hdrs_t *h, slc_str_t name, slc_str_t value, bool append);
-int hdrs_remove(hdrs_t *h, slc_str_t name);
-hdr_t *hdrs_find(hdrs_t *h, slc_str_t name);
 
-/* http.c: the stream's side of its upstream exchange */
-void stream_pump_response(stream_t *s);
-void stream_pump_request(stream_t *s);
-void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body);
-/* stream_attempt_failed: the current upstream attempt ended without a
- * usable response. Reports it, retries if the policy allows, else answers
- * |status| with |flag|. */
-void stream_attempt_failed(stream_t *s, slc_attempt_result_t res, int status, uint32_t flag,
-                           const char *body);
-/* stream_report_attempt runs on_upstream_result filters. */
-void stream_report_attempt(stream_t *s, slc_attempt_result_t res, int status);
-/* stream_can_retry: another attempt is possible (no response head sent
- * downstream, the body replayable, the worker not draining, and fewer than
- * STREAM_MAX_ATTEMPTS made), whoever decides it. */
-bool stream_can_retry(const stream_t *s);
-/* The router accepts up to 100 retries; a filter deciding its own retries
- * (attempt_retry) is held to the same bound, so none can loop forever. */
-#define STREAM_MAX_ATTEMPTS 101
 void mirror_start(stream_t *s); /* request complete: send the copy */
 void mirror_free_all(worker_t *w);
 #define REPLAY_LIMIT (64 * 1024)
