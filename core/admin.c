@@ -1,6 +1,7 @@
 /* admin: the operator's listener on the main thread — /ready, /metrics,
  * /config, /filters. One request per connection; never on the request path
  * of proxied traffic. */
+#include "admin.h"
 #include "log.h"
 #include "server.h"
 

@@ -14,6 +14,7 @@
  * ending its stream first. The stream is the stream module's: the codec
  * only points at it (dc->s) until done or abort.
  */
+#include "h1down.h"
 #include "log.h"
 #include "server.h"
 #include "stream.h"

@@ -13,6 +13,7 @@
  * OWNERSHIP: the server owns the checkers of the current generation
  * (health_start / health_stop); each checker owns its socket and timer.
  */
+#include "health.h"
 #include "log.h"
 #include "server.h"
 

@@ -1,5 +1,6 @@
 /* hostapi: the slc_host_t table handed to every filter module. Thin
  * adapters from the SDK's opaque handles to the core's structures. */
+#include "hostapi.h"
 #include "log.h"
 #include "server.h"
 #include "stream.h"

@@ -11,6 +11,7 @@
  * OWNERSHIP: shadows belong to their worker (w->shadows) and free
  * themselves on completion, error or timeout; worker shutdown frees the rest.
  */
+#include "mirror.h"
 #include "log.h"
 #include "server.h"
 #include "stream.h"

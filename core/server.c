@@ -1,6 +1,11 @@
 /* server: the main thread. Loads configuration generations, owns the
  * listening sockets, publishes generations to the workers, reloads on
  * SIGHUP and drains on SIGTERM. */
+#include "admin.h"
+#include "health.h"
+#include "hostapi.h"
+#include "worker.h"
+#include "wctx.h"
 #include "server.h"
 #include "upstream.h"
 

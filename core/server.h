@@ -4,7 +4,7 @@
 #define SLUICE_SERVER_H
 
 #include "dns.h"
-#include "proxy.h"
+#include "coretypes.h"
 #include "wctx.h"
 
 typedef struct checker checker_t; /* health.c */
@@ -53,13 +53,5 @@ gen_t *server_load(const char *path, int nworkers, slc_diag_t *d);
 /* server_gen_dead is called on a worker thread when it dropped the last
  * reference of |g|: hands it to the main thread for gen_free. */
 void server_gen_dead(server_t *srv, gen_t *g);
-
-/* health.c: active health checks of |g|'s clusters (main thread). */
-void health_start(server_t *srv, gen_t *g);
-void health_stop(server_t *srv);
-
-/* admin.c */
-int admin_start(server_t *srv, const char *address);
-void admin_stop(server_t *srv);
 
 #endif

@@ -3,6 +3,9 @@
  * exchanges, retries and the replay copy, local replies, and the body pumps
  * between the downstream codec (down_ops_t) and the exchange (up_ops_t).
  */
+#include "hostapi.h"
+#include "mirror.h"
+#include "wctx.h"
 #include "stream.h"
 
 #include "log.h"

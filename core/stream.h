@@ -17,8 +17,37 @@
 #ifndef SLUICE_STREAM_H
 #define SLUICE_STREAM_H
 
-#include "proxy.h"
+#include "coretypes.h"
 #include "upstream.h"
+
+/* The body bytes a stream keeps for a retry or a mirror, at most. */
+#define REPLAY_LIMIT (64 * 1024)
+
+/* stream_tried: |e| was already attempted by |s|. */
+static inline bool stream_tried(const stream_t *s, const slc_endpoint_t *e)
+{
+    for (uint32_t i = 0; i < s->ntried; i++)
+        if (s->tried[i] == e)
+            return true;
+    return false;
+}
+
+/* stream_uncount_ep gives back the active-request count |s| holds on its
+ * endpoint, if any. */
+static inline void stream_uncount_ep(stream_t *s)
+{
+    if (s->counted_ep)
+        atomic_fetch_sub_explicit(&s->counted_ep->st->active, 1, memory_order_relaxed);
+    s->counted_ep = NULL;
+}
+
+/* replay_copy_to appends the kept body to |out| (a copy: |out| may outlive
+ * the stream, as a mirror's does). */
+static inline void replay_copy_to(const replay_t *r, struct evbuffer *out)
+{
+    for (const replay_piece_t *p = r->head; p; p = p->next)
+        evbuffer_add(out, p->data, p->len);
+}
 
 /* down_ops_t: what a stream asks of the downstream codec it belongs to.
  * Each takes the stream; the codec finds its own state from it (s->down). */

@@ -1,6 +1,7 @@
 /* upstream: per-worker connection pools to endpoints, and exchanges over
  * HTTP/1.1 connections (see upstream.h): connect or reuse, send the head
  * and the framed body, read the response head, unframe its body. */
+#include "wctx.h"
 #include "upstream.h"
 
 #include "log.h"

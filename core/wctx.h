@@ -4,7 +4,7 @@
 #ifndef SLUICE_WCTX_H
 #define SLUICE_WCTX_H
 
-#include "proxy.h"
+#include "coretypes.h"
 
 /* Notes on a worker's pipe (worker_notify, read by worker.c's on_notify). */
 /* Notes on the pipe are fixed-size, far below PIPE_BUF, so each write is

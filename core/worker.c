@@ -1,5 +1,8 @@
 /* worker: one thread, one event loop, its own listening sockets and
  * upstream pools; follows the server's current generation. */
+#include "worker.h"
+#include "h1down.h"
+#include "mirror.h"
 #include "bufmem.h"
 #include "log.h"
 #include "server.h"

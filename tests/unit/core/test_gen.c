@@ -34,7 +34,7 @@
 #include "fixtures/phase_module.h"
 
 /* The core's host table (core/hostapi.c). Declared here rather than through
- * proxy.h so this test depends on nothing of the request path. */
+ * coretypes.h so this test depends on nothing of the request path. */
 extern const slc_host_t host_table;
 
 static char srcroot[PATH_MAX];

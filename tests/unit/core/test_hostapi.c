@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy.h"
+#include "coretypes.h"
+#include "hostapi.h"
 
 #include <sluice/util.h>
 

@@ -33,7 +33,8 @@
 #include "fixtures/tiny_module.h"
 #include "log.h"
 #include "module.h"
-#include "proxy.h"
+#include "coretypes.h"
+#include "hostapi.h"
 
 static char srcroot[PATH_MAX]; /* the repository */
 static char tmpdir[256];       /* this run's build and scratch directory */

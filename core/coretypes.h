@@ -1,5 +1,8 @@
-/* proxy: workers, downstream HTTP/1.1 connections, streams and upstream
- * pools — the core's request path.
+/* coretypes: the plain types the request path's modules share (workers,
+ * listeners' sockets, downstream connections, streams, upstream
+ * connections and pools, per-worker counters). Types only: each module's
+ * functions are declared in its own header (worker.h, h1down.h, stream.h,
+ * upstream.h, mirror.h, hostapi.h, wctx.h).
  *
  * THREADS: everything here belongs to exactly one worker and runs on its
  * event loop; nothing takes a lock. Cross-thread traffic is only: the
@@ -11,8 +14,8 @@
  * (released in stream_finish). A dconn is freed by dconn_close once its
  * stream is gone.
  */
-#ifndef SLUICE_PROXY_H
-#define SLUICE_PROXY_H
+#ifndef SLUICE_CORETYPES_H
+#define SLUICE_CORETYPES_H
 
 #include "arena.h"
 #include "gen.h"
@@ -261,32 +264,6 @@ struct slc_req {
 };
 typedef struct slc_req stream_t;
 
-/* stream_tried: |e| was already attempted by |s|. */
-static inline bool stream_tried(const stream_t *s, const slc_endpoint_t *e)
-{
-    for (uint32_t i = 0; i < s->ntried; i++)
-        if (s->tried[i] == e)
-            return true;
-    return false;
-}
-
-/* stream_uncount_ep gives back the active-request count |s| holds on its
- * endpoint, if any. */
-static inline void stream_uncount_ep(stream_t *s)
-{
-    if (s->counted_ep)
-        atomic_fetch_sub_explicit(&s->counted_ep->st->active, 1, memory_order_relaxed);
-    s->counted_ep = NULL;
-}
-
-/* replay_copy_to appends the kept body to |out| (a copy: |out| may outlive
- * the stream, as a mirror's does). */
-static inline void replay_copy_to(const replay_t *r, struct evbuffer *out)
-{
-    for (const replay_piece_t *p = r->head; p; p = p->next)
-        evbuffer_add(out, p->data, p->len);
-}
-
 /* Both connection kinds are handed to filters as slc_conn_t; |kind| comes
  * first in each so the host can tell them apart. */
 enum { CONN_DOWNSTREAM = 1, CONN_UPSTREAM = 2 };
@@ -343,32 +320,5 @@ typedef struct uconn {
     uint64_t pooled_us; /* the loop's cached time (now_us) when last pooled */
     holder_t *pinned;   /* a transport's code lives in this generation's module */
 } uconn_t;
-
-/* worker.c: the thread and its loop (wctx.h has the per-worker services) */
-int worker_start(worker_t *w);
-/* worker_drain_notes: after the thread ended, drop references in unread notes. */
-void worker_drain_notes(worker_t *w);
-
-/* h1down.c: downstream HTTP/1.1 connections */
-void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen);
-void dconn_drain_all(worker_t *w);
-void dconn_close_all(worker_t *w);
-
-void mirror_start(stream_t *s); /* request complete: send the copy */
-void mirror_free_all(worker_t *w);
-#define REPLAY_LIMIT (64 * 1024)
-
-/* retry_policy_copy copies the filter's policy |p| into arena |a| in this
- * build's layout: members beyond p->struct_size are zero, and |statuses|
- * always points at the retriable statuses (arena memory: the 1.3 array, or
- * the 1.1 fixed array of an older filter), so the retry logic reads one
- * form. SLC_ENOMEM when the arena is exhausted. */
-slc_status_t retry_policy_copy(arena_t *a, const slc_retry_policy_t *p, slc_retry_policy_t **out);
-
-/* conn_sio: the socket behind an SDK connection handle. */
-sio_t *conn_sio(slc_conn_t *c);
-
-/* hostapi.c */
-extern const slc_host_t host_table;
 
 #endif
