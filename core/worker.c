@@ -260,8 +260,10 @@ static void *worker_main(void *arg)
         w->levs = lv->next;
         lev_free(w, lv);
     }
-    upstream_pools_free(w);
+    /* Shadows first: one still waiting in the pending queue must leave it
+     * before the pools (and the queue's timer) go. */
     mirror_free_all(w);
+    upstream_pools_free(w);
     sio_loop_cleanup(&w->sioloop);
     if (w->cur) {
         holder_t *h = w->cur;

@@ -10,6 +10,7 @@ import socketserver
 import subprocess
 import threading
 import time
+import unittest
 
 import harness as h
 
@@ -20,21 +21,30 @@ RETRY_5XX = 32
 
 class CountingServer:
     """CountingServer is an HTTP origin on 127.0.0.1 that counts requests and
-    remembers their Host headers and bodies (a mirror target), answering
-    |status|."""
+    remembers their Host headers, framing headers and bodies (a mirror
+    target), answering |status|. |conns| counts the connections accepted."""
 
     def __init__(self, status=200):
         self.count = 0
+        self.conns = 0
         self.hosts = []
         self.bodies = []
+        self.lengths = []  # content-length values (None: none sent)
+        self.chunked = []  # transfer-encoding was sent
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self):
+                outer.conns += 1
+                super().setup()
+
             def do_GET(self):
                 outer.count += 1
                 outer.hosts.append(self.headers.get("host", ""))
+                outer.lengths.append(self.headers.get("content-length"))
+                outer.chunked.append("transfer-encoding" in self.headers)
                 n = int(self.headers.get("content-length", "0") or 0)
                 outer.bodies.append(self.rfile.read(n) if n else b"")
                 self.send_response(status)
@@ -58,6 +68,32 @@ class CountingServer:
     def close(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+class SilentServer:
+    """SilentServer accepts connections on 127.0.0.1 and never answers (a
+    mirror that hangs); |held| are the accepted sockets."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            self.held.append(c)
+
+    def close(self):
+        self.ls.close()
+        for c in self.held:
+            c.close()
 
 
 class Blackhole:
@@ -186,6 +222,77 @@ class CoreTraffic(h.SluiceTestCase):
         m = s.metrics()
         self.assertEqual(h.mval(m, "sluice_mirror_requests_total", cluster="shadow",
                                 result="sent"), 20)
+
+    def test_mirror_sends_a_chunked_body_with_its_length(self):
+        mirror = CountingServer()
+        self.addCleanup(mirror.close)
+        s, up = self.start({"mirror": "shadow"},
+                           {"c": ["UP"], "shadow": ["127.0.0.1:%d" % mirror.port]})
+        body = bytes((i * 31) % 251 for i in range(20000))
+        path = "%s/body.bin" % self.tdir
+        with open(path, "wb") as f:
+            f.write(body)
+        r = h.curl(["-H", "Expect:", "-H", "Transfer-Encoding: chunked",
+                    "--data-binary", "@" + path, s.url("/echo")])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, body)
+        self.assertTrue(h.wait_for(lambda: mirror.count >= 1, 5), "no shadow arrived")
+        self.assertEqual(mirror.count, 1)
+        # The shadow is sent once the body is whole: with its length, not
+        # chunked, even though the client chunked it.
+        self.assertEqual(mirror.lengths, [str(len(body))])
+        self.assertEqual(mirror.chunked, [False])
+        self.assertEqual(mirror.bodies, [body])
+        self.assertTrue(mirror.hosts[0].endswith("-shadow"), mirror.hosts)
+
+    def test_mirror_reuses_connections(self):
+        mirror = CountingServer()
+        self.addCleanup(mirror.close)
+        s, up = self.start({"mirror": "shadow"},
+                           {"c": ["UP"], "shadow": ["127.0.0.1:%d" % mirror.port]})
+        n = 12
+        for i in range(n):
+            self.assertEqual(h.curl([s.url("/hello")]).status, 200)
+            # One shadow at a time, so its connection can be back in its
+            # worker's pool before the next request comes (the count moves
+            # before the mirror answers: give the answer a moment).
+            self.assertTrue(h.wait_for(lambda: mirror.count >= i + 1, 5), "shadow %d lost" % i)
+            time.sleep(0.05)
+        self.assertEqual(mirror.count, n)
+        # Two workers: two connections, had every shadow found a pooled
+        # one; a slow answer may cost another, never one per shadow.
+        self.assertLess(mirror.conns, n, "every shadow opened its own connection")
+
+    def test_mirror_that_never_answers_ends_cleanly_at_shutdown(self):
+        # Shadows still in flight when sluice stops: the worker must finish
+        # and free them (the sanitizer build checks the rest).
+        mirror = SilentServer()
+        self.addCleanup(mirror.close)
+        s, up = self.start({"mirror": "shadow"},
+                           {"c": ["UP"], "shadow": ["127.0.0.1:%d" % mirror.port]})
+        t0 = time.monotonic()
+        codes = [h.curl([s.url("/hello")]).status for _ in range(3)]
+        self.assertEqual(codes, [200] * 3)
+        self.assertLess(time.monotonic() - t0, 3, "the client waited for the mirror")
+        # Unanswered shadows hold their connections: none is reused.
+        self.assertTrue(h.wait_for(lambda: len(mirror.held) >= 3, 5), len(mirror.held))
+        self.assertEqual(s.stop(), 0)
+
+    def test_mirror_pending_at_shutdown(self):
+        # Shadows wait in the pending queue behind the mirror cluster's one
+        # connection. At shutdown upstream_pools_free frees the queue's
+        # timer first; freeing a connection while shadows still wait then
+        # pokes the freed timer (a crash).
+        mirror = SilentServer()
+        self.addCleanup(mirror.close)
+        s, up = self.start({"mirror": "shadow", "pool_cluster": "shadow",
+                            "max_connections": 1, "max_pending": 50},
+                           {"c": ["UP"], "shadow": ["127.0.0.1:%d" % mirror.port]})
+        for _ in range(8):
+            self.assertEqual(h.curl([s.url("/hello")]).status, 200)
+        self.assertTrue(h.wait_for(
+            lambda: h.mval(s.metrics(), "sluice_upstream_pending", cluster="shadow") > 0, 5))
+        self.assertEqual(s.stop(), 0)
 
     def test_mirror_failure_never_reaches_the_client(self):
         s, up = self.start({"mirror": "shadow"},
