@@ -77,19 +77,35 @@ def test_module(name):
 
 # ---------------------------------------------------------------- ports
 
+# Ports this test process has handed out. A port named "closed" (a dead
+# endpoint) must not come back later as a listener's or admin port, or the
+# "dead" endpoint answers: a config built in a loop once routed half its
+# requests to sluice's own admin listener that way.
+_handed_out = set()
+_ports_lock = threading.Lock()
+
+
 def free_port():
-    """free_port binds 127.0.0.1:0, reads the port and closes the socket."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """free_port binds 127.0.0.1:0, reads the port and closes the socket;
+    never a port this process handed out before."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        with _ports_lock:
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise RuntimeError("no fresh port in 100 tries")
 
 
 def closed_port():
     """closed_port returns a port on 127.0.0.1 that nothing listens on (best
-    effort: it was free a moment ago)."""
+    effort: it was free a moment ago, and free_port never hands it out
+    again in this process)."""
     return free_port()
 
 

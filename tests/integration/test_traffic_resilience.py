@@ -222,7 +222,7 @@ class TrafficResilience(h.SluiceTestCase):
             cb={"lim": {"connection_pool": {"tcp": {"max_connections": 1},
                                             "http": {"http1_max_pending_requests": 1}}}},
             log_level="debug")
-        holder = BgCurl([s.url("/slow?ms=1500")])
+        holder = BgCurl([s.url("/slow?ms=3000")])
         self.assertTrue(h.wait_for(lambda: h.mval(s.metrics(), "sluice_upstream_requests_total",
                                                   cluster="lim") == 1, 3),
                         "the holder never reached the upstream")
@@ -237,7 +237,12 @@ class TrafficResilience(h.SluiceTestCase):
             times.append(time.monotonic() - t0)
             self.assertEqual(r.status, 503, r)
             self.assertNotIn("x-upstream", r.headers)
-        self.assertLess(max(times), 0.2, "overflow answers took %s" % times)
+        # "At once" means without waiting for the connection: every answer
+        # came while the holder still has it (it keeps it 3 s), and each
+        # well inside that. A fixed 0.2 s per curl measured process start-up
+        # under a loaded CI machine as much as sluice.
+        self.assertTrue(holder._t.is_alive(), "the overflow answers waited for the connection")
+        self.assertLess(max(times), 1.0, "overflow answers took %s" % times)
         hr, pr = holder.join(), pending.join()
         self.assertEqual(hr.status, 200, hr)
         self.assertEqual(pr.status, 200, pr)  # the one pending request waited, then ran
@@ -268,7 +273,7 @@ class TrafficResilience(h.SluiceTestCase):
             [self.route("lim")], [h.cluster("lim", [a.addr])],
             cb={"lim": {"connection_pool": {"http": {"http2_max_requests": 2}}}},
             log_level="debug")
-        holders = [BgCurl([s.url("/slow?ms=1500")]) for _ in range(2)]
+        holders = [BgCurl([s.url("/slow?ms=3000")]) for _ in range(2)]
         self.assertTrue(h.wait_for(lambda: h.mval_suffix(s.metrics(), "cb_active_requests",
                                                          cluster="lim") == 2, 3),
                         h.mval_suffix(s.metrics(), "cb_active_requests", cluster="lim"))
@@ -277,7 +282,10 @@ class TrafficResilience(h.SluiceTestCase):
             r = h.curl([s.url("/hello")])
             el = time.monotonic() - t0
             self.assertEqual(r.status, 503, r)
-            self.assertLess(el, 0.2)
+            # Without waiting for a holder to finish (see the pool overflow
+            # test): answered while both still hold their requests.
+            self.assertLess(el, 1.0)
+            self.assertTrue(all(b._t.is_alive() for b in holders), "the overflow waited")
         for b in holders:
             self.assertEqual(b.join().status, 200)
         self.assertTrue(h.wait_for(lambda: len(self._uo_flags(s)) >= 5, 3), h.stream_flags(s))
