@@ -297,7 +297,9 @@ static void build_clusters(gen_t *g, slc_diag_t *d)
         cl->pool.connect_timeout_ms = cc->connect_timeout_ms;
         cl->pool.idle_timeout_ms = cc->idle_timeout_ms;
         cl->st = kept_get(&cl_states, cl->name, sizeof(cl_state_t));
-        cl->wstats = calloc((size_t)(g->nworkers > 0 ? g->nworkers : 1), sizeof(void *));
+        /* A slot per worker and one more for the main thread, whose health
+         * checks go through the same pool code (server_t.probe). */
+        cl->wstats = calloc((size_t)(g->nworkers > 0 ? g->nworkers : 1) + 1, sizeof(void *));
         if (!cl->wstats)
             abort();
         size_t cap = 0;
@@ -330,7 +332,7 @@ static void build_clusters(gen_t *g, slc_diag_t *d)
             cl->eps[e].cluster = cl;
             cl->eps[e].st = ep_state_get(cl->name, cl->eps[e].addr);
             cl->eps[e].wpool =
-                calloc((size_t)(g->nworkers > 0 ? g->nworkers : 1), sizeof(ep_pool_slot_t));
+                calloc((size_t)(g->nworkers > 0 ? g->nworkers : 1) + 1, sizeof(ep_pool_slot_t));
             if (!cl->eps[e].wpool)
                 abort();
         }

@@ -1,34 +1,42 @@
 /* health: active HTTP health checks of cluster endpoints.
  *
  * The main thread checks every endpoint of every cluster that has a
- * `health_check:` block in the current generation: connect, send
- * "GET <path>", read the status line, close. A 2xx or 3xx is a success;
- * anything else, a connect failure or the timeout is a failure.
- * unhealthy_threshold failures in a row take the endpoint out of load
- * balancing (ep_state.hc_unhealthy, read by workers), healthy_threshold
- * successes in a row bring it back. Endpoints start healthy (no start-up
- * blackout); the counters live in ep_state, so a reload neither forgets a
- * verdict nor restarts the count.
+ * `health_check:` block in the current generation: a "GET <path>" through
+ * the same upstream exchange a stream uses (upstream.h), on a fresh
+ * connection outside the cluster's limits, closed after the response head.
+ * A 2xx or 3xx is a success; anything else, a connect failure, a malformed
+ * response or the timeout is a failure. unhealthy_threshold failures in a
+ * row take the endpoint out of load balancing (ep_state.hc_unhealthy, read
+ * by workers), healthy_threshold successes in a row bring it back.
+ * Endpoints start healthy (no start-up blackout); the counters live in
+ * ep_state, so a reload neither forgets a verdict nor restarts the count.
  *
  * OWNERSHIP: the server owns the checkers of the current generation
- * (health_start / health_stop); each checker owns its socket and timer.
+ * (health_start / health_stop); each checker owns its timer and, while a
+ * check runs, an arena holding the exchange (reset when the check ends).
+ * The exchanges run on server_t.probe, the main thread's pool context.
  */
 #include "health.h"
 #include "log.h"
 #include "server.h"
+#include "upstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* What one check may hold: the exchange, its request head and the
+ * response head (64 KiB at most). */
+#define CHECK_ARENA (96 * 1024)
 
 struct checker {
     struct checker *next;
     server_t *srv;
     const slc_endpoint_t *ep; /* of the generation the checkers were started for */
     const conf_cluster_t *cc;
-    struct event timer;
-    sio_t io;
-    bool busy;
+    struct event timer; /* the next check, or the running one's deadline */
+    arena_t arena;
+    ureq_t *up; /* the running check's exchange; NULL between checks */
 };
 
 static void schedule(checker_t *c, uint64_t ms)
@@ -64,62 +72,95 @@ static void verdict(checker_t *c, bool ok)
     }
 }
 
-static void finish(checker_t *c, bool ok)
+/* end_check ends the running check with verdict |ok| and schedules the
+ * next. Called from the exchange's events too: the pool touches nothing of
+ * the exchange after an event, so its arena may go here. */
+static void end_check(checker_t *c, bool ok)
 {
-    sio_close(&c->io);
-    c->busy = false;
+    ureq_t *u = c->up;
+    if (!u)
+        return;
+    c->up = NULL;
+    u->ops->finish(u, false);
+    arena_reset(&c->arena);
     verdict(c, ok);
     schedule(c, c->cc->hc.interval_ms);
 }
 
-static void on_read(sio_t *io, void *arg)
+static void on_check_connected(void *ctx, slc_conn_t *conn, bool fresh)
 {
-    checker_t *c = arg;
-    size_t len = evbuffer_get_length(io->in);
-    const char *p = (const char *)evbuffer_pullup(io->in, (ev_ssize_t)len);
-    h1_header_t hdrs[64];
-    h1_response_t r;
-    const char *reason = NULL;
-    h1_limits_t lim = {8192, 65536, 64};
-    h1_result_t res = h1_parse_response(p, len, &lim, false, hdrs, 64, &r, &reason);
-    if (res == H1_INCOMPLETE && len < 65536)
-        return;
-    finish(c, res == H1_OK && r.status >= 200 && r.status < 400);
+    (void)fresh;
+    checker_t *c = ctx;
+    (void)conn;
+    const struct conf_health *hc = &c->cc->hc;
+    static const hdr_t ua = {SLC_STR("user-agent"), SLC_STR("sluice-health-check")};
+    up_req_t rq = {
+        .method = SLC_STR("GET"),
+        .path = {hc->path, strlen(hc->path)},
+        .authority = hc->host ? (slc_str_t){hc->host, strlen(hc->host)} : SLC_STR_NULL,
+        .hdrs = &ua,
+        .nhdrs = 1,
+        .body = UB_NONE,
+    };
+    if (c->up->ops->send_head(c->up, &rq) != 0)
+        end_check(c, false);
 }
 
-static void on_event(sio_t *io, int what, void *arg)
+static void on_check_head(void *ctx, const up_head_t *h)
 {
-    checker_t *c = arg;
-    if (what & SIO_CONNECTED) {
-        const struct conf_health *hc = &c->cc->hc;
-        char req[1024];
-        int n = snprintf(req, sizeof(req),
-                         "GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: sluice-health-check\r\n"
-                         "connection: close\r\n\r\n",
-                         hc->path, hc->host ? hc->host : c->ep->addr);
-        if (n > 0 && (size_t)n < sizeof(req))
-            sio_write(io, req, (size_t)n);
-        sio_read_enable(io, true);
-        return;
-    }
-    /* EOF before a status line, error or timeout */
-    finish(c, false);
+    end_check(ctx, h->status >= 200 && h->status < 400);
 }
+
+static void on_check_idle(void *ctx)
+{
+    (void)ctx; /* the verdict came with the head */
+}
+
+static void on_check_failed(void *ctx, const up_fail_t *f)
+{
+    (void)f;
+    end_check(ctx, false);
+}
+
+static const up_events_t check_events = {
+    .connected = on_check_connected,
+    .head = on_check_head,
+    .readable = on_check_idle,
+    .writable = on_check_idle,
+    .failed = on_check_failed,
+};
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     checker_t *c = arg;
     (void)fd;
     (void)what;
-    const struct conf_health *hc = &c->cc->hc;
-    c->busy = true;
-    if (sio_connect(&c->io, &c->srv->mloop, (const struct sockaddr *)&c->ep->sa, c->ep->salen,
-                    hc->timeout_ms, on_read, NULL, on_event, c) != 0) {
-        finish(c, false);
+    if (c->up) { /* the running check's deadline */
+        end_check(c, false);
         return;
     }
-    /* One deadline for the whole check, not just the connect. */
-    sio_timer(&c->io, hc->timeout_ms);
+    const struct conf_health *hc = &c->cc->hc;
+    static const char nosig[] = "";
+    worker_t *pw = &c->srv->probe;
+    arena_init(&c->arena, &pw->arena_pool, CHECK_ARENA);
+    up_target_t t = {
+        .ep = c->ep,
+        .sig = nosig,
+        .arena = &c->arena,
+        .fresh = true,
+        .probe = true,
+    };
+    c->up = upstream_new(pw, &t, &check_events, c);
+    if (!c->up) {
+        arena_reset(&c->arena);
+        verdict(c, false);
+        schedule(c, hc->interval_ms);
+        return;
+    }
+    /* One deadline for the whole check, not just the connect; armed first,
+     * as the exchange may end the check before upstream_start returns. */
+    schedule(c, hc->timeout_ms);
+    upstream_start(c->up);
 }
 
 void health_start(server_t *srv, gen_t *g)
@@ -152,8 +193,10 @@ void health_stop(server_t *srv)
         checker_t *c = srv->checkers;
         srv->checkers = c->next;
         evtimer_del(&c->timer);
-        if (c->busy)
-            sio_close(&c->io);
+        if (c->up) {
+            c->up->ops->finish(c->up, false);
+            arena_reset(&c->arena);
+        }
         free(c);
     }
 }

@@ -106,8 +106,9 @@ static void shadow_leave(shadow_t *sh)
         shadow_free(sh);
 }
 
-static void on_shadow_connected(void *ctx, slc_conn_t *conn)
+static void on_shadow_connected(void *ctx, slc_conn_t *conn, bool fresh)
 {
+    (void)fresh;
     shadow_t *sh = ctx;
     (void)conn; /* no connection filters for shadows */
     shadow_enter(sh);

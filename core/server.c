@@ -640,7 +640,13 @@ int server_run(const char *path)
     if (pipe2(srv->gen_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
         abort();
     srv->gen_ev = event_new(srv->base, srv->gen_pipe[0], EV_READ | EV_PERSIST, on_gen_dead, srv);
-    sio_loop_init(&srv->mloop, srv->base);
+    srv->probe.id = srv->nworkers;
+    srv->probe.srv = srv;
+    srv->probe.base = srv->base;
+    srv->probe.stats = srv->main_stats;
+    sio_loop_init(&srv->probe.sioloop, srv->base);
+    arena_pool_init(&srv->probe.arena_pool, 4);
+    upstream_worker_init(&srv->probe);
     event_add(srv->gen_ev, NULL);
     char err[512];
     int rc = 1;
@@ -704,7 +710,9 @@ out:
         event_free(srv->dns_ev);
     dns_free(srv->dns);
     gen_set_resolver(NULL, NULL);
-    sio_loop_cleanup(&srv->mloop);
+    upstream_pools_free(&srv->probe);
+    sio_loop_cleanup(&srv->probe.sioloop);
+    arena_pool_cleanup(&srv->probe.arena_pool);
     admin_stop(srv);
     for (lsock_t *ls = srv->lsocks; ls; ls = ls->next)
         ls->in_use = false;

@@ -32,7 +32,10 @@ typedef struct server {
     uint64_t drain_deadline_us;
     int exit_code;
     _Atomic int gens_alive;
-    sio_loop_t mloop;     /* main-thread sockets (health checks) */
+    /* The main thread as a worker of its own for the pool code: health
+     * checks make their exchanges on it (id nworkers, the main stats
+     * shard, no generation held, nothing pooled). */
+    worker_t probe;
     checker_t *checkers;  /* health checks of the current generation */
     dns_t *dns;           /* created when a configuration first needs it */
     struct event *dns_ev; /* periodic re-resolution of the current generation's names */

@@ -39,7 +39,7 @@ static void retry_schedule(stream_t *s);
 static void stream_attempt(stream_t *s, bool fresh);
 static void stream_drop_upstream(stream_t *s, bool reuse);
 static void stream_send_request(stream_t *s);
-static void on_up_connected(void *ctx, slc_conn_t *conn);
+static void on_up_connected(void *ctx, slc_conn_t *conn, bool fresh);
 static void on_up_head(void *ctx, const up_head_t *h);
 static void on_up_readable(void *ctx);
 static void on_up_writable(void *ctx);
@@ -734,10 +734,14 @@ static void stream_drop_upstream(stream_t *s, bool reuse)
     u->ops->finish(u, reuse);
 }
 
-static void on_up_connected(void *ctx, slc_conn_t *conn)
+static void on_up_connected(void *ctx, slc_conn_t *conn, bool fresh)
 {
     stream_t *s = ctx;
     s->up_conn = conn;
+    if (!fresh) { /* the upstream connect phase ran when it opened */
+        stream_send_request(s);
+        return;
+    }
     s->phase = PH_UP_CONNECT;
     s->phase_at = 0;
     run_phase(s);

@@ -195,6 +195,8 @@ static const slc_cluster_t *x_cluster(const h1x_t *x)
 
 static void x_fault(h1x_t *x, int kind)
 {
+    if (x->t.probe)
+        return; /* the checker counts its own verdicts */
     upstream_fault(x->t.cst, x_cluster(x), x->t.ep, kind);
 }
 
@@ -248,7 +250,8 @@ static void x_response_head(h1x_t *x)
         if (res == H1_ERROR) {
             log_debug("malformed upstream response", "cluster=%s upstream=%s reason=%s",
                       x_cluster(x)->name, x->t.ep->addr, reason ? reason : "?");
-            stat_inc(uc->cst->resets);
+            if (uc->cst)
+                stat_inc(uc->cst->resets);
             x_fault(x, FAULT_UPE);
             x_fail(x, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE, "upstream sent a malformed response\n",
                    false, false);
@@ -389,12 +392,14 @@ static void on_up_event(sio_t *io, int what, void *arg)
     h1x_t *x = uc->x;
     if (what & SIO_CONNECTED) {
         uc->connected = true;
-        stat_inc(uc->cst->cx_total);
-        stat_inc(uc->cst->cx_active);
+        if (uc->cst) {
+            stat_inc(uc->cst->cx_total);
+            stat_inc(uc->cst->cx_active);
+        }
         if (!x)
             return;
         x->state = X_READY;
-        x->ev->connected(x->ctx, (slc_conn_t *)uc);
+        x->ev->connected(x->ctx, (slc_conn_t *)uc, true);
         return;
     }
     if (!(what & (SIO_EOF | SIO_ERROR | SIO_TIMEOUT)))
@@ -410,7 +415,8 @@ static void on_up_event(sio_t *io, int what, void *arg)
         return;
     }
     if (!uc->connected) {
-        stat_inc(uc->cst->connect_fail);
+        if (uc->cst)
+            stat_inc(uc->cst->connect_fail);
         x_fault(x, FAULT_UF);
         log_debug("upstream connect failed", "cluster=%s upstream=%s timeout=%d",
                   x_cluster(x)->name, x->t.ep->addr, (what & SIO_TIMEOUT) != 0);
@@ -432,7 +438,7 @@ static void on_up_event(sio_t *io, int what, void *arg)
     /* A reused connection's close is the caller's to count: it may send
      * the request again instead (then it is no fault). */
     if (!reused_closed) {
-        if (x->state != X_BODY)
+        if (x->state != X_BODY && uc->cst)
             stat_inc(uc->cst->resets);
         x_fault(x, reset ? FAULT_UR : FAULT_UC);
     }
@@ -463,8 +469,8 @@ static void x_connect(h1x_t *x)
     uc->pool = endpoint_pool(w, ep, x->t.sig);
     uc->cst = x->t.cst;
     /* The caller reserved this connection's slot in clst->connections
-     * (x_dispatch). */
-    uc->clst = ep->cluster->st;
+     * (x_dispatch); a probe's counts against nothing. */
+    uc->clst = x->t.probe ? NULL : ep->cluster->st;
     uc->x = x;
     x->uc = uc;
     x->state = X_CONNECTING;
@@ -477,7 +483,8 @@ static void x_connect(h1x_t *x)
     uc->io.reading = true; /* enabled once connected */
     if (rc != 0) {
         /* Immediate failure (e.g. no route): the event callback may not run. */
-        stat_inc(uc->cst->connect_fail);
+        if (uc->cst)
+            stat_inc(uc->cst->connect_fail);
         x_fault(x, FAULT_UF);
         x_fail(x, SLC_ATTEMPT_CONNECT_FAILURE, 502, SLC_RF_UF,
                "upstream connect error or disconnect/reset before headers\n", false, false);
@@ -530,6 +537,10 @@ static bool idle_is_quiet(uconn_t *uc)
 static void x_dispatch(h1x_t *x)
 {
     worker_t *w = x->w;
+    if (x->t.probe) {
+        x_connect(x);
+        return;
+    }
     upool_t *p = endpoint_pool(w, x->t.ep, x->t.sig);
     while (p->idle && !idle_is_quiet(p->idle))
         discard(p->idle, DISCARD_REUSE_READABLE);
@@ -542,7 +553,7 @@ static void x_dispatch(h1x_t *x)
         uc->cst = x->t.cst;
         attach(x, uc);
         x->state = X_READY;
-        x->ev->connected(x->ctx, (slc_conn_t *)uc);
+        x->ev->connected(x->ctx, (slc_conn_t *)uc, false);
         return;
     }
     const slc_cluster_t *c = x_cluster(x);
@@ -815,7 +826,7 @@ static void x_finish(ureq_t *u, bool reuse)
     x->state = X_DEAD;
     if (!uc)
         return;
-    if (!reuse || state != X_BODY || x->up_eof || !h1body_rd_done(&x->rd)) {
+    if (!reuse || x->t.probe || state != X_BODY || x->up_eof || !h1body_rd_done(&x->rd)) {
         x_detach(x);
         return;
     }
@@ -837,7 +848,8 @@ static void x_finish(ureq_t *u, bool reuse)
      * generation, so the connection cannot outlive it in the pool. */
     bool orphan = x->t.holder != w->cur && (!w->cur || !gen_has_state(w->cur->gen, uc->clst));
     if (evbuffer_get_length(uc->io.in) != 0) {
-        stat_inc(uc->cst->discards[DISCARD_LEFTOVER]); /* bytes after the response's end */
+        if (uc->cst)
+            stat_inc(uc->cst->discards[DISCARD_LEFTOVER]); /* bytes after the response's end */
         uconn_free(uc);
         return;
     }

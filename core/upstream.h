@@ -80,9 +80,11 @@ typedef struct up_fail {
 
 /* up_events_t: what the pool reports to the caller of an exchange. */
 typedef struct up_events {
-    /* The connection is up (new or pooled): the caller may run its
-     * connection filters on |conn|, then calls ops->send_head. */
-    void (*connected)(void *ctx, slc_conn_t *conn);
+    /* The exchange has a connection: a |fresh| one just opened (the caller
+     * may run its connection filters on |conn|, e.g. to install a
+     * transport) or a pooled one (they ran when it opened). The caller
+     * then calls ops->send_head. */
+    void (*connected)(void *ctx, slc_conn_t *conn, bool fresh);
     /* A final response head (interim ones are the pool's to drop). */
     void (*head)(void *ctx, const up_head_t *h);
     /* Response body data, its end, or the upstream's close is there to
@@ -105,6 +107,9 @@ typedef struct up_target {
     arena_t *arena;        /* the exchange's memory */
     bool is_head;          /* a HEAD request: the response has no body */
     bool fresh;            /* never a pooled connection */
+    /* A health check: a fresh connection outside the cluster's limits and
+     * counters (|cst| may be NULL), never pooled, no fault logged. */
+    bool probe;
 } up_target_t;
 
 typedef struct ureq ureq_t;
