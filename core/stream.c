@@ -919,12 +919,10 @@ static void on_up_head(void *ctx, const up_head_t *h)
         retry_schedule(s); /* the connection goes, body unread */
         return;
     }
-    /* The views point into the exchange's copy in our arena. */
+    /* The head is in our arena already: its list becomes ours as it is. */
     s->status = h->status;
     s->reason = h->reason;
-    s->resp_hdrs.n = 0;
-    for (size_t i = 0; i < h->nhdrs; i++)
-        hdrs_push(s, &s->resp_hdrs, h->hdrs[i].name, h->hdrs[i].value);
+    s->resp_hdrs = (hdrs_t){h->hdrs, h->nhdrs, h->hdrs_cap};
     s->resp_body = h->body;
     s->resp_length = h->length;
     s->state = ST_RESP_FILTERS;

@@ -292,7 +292,15 @@ static void x_response_head(h1x_t *x)
             return;
         }
         memcpy(copy, p, r.head_len);
-        hdr_t hv[UP_MAX_HDRS];
+        /* Room for the filters' additions, so the caller's list rarely has
+         * to grow. */
+        size_t cap = r.nheaders + 8;
+        hdr_t *hv = arena_alloc_nozero(x->t.arena, cap * sizeof(*hv));
+        if (!hv) {
+            x_fail(x, SLC_ATTEMPT_RESET, 502, SLC_RF_UPE, "upstream response head too large\n",
+                   true, false);
+            return;
+        }
         size_t nh = 0;
         h1_conn_names_t named;
         h1_conn_names_init(&named, r.headers, r.nheaders);
@@ -310,6 +318,7 @@ static void x_response_head(h1x_t *x)
                 r.reason_len ? (slc_str_t){copy + (r.reason - p), r.reason_len} : SLC_STR_NULL,
             .hdrs = hv,
             .nhdrs = nh,
+            .hdrs_cap = cap,
             .body = r.body == H1_BODY_NONE     ? UB_NONE
                     : r.body == H1_BODY_LENGTH ? UB_LENGTH
                                                : UB_STREAM,

@@ -52,14 +52,15 @@ typedef struct up_req {
 } up_req_t;
 
 /* up_head_t: a final response head, hop-by-hop fields (and what Connection
- * names) already dropped. LIFETIME: the views point into a copy in the
- * exchange's arena (they stay valid as long as the arena); |hdrs| itself is
- * valid for the call only. */
+ * names) already dropped. LIFETIME: everything is in the exchange's arena
+ * (the caller's) and stays as long as it: the views point into one copy of
+ * the head, and |hdrs| is an array of |hdrs_cap| entries the caller may
+ * adopt as its header list (no copy) and grow in place. */
 typedef struct up_head {
     int status;
     slc_str_t reason; /* empty: none sent */
-    const hdr_t *hdrs;
-    size_t nhdrs;
+    hdr_t *hdrs;
+    size_t nhdrs, hdrs_cap;
     up_body_t body;
     uint64_t length;
 } up_head_t;
