@@ -208,6 +208,7 @@ struct slc_req {
     slc_str_t protocol; /* as the codec names it ("HTTP/1.1") */
     bool is_head;
     hdrs_t req_hdrs;
+    hdrs_t req_trailers; /* a chunked request's trailer fields, once read */
     int req_body;        /* up_body_t: UB_NONE, UB_LENGTH (req_length), UB_STREAM */
     uint64_t req_length; /* the request's content-length, for every attempt's head */
     bool req_done;       /* whole request body read from the client */
@@ -247,6 +248,7 @@ struct slc_req {
     int status;
     slc_str_t reason;
     hdrs_t resp_hdrs;
+    hdrs_t resp_trailers; /* the response's trailer fields, once read */
     int resp_body;        /* up_body_t (local replies: UB_LENGTH) */
     uint64_t resp_length; /* its content-length */
     bool resp_head_sent;

@@ -1088,6 +1088,11 @@ bool h1_chunked_done(const h1_chunked_t *st)
     return st->state == CK_DONE;
 }
 
+bool h1_chunked_in_trailers(const h1_chunked_t *st)
+{
+    return st->state >= CK_TR_START && st->state <= CK_END_LF;
+}
+
 static h1_result_t ck_fail(h1_chunked_t *st, const char **reason, const char *why)
 {
     st->state = CK_ERROR;

@@ -209,6 +209,10 @@ bool h1_chunked_in_data(const h1_chunked_t *st);
 uint64_t h1_chunked_data_left(const h1_chunked_t *st);
 void h1_chunked_data_consumed(h1_chunked_t *st, uint64_t n);
 bool h1_chunked_done(const h1_chunked_t *st);
+/* h1_chunked_in_trailers: past the last chunk, in the trailer section (or
+ * its final CRLF). A size line's parse stops at its LF, so a caller that
+ * feeds framing a line at a time knows which bytes are trailers. */
+bool h1_chunked_in_trailers(const h1_chunked_t *st);
 
 /* h1_token_eq compares a token case-insensitively with a NUL-terminated
  * lower-case literal. */

@@ -2,14 +2,23 @@
 #include "h1body.h"
 
 #include <stdio.h>
+#include <string.h>
 
 void h1body_rd_init(h1body_rd_t *r, h1_body_t kind, uint64_t length)
 {
+    r->trailers = NULL;
     r->kind = kind;
     r->left = kind == H1_BODY_LENGTH ? length : 0;
     r->taken = 0;
     r->pending = false;
     h1_chunked_init(&r->ch);
+}
+
+void h1body_rd_release(h1body_rd_t *r)
+{
+    if (r->trailers)
+        evbuffer_free(r->trailers);
+    r->trailers = NULL;
 }
 
 bool h1body_rd_done(const h1body_rd_t *r)
@@ -63,13 +72,27 @@ h1body_res_t h1body_rd_next(h1body_rd_t *r, struct evbuffer *src, size_t *n, con
             return H1B_DATA;
         }
         /* Framing lines are short (the parser caps them); look at a bounded
-         * prefix so a huge buffer is not made contiguous. */
+         * prefix so a huge buffer is not made contiguous. Outside the
+         * trailers, feed one line at a time: the last size line's parse
+         * then stops at its LF, and what follows is known to be trailers. */
         size_t look = avail < 16384 ? avail : 16384;
         const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)look);
+        bool in_tr = h1_chunked_in_trailers(&r->ch);
+        if (!in_tr) {
+            const char *lf = memchr(p, '\n', look);
+            if (lf)
+                look = (size_t)(lf - p) + 1;
+        }
         size_t used = 0;
         h1_result_t res = h1_chunked_parse(&r->ch, p, look, &used, reason);
         if (res == H1_ERROR)
             return H1B_ERROR;
+        if (used && in_tr) {
+            if (!r->trailers)
+                r->trailers = evbuffer_new();
+            if (r->trailers)
+                evbuffer_add(r->trailers, p, used);
+        }
         if (used)
             evbuffer_drain(src, used);
         if (res == H1_INCOMPLETE && used == 0)
@@ -122,11 +145,67 @@ void h1body_wr_add(h1body_wr_t *w, const void *p, size_t n, struct evbuffer *dst
         evbuffer_add(dst, "\r\n", 2);
 }
 
-void h1body_wr_end(h1body_wr_t *w, struct evbuffer *dst)
+void h1body_wr_end(h1body_wr_t *w, struct evbuffer *dst, const hdr_t *tr, size_t n)
 {
     if (w->ended)
         return;
     w->ended = true;
-    if (w->chunked)
-        evbuffer_add(dst, "0\r\n\r\n", 5);
+    if (!w->chunked)
+        return;
+    evbuffer_add(dst, "0\r\n", 3);
+    for (size_t i = 0; i < n; i++) {
+        /* RFC 9110 6.5.1: nothing that frames, routes or authenticates. */
+        h1_hdr_kind_t k = h1_classify(tr[i].name.ptr, tr[i].name.len);
+        if (h1_kind_is_hop(k) || k == H1H_CONTENT_LENGTH || k == H1H_HOST)
+            continue;
+        evbuffer_add(dst, tr[i].name.ptr, tr[i].name.len);
+        evbuffer_add(dst, ": ", 2);
+        evbuffer_add(dst, tr[i].value.ptr, tr[i].value.len);
+        evbuffer_add(dst, "\r\n", 2);
+    }
+    evbuffer_add(dst, "\r\n", 2);
+}
+
+void h1body_rd_trailers(const h1body_rd_t *r, void *(*alloc)(void *actx, size_t size), void *actx,
+                        hdr_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    size_t len = r->trailers ? evbuffer_get_length(r->trailers) : 0;
+    if (len <= 2) /* the final CRLF alone */
+        return;
+    len -= 2;
+    char *b = alloc(actx, len);
+    if (!b)
+        return;
+    evbuffer_copyout(r->trailers, b, len);
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += b[i] == '\n';
+    hdr_t *v = alloc(actx, (lines ? lines : 1) * sizeof(*v));
+    if (!v)
+        return;
+    /* The chunk parser validated every line: "name:OWS value OWS CRLF". */
+    size_t k = 0;
+    for (size_t i = 0; i < len && k < lines;) {
+        const char *ln = b + i;
+        const char *end = memchr(ln, '\n', len - i);
+        size_t ll = (size_t)(end - ln);
+        i += ll + 1;
+        if (ll && ln[ll - 1] == '\r')
+            ll--;
+        const char *colon = memchr(ln, ':', ll);
+        if (!colon)
+            continue;
+        const char *vs = colon + 1, *ve = ln + ll;
+        while (vs < ve && (*vs == ' ' || *vs == '\t'))
+            vs++;
+        while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        v[k].name = (slc_str_t){ln, (size_t)(colon - ln)};
+        v[k].value = (slc_str_t){vs, (size_t)(ve - vs)};
+        k++;
+    }
+    *out = v;
+    *n = k;
 }

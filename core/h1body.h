@@ -17,6 +17,7 @@
 #define SLUICE_H1BODY_H
 
 #include "h1.h"
+#include "h1w.h"
 
 #include <event2/buffer.h>
 #include <stdbool.h>
@@ -36,11 +37,24 @@ typedef struct h1body_rd {
     uint64_t taken; /* data bytes taken so far */
     h1_chunked_t ch;
     bool pending; /* a H1B_DATA result not yet answered by h1body_rd_took */
+    /* The trailer section as it came (validated by the chunk parser), up to
+     * but not including its final CRLF; created at the first trailer byte.
+     * OWNERSHIP: the reader's; h1body_rd_release frees it. */
+    struct evbuffer *trailers;
 } h1body_rd_t;
 
 /* h1body_rd_init prepares |r| for a body of |kind| (|length| bytes for
- * H1_BODY_LENGTH). */
+ * H1_BODY_LENGTH); h1body_rd_release frees what the last body kept (its
+ * trailers): call it before init on a reader that was used, and when its
+ * owner goes. */
 void h1body_rd_init(h1body_rd_t *r, h1_body_t kind, uint64_t length);
+void h1body_rd_release(h1body_rd_t *r);
+/* h1body_rd_trailers hands over a chunked body's trailer fields, read to
+ * its end: *out gets |*n| fields whose array and bytes come from
+ * |alloc|(|actx|, size) (NULL from it: the trailers are dropped). Without
+ * trailers, *n is 0. */
+void h1body_rd_trailers(const h1body_rd_t *r, void *(*alloc)(void *actx, size_t size), void *actx,
+                        hdr_t **out, size_t *n);
 
 /* h1body_rd_next consumes framing at the front of |src| (draining it) until
  * data or the end of the body is at its front. On H1B_DATA the first *n
@@ -63,8 +77,9 @@ void h1body_wr_init(h1body_wr_t *w, bool chunked);
 void h1body_wr_move(h1body_wr_t *w, struct evbuffer *src, size_t n, struct evbuffer *dst);
 /* h1body_wr_add copies |n| bytes at |p| to |dst|, framed. */
 void h1body_wr_add(h1body_wr_t *w, const void *p, size_t n, struct evbuffer *dst);
-/* h1body_wr_end writes the end of the body (the last chunk, if chunked);
- * once only. */
-void h1body_wr_end(h1body_wr_t *w, struct evbuffer *dst);
+/* h1body_wr_end writes the end of the body once: the last chunk with the
+ * |n| trailer fields |tr| if chunked (fields that frame or route a message
+ * are left out); an unchunked body has no place for trailers. */
+void h1body_wr_end(h1body_wr_t *w, struct evbuffer *dst, const hdr_t *tr, size_t n);
 
 #endif

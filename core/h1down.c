@@ -260,6 +260,7 @@ static void dconn_close(dconn_t *dc)
     }
     evtimer_del(&dc->timer);
     event_del(&dc->kick);
+    h1body_rd_release(&dc->req_rd);
     sio_close(&dc->io); /* frees the transport too */
     if (dc->prev)
         dc->prev->next = dc->next;
@@ -416,6 +417,7 @@ static stream_t *h1_stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h
                   : req->body == H1_BODY_LENGTH ? UB_LENGTH
                                                 : UB_STREAM;
     s->req_length = req->content_length;
+    h1body_rd_release(&dc->req_rd); /* the previous request's trailers */
     h1body_rd_init(&dc->req_rd, req->body, req->content_length);
     s->req_done = s->req_body == UB_NONE;
     return s;
@@ -540,6 +542,18 @@ static void h1_recv_took(stream_t *s, size_t n)
     sio_unthrottle(&dc->io);
 }
 
+static void *arena_cb(void *a, size_t n)
+{
+    return arena_alloc_nozero(a, n);
+}
+
+static void h1_recv_trailers(stream_t *s, hdrs_t *out)
+{
+    dconn_t *dc = s->down;
+    h1body_rd_trailers(&dc->req_rd, arena_cb, &s->arena, &out->v, &out->n);
+    out->cap = out->n;
+}
+
 static void h1_send_continue(stream_t *s)
 {
     dconn_t *dc = s->down;
@@ -572,7 +586,7 @@ static void h1_send_bytes(stream_t *s, const void *p, size_t n)
 static void h1_send_end(stream_t *s)
 {
     dconn_t *dc = s->down;
-    h1body_wr_end(&dc->resp_wr, dc->io.out);
+    h1body_wr_end(&dc->resp_wr, dc->io.out, s->resp_trailers.v, s->resp_trailers.n);
     sio_mark(&dc->io);
 }
 
@@ -582,6 +596,7 @@ static void h1_done(void *down, bool close)
 {
     dconn_t *dc = down;
     dc->s = NULL;
+    h1body_rd_release(&dc->req_rd);
     if (close || dc->resp_close || dc->closing) {
         dc->closing = true;
         sio_read_enable(&dc->io, false);
@@ -606,6 +621,7 @@ static void h1_done(void *down, bool close)
 static const down_ops_t h1_down_ops = {
     .recv_next = h1_recv_next,
     .recv_took = h1_recv_took,
+    .recv_trailers = h1_recv_trailers,
     .send_continue = h1_send_continue,
     .send_head = h1_send_head,
     .send_pending = h1_send_pending,

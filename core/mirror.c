@@ -129,7 +129,7 @@ static void on_shadow_connected(void *ctx, slc_conn_t *conn, bool fresh)
     } else if (sh->has_body) {
         u->ops->send_bytes(u, sh->body, sh->body_len);
         if (!sh->done)
-            u->ops->send_end(u);
+            u->ops->send_end(u, NULL, 0);
     }
     shadow_leave(sh);
 }

@@ -528,6 +528,7 @@ static void body_hooks(stream_t *s, int phase, struct evbuffer *src, size_t n, b
 typedef struct body_src {
     h1body_res_t (*next)(stream_t *s, struct evbuffer **src, size_t *n, const char **reason);
     void (*took)(stream_t *s, size_t n);
+    void (*trailers)(stream_t *s); /* at the end: take the trailer fields */
 } body_src_t;
 
 typedef struct body_sink {
@@ -556,6 +557,7 @@ static int pump_body(stream_t *s, int phase, const body_src_t *src, const body_s
             return 0;
         if (r == H1B_END) {
             body_hooks(s, phase, in, 0, true);
+            src->trailers(s);
             dst->end(s);
             return 1;
         }
@@ -579,6 +581,11 @@ static void req_src_took(stream_t *s, size_t n)
     s->dops->recv_took(s, n);
 }
 
+static void req_src_trailers(stream_t *s)
+{
+    s->dops->recv_trailers(s, &s->req_trailers);
+}
+
 static size_t req_sink_pending(stream_t *s)
 {
     return s->up->ops->send_pending(s->up);
@@ -591,10 +598,10 @@ static void req_sink_move(stream_t *s, struct evbuffer *src, size_t n)
 
 static void req_sink_end(stream_t *s)
 {
-    s->up->ops->send_end(s->up);
+    s->up->ops->send_end(s->up, s->req_trailers.v, s->req_trailers.n);
 }
 
-static const body_src_t req_src = {req_src_next, req_src_took};
+static const body_src_t req_src = {req_src_next, req_src_took, req_src_trailers};
 static const body_sink_t req_sink = {req_sink_pending, req_sink_move, req_sink_end};
 
 void stream_pump_request(stream_t *s)
@@ -772,7 +779,7 @@ static void stream_send_request(stream_t *s)
     for (const replay_piece_t *rp = s->replay.head; rp; rp = rp->next)
         u->ops->send_bytes(u, rp->data, rp->len);
     if (s->req_done && rq.body != UB_NONE)
-        u->ops->send_end(u);
+        u->ops->send_end(u, s->req_trailers.v, s->req_trailers.n);
     s->req_pumping = true;
     if (s->req_done && s->mirror)
         mirror_start(s); /* bodiless (or replayed) request: complete already */
@@ -949,6 +956,11 @@ static void resp_src_took(stream_t *s, size_t n)
     s->up->ops->recv_took(s->up, n);
 }
 
+static void resp_src_trailers(stream_t *s)
+{
+    s->up->ops->recv_trailers(s->up, &s->resp_trailers);
+}
+
 static size_t resp_sink_pending(stream_t *s)
 {
     return s->dops->send_pending(s);
@@ -964,7 +976,7 @@ static void resp_sink_end(stream_t *s)
     s->dops->send_end(s);
 }
 
-static const body_src_t resp_src = {resp_src_next, resp_src_took};
+static const body_src_t resp_src = {resp_src_next, resp_src_took, resp_src_trailers};
 static const body_sink_t resp_sink = {resp_sink_pending, resp_sink_move, resp_sink_end};
 
 void stream_pump_response(stream_t *s)

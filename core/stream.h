@@ -57,6 +57,9 @@ typedef struct down_ops {
      * recv_took. */
     h1body_res_t (*recv_next)(stream_t *s, struct evbuffer **src, size_t *n, const char **reason);
     void (*recv_took)(stream_t *s, size_t n);
+    /* After recv_next said H1B_END: the request's trailer fields into
+     * |out| (the stream's arena; none leaves it empty). */
+    void (*recv_trailers)(stream_t *s, hdrs_t *out);
     /* The client asked to be told to send its body (100-continue): now is
      * the time, if the codec has not yet. */
     void (*send_continue)(stream_t *s);
@@ -70,6 +73,8 @@ typedef struct down_ops {
     size_t (*send_pending)(stream_t *s);
     void (*send_data)(stream_t *s, struct evbuffer *src, size_t n);
     void (*send_bytes)(stream_t *s, const void *p, size_t n);
+    /* The end of the response body, with s->resp_trailers if the framing
+     * can carry them. */
     void (*send_end)(stream_t *s);
     /* The stream is over and freed: |down| is s->down as it was; |close|
      * says the connection's state is not trustworthy after it (a body not

@@ -203,6 +203,7 @@ static void x_fault(h1x_t *x, int kind)
 /* x_detach drops the exchange's connection without reuse. */
 static void x_detach(h1x_t *x)
 {
+    h1body_rd_release(&x->rd);
     uconn_t *uc = x->uc;
     if (!uc)
         return;
@@ -783,12 +784,12 @@ static void x_send_bytes(ureq_t *u, const void *p, size_t n)
     sio_mark(&x->uc->io);
 }
 
-static void x_send_end(ureq_t *u)
+static void x_send_end(ureq_t *u, const hdr_t *tr, size_t n)
 {
     h1x_t *x = (h1x_t *)u;
     if (!x->uc)
         return;
-    h1body_wr_end(&x->wr, x->uc->io.out);
+    h1body_wr_end(&x->wr, x->uc->io.out, tr, n);
     sio_mark(&x->uc->io);
 }
 
@@ -818,6 +819,18 @@ static h1body_res_t x_recv_next(ureq_t *u, struct evbuffer **src, size_t *n, con
     return H1B_ERROR;
 }
 
+static void *arena_cb(void *a, size_t n)
+{
+    return arena_alloc_nozero(a, n);
+}
+
+static void x_recv_trailers(ureq_t *u, hdrs_t *out)
+{
+    h1x_t *x = (h1x_t *)u;
+    h1body_rd_trailers(&x->rd, arena_cb, x->t.arena, &out->v, &out->n);
+    out->cap = out->n;
+}
+
 static void x_recv_took(ureq_t *u, size_t n)
 {
     h1x_t *x = (h1x_t *)u;
@@ -840,6 +853,7 @@ static void x_finish(ureq_t *u, bool reuse)
         return;
     }
     worker_t *w = x->w;
+    h1body_rd_release(&x->rd);
     x->uc = NULL;
     uc->x = NULL;
     upool_t *p = uc->pool;
@@ -887,6 +901,7 @@ static const up_ops_t h1x_ops = {
     .send_pending = x_send_pending,
     .recv_next = x_recv_next,
     .recv_took = x_recv_took,
+    .recv_trailers = x_recv_trailers,
     .finish = x_finish,
 };
 

@@ -125,8 +125,9 @@ typedef struct up_ops {
     void (*send_data)(ureq_t *u, struct evbuffer *src, size_t n);
     /* Copies |n| bytes of body data at |p| out, framed. */
     void (*send_bytes)(ureq_t *u, const void *p, size_t n);
-    /* The request body is complete. */
-    void (*send_end)(ureq_t *u);
+    /* The request body is complete; |n| trailer fields go with its end if
+     * the framing can carry them (views, read during the call). */
+    void (*send_end)(ureq_t *u, const hdr_t *tr, size_t n);
     /* Bytes queued and not yet written: the caller stops feeding body data
      * above its high-water mark and waits for writable. */
     size_t (*send_pending)(ureq_t *u);
@@ -136,6 +137,9 @@ typedef struct up_ops {
      * that ends with the close, H1B_ERROR ("eof") for one cut short. */
     h1body_res_t (*recv_next)(ureq_t *u, struct evbuffer **src, size_t *n, const char **reason);
     void (*recv_took)(ureq_t *u, size_t n);
+    /* After recv_next said H1B_END: the response's trailer fields into
+     * |out| (the exchange's arena; none leaves it empty). */
+    void (*recv_trailers)(ureq_t *u, hdrs_t *out);
     /* Ends the exchange: a pending one leaves the queue; the connection is
      * pooled if |reuse| and the response was complete and the connection
      * can carry another, else closed. Once; the exchange is dead after. */

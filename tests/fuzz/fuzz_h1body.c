@@ -125,6 +125,7 @@ static void run(const uint8_t *in, size_t len, h1_body_t kind, uint64_t length, 
         break;
     }
     o->fed = fed;
+    h1body_rd_release(&r);
     evbuffer_free(src);
 }
 

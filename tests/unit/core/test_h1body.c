@@ -146,6 +146,7 @@ static void read_expect(h1_body_t kind, uint64_t length, const char *in, size_t 
     if (want_res == H1B_END)
         assert_buf(src, want_rest, rest_len);
     evbuffer_free(o.data);
+    h1body_rd_release(&r);
     evbuffer_free(src);
 }
 
@@ -189,6 +190,7 @@ static void test_length_all_at_once(void **state)
     /* END again: the next message is not touched. */
     assert_int_equal(h1body_rd_next(&r, src, &n, &why), H1B_END);
     assert_buf(src, S("GET / HTTP/1.1\r\n"));
+    h1body_rd_release(&r);
     evbuffer_free(src);
 }
 
@@ -237,6 +239,7 @@ static void test_length_partial_took(void **state)
     assert_int_equal(r.taken, 10);
     assert_buf(out, S("0123456789"));
     assert_buf(src, S("XY"));
+    h1body_rd_release(&r);
     evbuffer_free(src);
     evbuffer_free(out);
 }
@@ -258,6 +261,7 @@ static void test_length_zero(void **state)
     assert_int_equal(h1body_rd_next(&r, src, &n, &why), H1B_END);
     assert_int_equal(n, 0);
     assert_buf(src, S("GET / HTTP/1.1\r\n"));
+    h1body_rd_release(&r);
     evbuffer_free(src);
 }
 
@@ -400,6 +404,8 @@ static void test_chunked_pipelined(void **state)
 
     evbuffer_add(src, S("3\r\nabc\r\n0\r\n\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\nrest"));
     for (int k = 0; k < 2; k++) {
+        if (k)
+            h1body_rd_release(&r);
         h1body_rd_init(&r, H1_BODY_CHUNKED, 0);
         h1body_res_t res;
         while ((res = h1body_rd_next(&r, src, &n, &why)) == H1B_DATA) {
@@ -411,6 +417,7 @@ static void test_chunked_pipelined(void **state)
     }
     assert_buf(out, S("abcde"));
     assert_buf(src, S("rest"));
+    h1body_rd_release(&r);
     evbuffer_free(src);
     evbuffer_free(out);
 }
@@ -460,6 +467,7 @@ static void test_chunked_errors(void **state)
             assert_int_equal(h1body_rd_next(&r, src, &n, &why), H1B_ERROR);
             assert_non_null(why);
             evbuffer_free(o.data);
+            h1body_rd_release(&r);
             evbuffer_free(src);
         }
     }
@@ -484,6 +492,7 @@ static void test_chunked_line_limit(void **state)
         assert_int_equal(o.res, H1B_ERROR);
         assert_string_equal(o.reason, "chunk_line_too_long");
         evbuffer_free(o.data);
+        h1body_rd_release(&r);
         evbuffer_free(src);
     }
     free(in);
@@ -514,6 +523,7 @@ static void test_eof(void **state)
     assert_int_equal(h1body_rd_next(&r, src, &n, &why), H1B_MORE);
     assert_false(h1body_rd_done(&r));
     assert_int_equal(r.taken, 8);
+    h1body_rd_release(&r);
     evbuffer_free(src);
 
     /* Never END, however it is fed: input running out is MORE. */
@@ -537,6 +547,7 @@ static void test_none(void **state)
     assert_int_equal(h1body_rd_next(&r, src, &n, &why), H1B_END);
     assert_int_equal(n, 0);
     assert_buf(src, S("5\r\nhello\r\n0\r\n\r\n"));
+    h1body_rd_release(&r);
     evbuffer_free(src);
 }
 
@@ -571,9 +582,9 @@ static void test_writer_chunked(void **state)
     assert_memory_equal(evbuffer_pullup(dst, 4), "ff\r\n", 4);
     evbuffer_drain(dst, evbuffer_get_length(dst));
 
-    h1body_wr_end(&w, dst);
+    h1body_wr_end(&w, dst, NULL, 0);
     assert_true(w.ended);
-    h1body_wr_end(&w, dst);
+    h1body_wr_end(&w, dst, NULL, 0);
     assert_buf(dst, S("0\r\n\r\n"));
     evbuffer_free(dst);
     evbuffer_free(src);
@@ -592,8 +603,8 @@ static void test_writer_plain(void **state)
     evbuffer_add(src, S("5\r\n world"));
     h1body_wr_move(&w, src, 8, dst);
     assert_buf(src, S("d"));
-    h1body_wr_end(&w, dst);
-    h1body_wr_end(&w, dst);
+    h1body_wr_end(&w, dst, NULL, 0);
+    h1body_wr_end(&w, dst, NULL, 0);
     assert_buf(dst, S("hello5\r\n worl"));
     evbuffer_free(dst);
     evbuffer_free(src);
@@ -629,8 +640,8 @@ static void test_roundtrip(void **state)
             }
             i += p;
         }
-        h1body_wr_end(&w, wire);
-        h1body_wr_end(&w, wire);
+        h1body_wr_end(&w, wire, NULL, 0);
+        h1body_wr_end(&w, wire, NULL, 0);
         evbuffer_add(wire, S("NEXT"));
         size_t elen = evbuffer_get_length(wire);
         char *enc = malloc(elen);
@@ -644,6 +655,75 @@ static void test_roundtrip(void **state)
         evbuffer_free(src);
     }
     free(data);
+}
+
+static void *test_alloc(void *actx, size_t n)
+{
+    (void)actx;
+    return test_malloc(n);
+}
+
+/* Trailer fields come out of the reader as fields, whichever way the body
+ * was fed; the writer puts them back after the last chunk, leaving out
+ * those that frame or route a message. */
+static void test_trailers(void **state)
+{
+    (void)state;
+    static const char in[] = "3;x=1\r\nabc\r\n0\r\nx-check:  sum \r\nx-two: 2\r\n\r\nNEXT";
+    feed_t ways[] = {{0, 0, 0}, {1, 0, 0}, {0, SIZE_MAX, 5}, {3, 1, 9}};
+    for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
+        h1body_rd_t r;
+        run_t o;
+        struct evbuffer *src = evbuffer_new();
+        h1body_rd_init(&r, H1_BODY_CHUNKED, 0);
+        drive(&r, src, in, sizeof(in) - 1, ways[w], &o);
+        assert_int_equal(o.res, H1B_END);
+        assert_buf(o.data, "abc", 3);
+        assert_buf(src, "NEXT", 4);
+        hdr_t *tr;
+        size_t n;
+        h1body_rd_trailers(&r, test_alloc, NULL, &tr, &n);
+        assert_int_equal(n, 2);
+        assert_true(tr[0].name.len == 7 && memcmp(tr[0].name.ptr, "x-check", 7) == 0);
+        assert_true(tr[0].value.len == 3 && memcmp(tr[0].value.ptr, "sum", 3) == 0);
+        assert_true(tr[1].name.len == 5 && memcmp(tr[1].name.ptr, "x-two", 5) == 0);
+        assert_true(tr[1].value.len == 1 && tr[1].value.ptr[0] == '2');
+        test_free((void *)tr[0].name.ptr);
+        test_free(tr);
+        h1body_rd_release(&r);
+        evbuffer_free(o.data);
+        evbuffer_free(src);
+    }
+    /* No trailer section: no fields. */
+    h1body_rd_t r;
+    run_t o;
+    struct evbuffer *src = evbuffer_new();
+    h1body_rd_init(&r, H1_BODY_CHUNKED, 0);
+    drive(&r, src, "1\r\na\r\n0\r\n\r\n", 11, (feed_t){1, 0, 0}, &o);
+    assert_int_equal(o.res, H1B_END);
+    hdr_t *tr;
+    size_t n;
+    h1body_rd_trailers(&r, test_alloc, NULL, &tr, &n);
+    assert_int_equal(n, 0);
+    h1body_rd_release(&r);
+    evbuffer_free(o.data);
+    evbuffer_free(src);
+
+    h1body_wr_t w;
+    struct evbuffer *dst = evbuffer_new();
+    hdr_t out[] = {{SLC_STR("x-check"), SLC_STR("sum")},
+                   {SLC_STR("content-length"), SLC_STR("9")},
+                   {SLC_STR("transfer-encoding"), SLC_STR("chunked")},
+                   {SLC_STR("host"), SLC_STR("elsewhere")},
+                   {SLC_STR("x-two"), SLC_STR("2")}};
+    h1body_wr_init(&w, true);
+    h1body_wr_end(&w, dst, out, 5);
+    assert_buf(dst, "0\r\nx-check: sum\r\nx-two: 2\r\n\r\n", 29);
+    evbuffer_drain(dst, evbuffer_get_length(dst));
+    h1body_wr_init(&w, false); /* no place for them */
+    h1body_wr_end(&w, dst, out, 5);
+    assert_int_equal(evbuffer_get_length(dst), 0);
+    evbuffer_free(dst);
 }
 
 int main(void)
@@ -666,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_writer_chunked),
         cmocka_unit_test(test_writer_plain),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_trailers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
