@@ -1008,8 +1008,9 @@ void stream_pump_response(stream_t *s)
         stream_drop_upstream(s, false);
         stream_finish(s);
     }
-    /* A slow client: the pump stopped at STREAM_HIGH_WM, the upstream's input fills
-     * to its read_high and reading pauses until on_dconn_write pumps again. */
+    /* A slow client: the pump stopped at STREAM_HIGH_WM, the upstream's
+     * input fills to its read_high and reading pauses until the codec
+     * calls stream_pump_response again as its output drains. */
 }
 
 void stream_upstream_failed(stream_t *s, int status, uint32_t flag, const char *body)
