@@ -145,15 +145,33 @@ slc_str_t slcu_query_of(slc_str_t target);
 
 enum {
     SLCU_PATH_MERGE_SLASHES = 1u << 0, /* "//a///b" -> "/a/b" (Envoy's merge_slashes) */
+    /* Percent-encoded unreserved characters (RFC 3986 2.3: ALPHA, DIGIT,
+     * '-', '.', '_', '~'; hex in either case) are decoded, once: "%61" is
+     * "a", "%2e%2e" is "..", "%252e" stays "%2e". */
+    SLCU_PATH_DECODE_UNRESERVED = 1u << 1,
+    SLCU_PATH_BACKSLASH = 1u << 2,      /* '\' is '/' */
+    SLCU_PATH_DECODE_SLASHES = 1u << 3, /* "%2F" is '/', "%5C" is '\' (then BACKSLASH) */
 };
 
+/* Istio's meshConfig.pathNormalization as flag sets (NONE: no call). Under
+ * each, a "%00" makes the path invalid (Istio answers 400). */
+#define SLCU_PATH_ISTIO_BASE          (SLCU_PATH_DECODE_UNRESERVED | SLCU_PATH_BACKSLASH)
+#define SLCU_PATH_ISTIO_MERGE_SLASHES (SLCU_PATH_ISTIO_BASE | SLCU_PATH_MERGE_SLASHES)
+#define SLCU_PATH_ISTIO_DECODE_AND_MERGE_SLASHES                                                   \
+    (SLCU_PATH_ISTIO_MERGE_SLASHES | SLCU_PATH_DECODE_SLASHES)
+
 /* slcu_path_normalize removes "." and ".." segments from the path |in| (no
- * query) as RFC 3986 section 5.2.4 says, optionally merging runs of '/',
- * into |out| (|cap| bytes; never more than in.len bytes are needed, or 1
- * for an empty path, which becomes "/"). ".." above the root stays at the
- * root. Percent-encoded dots are not decoded. Returns the length written,
- * or SIZE_MAX when |cap| is too small. |out| may equal |in.ptr|. */
+ * query) as RFC 3986 section 5.2.4 says, into |out| (|cap| bytes; never
+ * more than in.len bytes are needed, or 1 for an empty path, which becomes
+ * "/"). ".." above the root stays at the root. |flags| add, in Istio's
+ * order: decoding (percent-encoded slashes, unreserved characters, one
+ * pass), backslashes as slashes, then the dot segments, then merging runs
+ * of '/'. Without a decoding flag percent-encoded dots stay as they are.
+ * Returns the length written, SIZE_MAX when |cap| is too small, or
+ * SLCU_PATH_INVALID for a "%00" under a decoding flag. |out| may equal
+ * |in.ptr|. */
 size_t slcu_path_normalize(slc_str_t in, char *out, size_t cap, unsigned flags);
+#define SLCU_PATH_INVALID (SIZE_MAX - 1)
 
 /* ---- CIDR ranges --------------------------------------------------------- */
 

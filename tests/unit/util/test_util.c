@@ -202,7 +202,56 @@ static void test_path(void **state)
     check_path("/a//../b", SLCU_PATH_MERGE_SLASHES, "/b");
     char small[3];
     assert_true(slcu_path_normalize(S("/abcd"), small, sizeof(small), 0) == SIZE_MAX);
+    assert_true(slcu_path_normalize(S("/%00"), small, sizeof(small), 0) == SIZE_MAX);
     assert_true(slcu_path_normalize(S(""), small, 0, 0) == SIZE_MAX);
+}
+
+/* Istio's pathNormalization options over the ways /admin is reached in
+ * disguise: what each path becomes under BASE, MERGE_SLASHES and
+ * DECODE_AND_MERGE_SLASHES (NULL: the path is invalid, 400). */
+static void test_path_istio(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *base, *merge, *decode;
+    } cases[] = {
+        {"/admin", "/admin", "/admin", "/admin"},
+        {"/./admin", "/admin", "/admin", "/admin"},
+        {"//admin", "//admin", "/admin", "/admin"},
+        {"/%61dmin", "/admin", "/admin", "/admin"},
+        {"/%41DMIN", "/ADMIN", "/ADMIN", "/ADMIN"},
+        {"/public/../admin", "/admin", "/admin", "/admin"},
+        {"/public/%2e%2e/admin", "/admin", "/admin", "/admin"},
+        {"/public/%2E%2e/admin", "/admin", "/admin", "/admin"},
+        {"/%2e/admin", "/admin", "/admin", "/admin"},
+        {"/public\\..\\admin", "/admin", "/admin", "/admin"},
+        {"/public/..%2fadmin", "/public/..%2fadmin", "/public/..%2fadmin", "/admin"},
+        {"/public/..%5cadmin", "/public/..%5cadmin", "/public/..%5cadmin", "/admin"},
+        {"/admin%2fsecret", "/admin%2fsecret", "/admin%2fsecret", "/admin/secret"},
+        {"/a%2F%2Fb", "/a%2F%2Fb", "/a%2F%2Fb", "/a/b"},
+        {"/%252e%252e/admin", "/%252e%252e/admin", "/%252e%252e/admin", "/%252e%252e/admin"},
+        {"/%7euser", "/~user", "/~user", "/~user"},
+        {"/a%2d%5f%30", "/a-_0", "/a-_0", "/a-_0"},
+        {"/%20x%3f", "/%20x%3f", "/%20x%3f", "/%20x%3f"},
+        {"/bad%zz%4", "/bad%zz%4", "/bad%zz%4", "/bad%zz%4"},
+        {"/a%00b", NULL, NULL, NULL},
+        {"\\admin", "/admin", "/admin", "/admin"},
+    };
+    unsigned modes[3] = {SLCU_PATH_ISTIO_BASE, SLCU_PATH_ISTIO_MERGE_SLASHES,
+                         SLCU_PATH_ISTIO_DECODE_AND_MERGE_SLASHES};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *want[3] = {cases[i].base, cases[i].merge, cases[i].decode};
+        for (int m = 0; m < 3; m++) {
+            if (want[m]) {
+                check_path(cases[i].in, modes[m], want[m]);
+                continue;
+            }
+            char out[256];
+            if (slcu_path_normalize(str(cases[i].in), out, sizeof(out), modes[m]) !=
+                SLCU_PATH_INVALID)
+                fail_msg("normalize(%s, %u) should be invalid", cases[i].in, modes[m]);
+        }
+    }
 }
 
 static void test_cidr(void **state)
@@ -362,17 +411,12 @@ static void test_retry(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_case),
-        cmocka_unit_test(test_edit_distance),
-        cmocka_unit_test(test_fnv),
-        cmocka_unit_test(test_rng),
-        cmocka_unit_test(test_duration),
-        cmocka_unit_test(test_query),
-        cmocka_unit_test(test_retry),
-        cmocka_unit_test(test_path),
-        cmocka_unit_test(test_cidr),
-        cmocka_unit_test(test_strmatch),
-        cmocka_unit_test(test_header_and_query_match),
+        cmocka_unit_test(test_case),       cmocka_unit_test(test_edit_distance),
+        cmocka_unit_test(test_fnv),        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_duration),   cmocka_unit_test(test_query),
+        cmocka_unit_test(test_retry),      cmocka_unit_test(test_path),
+        cmocka_unit_test(test_path_istio), cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_strmatch),   cmocka_unit_test(test_header_and_query_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
