@@ -77,7 +77,14 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
          * malloc_trim releases the whole free pages inside every heap. It
          * walks the free chunks, so it runs once when the load falls, not
          * while it holds. */
+#ifndef __SANITIZE_ADDRESS__
         malloc_trim(0);
+#else
+        /* Under ASan the sanitizer's allocator owns every block and glibc's
+         * heap is never used, nor set up: malloc_trim would initialize it
+         * lazily, and two workers trimming at once raced in that
+         * initialization (a SEGV inside glibc's mtrim). */
+#endif
         w->trim_debt = 0;
     }
 }
