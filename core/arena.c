@@ -199,6 +199,11 @@ void *arena_alloc_nozero(arena_t *a, size_t n)
 #endif
 }
 
+void *arena_alloc_cb(void *a, size_t n)
+{
+    return arena_alloc_nozero(a, n);
+}
+
 void *arena_alloc(arena_t *a, size_t n)
 {
     void *p = arena_alloc_nozero(a, n);

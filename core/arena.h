@@ -80,6 +80,9 @@ void arena_init(arena_t *a, arena_pool_t *pool, size_t budget);
 void *arena_alloc(arena_t *a, size_t n);
 /* arena_alloc_nozero is arena_alloc without the memset (caller fills it). */
 void *arena_alloc_nozero(arena_t *a, size_t n);
+/* arena_alloc_cb: arena_alloc_nozero as a callback for code that takes an
+ * allocator (h1body_rd_trailers); |a| is the arena_t. */
+void *arena_alloc_cb(void *a, size_t n);
 char *arena_strndup(arena_t *a, const char *s, size_t n);
 /* arena_defer schedules fn(arg) at reset/cleanup. Returns 0 or -1 (budget). */
 int arena_defer(arena_t *a, void (*fn)(void *), void *arg);

@@ -542,15 +542,10 @@ static void h1_recv_took(stream_t *s, size_t n)
     sio_unthrottle(&dc->io);
 }
 
-static void *arena_cb(void *a, size_t n)
-{
-    return arena_alloc_nozero(a, n);
-}
-
 static void h1_recv_trailers(stream_t *s, hdrs_t *out)
 {
     dconn_t *dc = s->down;
-    h1body_rd_trailers(&dc->req_rd, arena_cb, &s->arena, &out->v, &out->n);
+    h1body_rd_trailers(&dc->req_rd, arena_alloc_cb, &s->arena, &out->v, &out->n);
     out->cap = out->n;
 }
 

@@ -630,14 +630,20 @@ void stream_pump_request(stream_t *s)
 
 /* ---- the upstream attempt ------------------------------------------------ */
 
+/* count_timeout: a route or per-try timeout fired (counter and fault). */
+static void count_timeout(stream_t *s)
+{
+    if (s->cst)
+        stat_inc(s->cst->timeouts);
+    upstream_fault(s->cst, s->ep ? s->ep->cluster : s->cluster, s->ep, FAULT_UT);
+}
+
 static void on_route_timeout(evutil_socket_t fd, short what, void *arg)
 {
     stream_t *s = arg;
     (void)fd;
     (void)what;
-    if (s->cst)
-        stat_inc(s->cst->timeouts);
-    upstream_fault(s->cst, s->ep ? s->ep->cluster : s->cluster, s->ep, FAULT_UT);
+    count_timeout(s);
     if (s->up && s->state == ST_UPSTREAM)
         stream_report_attempt(s, SLC_ATTEMPT_TIMEOUT, 0);
     /* The route timeout bounds the whole request, retries included. */
@@ -654,9 +660,7 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
     stream_t *s = arg;
     (void)fd;
     (void)what;
-    if (s->cst)
-        stat_inc(s->cst->timeouts);
-    upstream_fault(s->cst, s->ep ? s->ep->cluster : s->cluster, s->ep, FAULT_UT);
+    count_timeout(s);
     if (s->resp_head_sent) {
         stream_upstream_failed(s, 504, SLC_RF_UT, "upstream request timeout\n");
         return;
@@ -709,9 +713,8 @@ static void stream_attempt(stream_t *s, bool fresh)
             }
         }
         if (s->try_ev) {
-            struct timeval tv = {(time_t)(s->try_timeout_ms / 1000),
-                                 (suseconds_t)((s->try_timeout_ms % 1000) * 1000)};
-            evtimer_add(s->try_ev, &tv);
+            struct timeval tv;
+            evtimer_add(s->try_ev, ms_tv(&tv, s->try_timeout_ms));
         }
     }
     s->upstream_start_us = now_us(w);
@@ -720,9 +723,8 @@ static void stream_attempt(stream_t *s, bool fresh)
         if (s->timeout_ev) {
             evtimer_assign(s->timeout_ev, w->base, on_route_timeout, s);
             arena_defer(&s->arena, event_del_cb, s->timeout_ev);
-            struct timeval tv = {(time_t)(s->timeout_ms / 1000),
-                                 (suseconds_t)((s->timeout_ms % 1000) * 1000)};
-            evtimer_add(s->timeout_ev, &tv);
+            struct timeval tv;
+            evtimer_add(s->timeout_ev, ms_tv(&tv, s->timeout_ms));
         }
     }
     stream_exchange(s, fresh);

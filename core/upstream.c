@@ -571,13 +571,8 @@ static void x_dispatch(h1x_t *x)
         uint32_t maxp = c->pool.max_pending_requests;
         if (maxp && atomic_load_explicit(&c->st->pending, memory_order_relaxed) >= maxp) {
             stat_inc(x->t.cst->overflow);
-            x->state = X_DEAD;
-            up_fail_t f = {.res = SLC_ATTEMPT_CONNECT_FAILURE,
-                           .status = 503,
-                           .flag = SLC_RF_UO,
-                           .body = "upstream connection pool overflow\n",
-                           .final = true};
-            x->ev->failed(x->ctx, &f);
+            x_fail(x, SLC_ATTEMPT_CONNECT_FAILURE, 503, SLC_RF_UO,
+                   "upstream connection pool overflow\n", true, false);
             return;
         }
         pend_add(w, x);
@@ -819,15 +814,10 @@ static h1body_res_t x_recv_next(ureq_t *u, struct evbuffer **src, size_t *n, con
     return H1B_ERROR;
 }
 
-static void *arena_cb(void *a, size_t n)
-{
-    return arena_alloc_nozero(a, n);
-}
-
 static void x_recv_trailers(ureq_t *u, hdrs_t *out)
 {
     h1x_t *x = (h1x_t *)u;
-    h1body_rd_trailers(&x->rd, arena_cb, x->t.arena, &out->v, &out->n);
+    h1body_rd_trailers(&x->rd, arena_alloc_cb, x->t.arena, &out->v, &out->n);
     out->cap = out->n;
 }
 
