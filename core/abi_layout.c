@@ -107,6 +107,11 @@ FROZEN(slc_host_t, attempt_retry, 536, 8);
 FROZEN(slc_host_t, route_keep_body, 544, 8);
 FROZEN(slc_host_t, route_set_try_timeout, 552, 8);
 FROZEN(slc_host_t, cluster_usable_count, 560, 8);
+/* ABI 1.4 */
+FROZEN(slc_host_t, conn_peer_cert, 568, 8);
+FROZEN(slc_host_t, conn_secure, 576, 8);
+FROZEN(slc_host_t, req_fact_set, 584, 8);
+FROZEN(slc_host_t, req_fact_get, 592, 8);
 
 /* slc_filter_desc_t */
 FROZEN(slc_filter_desc_t, abi_version, 0, 4);
@@ -137,6 +142,26 @@ FROZEN(slc_transport_t, free, 32, 8);
 FROZEN(slc_transport_t, peer_identity, 40, 8);
 FROZEN(slc_transport_t, sni, 48, 8);
 FROZEN(slc_transport_t, alpn, 56, 8);
+/* ABI 1.4 */
+FROZEN(slc_transport_t, peer_cert, 64, 8);
+FROZEN(slc_transport_t, secure, 72, 8);
+FROZEN(slc_transport_t, failure_reason, 80, 8);
+
+/* slc_peer_cert_t (ABI 1.4) */
+FROZEN(slc_peer_cert_t, struct_size, 0, 4);
+FROZEN(slc_peer_cert_t, principal, 8, 16);
+FROZEN(slc_peer_cert_t, trust_domain, 24, 16);
+FROZEN(slc_peer_cert_t, ns, 40, 16);
+FROZEN(slc_peer_cert_t, spiffe_id, 56, 16);
+FROZEN(slc_peer_cert_t, subject, 72, 16);
+FROZEN(slc_peer_cert_t, uri_sans, 88, 8);
+FROZEN(slc_peer_cert_t, nuri_sans, 96, 4);
+FROZEN(slc_peer_cert_t, dns_sans, 104, 8);
+FROZEN(slc_peer_cert_t, ndns_sans, 112, 4);
+FROZEN(slc_peer_cert_t, sha256_hex, 120, 16);
+FROZEN(slc_peer_cert_t, not_before, 136, 8);
+FROZEN(slc_peer_cert_t, not_after, 144, 8);
+FROZEN(slc_peer_cert_t, pem, 152, 16);
 
 /* slc_str_t */
 FROZEN(slc_str_t, ptr, 0, 8);
@@ -190,6 +215,7 @@ FROZEN(slc_pool_options_t, max_pending_requests, 32, 4);
  * (which added nothing to these two tables). */
 _Static_assert(SLC_HOST_SIZE_1_0 == 440, "1.0 host table size");
 _Static_assert(SLC_HOST_SIZE_1_1 == 536, "1.1/1.2 host table size");
+_Static_assert(SLC_HOST_SIZE_1_3 == 568, "1.3 host table size");
 _Static_assert(SLC_FILTER_DESC_SIZE_1_0 == 128, "1.0 descriptor size");
 _Static_assert(offsetof(slc_filter_desc_t, on_upstream_result) + sizeof(void (*)(void)) == 136,
                "1.1/1.2 descriptor size");

@@ -263,8 +263,17 @@ struct slc_req {
      * a view of the connection's peer_ip or of an x-forwarded-for value in
      * the arena; lives as long as the stream. */
     slc_str_t client_addr;
+    /* facts filters record for later filters and the access log (ABI 1.4
+     * req_fact_set): a short list in the arena, newest first. */
+    struct fact *facts;
 };
 typedef struct slc_req stream_t;
+
+/* fact: one named stream fact; name and value are arena copies. */
+typedef struct fact {
+    struct fact *next;
+    slc_str_t name, value;
+} fact_t;
 
 /* Both connection kinds are handed to filters as slc_conn_t; |kind| comes
  * first in each so the host can tell them apart. */

@@ -410,7 +410,7 @@ static stream_t *h1_stream_begin(dconn_t *dc, gen_t *g, glistener_t *gl, const h
                   (slc_str_t){REBASE(h->value), h->value_len});
     }
 #undef REBASE
-    stream_proxy_headers(s, &at, dc->peer_ip, dc->io.t != NULL);
+    stream_proxy_headers(s, &at, dc->peer_ip, sio_is_secure(&dc->io));
     if (absolute && s->authority.len) /* Host must agree with what we routed on */
         hdrs_set(s, &s->req_hdrs, SLC_STR("host"), s->authority, false);
     s->req_body = req->body == H1_BODY_NONE     ? UB_NONE

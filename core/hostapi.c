@@ -420,6 +420,64 @@ static slc_str_t fact(slc_conn_t *c, int which)
     return fn ? fn(io->tctx) : SLC_STR_NULL;
 }
 
+/* ---- ABI 1.4 ----------------------------------------------------------- */
+
+static slc_status_t h_conn_peer_cert(slc_conn_t *c, slc_peer_cert_t *out)
+{
+    sio_t *io = conn_sio(c);
+    if (!out || !io->t || !io->t->peer_cert)
+        return SLC_ENOENT;
+    /* The transport fills below the caller's struct_size; a caller that
+     * left it 0 gets the whole struct as these headers know it. */
+    if (!out->struct_size)
+        out->struct_size = sizeof(*out);
+    return io->t->peer_cert(io->tctx, out);
+}
+
+bool sio_is_secure(const sio_t *io)
+{
+    return io->t && (!io->t->secure || io->t->secure(io->tctx));
+}
+
+static bool h_conn_secure(slc_conn_t *c)
+{
+    return sio_is_secure(conn_sio(c));
+}
+
+static slc_status_t h_req_fact_set(slc_req_t *r, slc_str_t name, slc_str_t value)
+{
+    if (!name.len)
+        return SLC_EINVAL;
+    char *v = value.len ? arena_alloc_nozero(&r->arena, value.len) : NULL;
+    if (value.len && !v)
+        return SLC_ENOMEM;
+    if (value.len)
+        memcpy(v, value.ptr, value.len);
+    for (fact_t *f = r->facts; f; f = f->next) {
+        if (f->name.len == name.len && memcmp(f->name.ptr, name.ptr, name.len) == 0) {
+            f->value = (slc_str_t){v ? v : "", value.len};
+            return SLC_OK;
+        }
+    }
+    fact_t *f = arena_alloc_nozero(&r->arena, sizeof(*f) + name.len);
+    if (!f)
+        return SLC_ENOMEM;
+    memcpy(f + 1, name.ptr, name.len);
+    f->name = (slc_str_t){(const char *)(f + 1), name.len};
+    f->value = (slc_str_t){v ? v : "", value.len};
+    f->next = r->facts;
+    r->facts = f;
+    return SLC_OK;
+}
+
+static slc_str_t h_req_fact_get(slc_req_t *r, slc_str_t name)
+{
+    for (fact_t *f = r->facts; f; f = f->next)
+        if (f->name.len == name.len && memcmp(f->name.ptr, name.ptr, name.len) == 0)
+            return f->value;
+    return SLC_STR_NULL;
+}
+
 static slc_str_t h_conn_peer_identity(slc_conn_t *c)
 {
     return fact(c, 0);
@@ -655,4 +713,8 @@ const slc_host_t host_table = {
     .route_keep_body = h_route_keep_body,
     .route_set_try_timeout = h_route_set_try_timeout,
     .cluster_usable_count = h_cluster_usable_count,
+    .conn_peer_cert = h_conn_peer_cert,
+    .conn_secure = h_conn_secure,
+    .req_fact_set = h_req_fact_set,
+    .req_fact_get = h_req_fact_get,
 };

@@ -110,6 +110,15 @@ module_t *module_load(const char *path, const slc_host_t *host, char *err, size_
         return NULL;
     }
     void *h = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
+    /* A module that links a library with thread-local destructors or
+     * atexit handlers (BoringSSL) asks never to be unmapped: promote the
+     * mapping to RTLD_NODELETE before its name disappears, so the dlclose of
+     * a reload that drops it leaves the code in place. */
+    if (h && dlsym(h, SLC_FILTER_NODELETE_SYMBOL_NAME)) {
+        void *pin = dlopen(copy, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD | RTLD_NODELETE);
+        if (pin)
+            dlclose(pin); /* the flag stays; only the extra reference goes */
+    }
     unlink(copy);
     if (!h) {
         const char *e = dlerror();

@@ -125,6 +125,8 @@ void sio_timer(sio_t *s, uint64_t ms);
  * members below t->struct_size are used (0 = the 1.0 layout). SLC_EINVAL,
  * and nothing installed, without recv and send. */
 slc_status_t sio_set_transport(sio_t *s, const slc_transport_t *t, void *ctx, slc_conn_t *conn);
+/* sio_is_secure: a transport protects the bytes (hostapi.c). */
+bool sio_is_secure(const sio_t *s);
 /* sio_emit is slc_host_t.conn_emit for the transport of |s|. */
 slc_status_t sio_emit(sio_t *s, slc_emit_t dir, const uint8_t *p, size_t n);
 

@@ -1,7 +1,7 @@
 /* sluice filter SDK: what a filter module provides.
  *
  * A filter module is a shared object that exports two symbols, both written
- * by SLC_FILTER_DEFINE: slc_filter_abi_version (ABI 1.3: the SLC_ABI_VERSION
+ * by SLC_FILTER_DEFINE: slc_filter_abi_version (ABI 1.3+: the SLC_ABI_VERSION
  * of the headers it was compiled with) and slc_filter_entry. The host reads
  * the version first and refuses an incompatible module without running any
  * of its code; then it calls the entry once per load with its function table
@@ -68,6 +68,21 @@ typedef struct slc_transport {
     slc_str_t (*peer_identity)(void *ctx); /* e.g. a SPIFFE ID */
     slc_str_t (*sni)(void *ctx);
     slc_str_t (*alpn)(void *ctx);
+    /* ---- ABI 1.4 ---- */
+    /* peer_cert fills |out| below out->struct_size; SLC_ENOENT when the
+     * peer sent no certificate (or the handshake is not done). LIFETIME of
+     * what it points at: as the other facts. */
+    slc_status_t (*peer_cert)(void *ctx, slc_peer_cert_t *out);
+    /* secure: the bytes of this connection are protected now. A transport
+     * that found a plaintext peer (PERMISSIVE) and passes bytes through
+     * answers false, and the core treats the connection as plaintext (its
+     * scheme is http). Without the member, an installed transport is
+     * secure. */
+    bool (*secure)(void *ctx);
+    /* failure_reason: why the transport failed (after recv or send
+     * returned SLC_EIO), for logs and %UPSTREAM_TRANSPORT_FAILURE_REASON%,
+     * e.g. "TLS_error:CERTIFICATE_VERIFY_FAILED". SLC_STR_NULL if none. */
+    slc_str_t (*failure_reason)(void *ctx);
 } slc_transport_t;
 
 /* slc_struct_has tells whether struct |p| of type |type| (one carrying a
@@ -77,7 +92,7 @@ typedef struct slc_transport {
     ((p)->struct_size >= offsetof(type, field) + sizeof((p)->field) && (p)->field != NULL)
 
 /* SLC_TRANSPORT_SIZE_1_0: the transport layout of 1.0-1.3, implied by a
- * struct_size of 0. */
+ * struct_size of 0 (a 1.3 transport may also set its sizeof, the same). */
 #define SLC_TRANSPORT_SIZE_1_0 (offsetof(slc_transport_t, alpn) + sizeof(void (*)(void)))
 
 /* slc_transport_has: |t| provides member |field| (struct_size 0 = 1.0). */
@@ -85,6 +100,19 @@ typedef struct slc_transport {
     (((t)->struct_size ? (t)->struct_size : SLC_TRANSPORT_SIZE_1_0) >=                             \
          offsetof(slc_transport_t, field) + sizeof((t)->field) &&                                  \
      (t)->field != NULL)
+
+/* SLC_FILTER_NODELETE (ABI 1.4), written once in a module next to
+ * SLC_FILTER_DEFINE, exports SLC_FILTER_NODELETE_SYMBOL: the host then
+ * keeps the module mapped for the life of the process (RTLD_NODELETE), even
+ * after a reload dropped its last instance. For modules that link a library
+ * which registers thread-local destructors or atexit handlers (BoringSSL
+ * does) and so must never be unmapped. Each load of a changed file stays
+ * mapped too: such a module is meant to be replaced by a restart. */
+#define SLC_FILTER_NODELETE_SYMBOL      slc_filter_nodelete
+#define SLC_FILTER_NODELETE_SYMBOL_NAME "slc_filter_nodelete"
+#define SLC_FILTER_NODELETE                                                                        \
+    __attribute__((visibility("default"))) extern const uint32_t SLC_FILTER_NODELETE_SYMBOL;       \
+    __attribute__((visibility("default"))) const uint32_t SLC_FILTER_NODELETE_SYMBOL = 1;
 
 /* slc_filter_desc_t is what a module's entry function returns. The host
  * checks abi_version and struct_size before reading anything else, copies

@@ -362,12 +362,30 @@ struct slc_host {
      * since the last call (then one scan). THREAD: any worker. LIFETIME of
      * |c|: as for every cluster handle, its configuration generation. */
     uint32_t (*cluster_usable_count)(const slc_cluster_t *c);
+
+    /* ---- ABI 1.4: identity and stream facts ----------------------------- */
+    /* conn_peer_cert fills |out| (below out->struct_size) from the
+     * connection's transport: SLC_OK, or SLC_ENOENT without a transport, a
+     * transport without the member, or a peer that sent no certificate.
+     * THREAD: the connection's worker. LIFETIME: connection. */
+    slc_status_t (*conn_peer_cert)(slc_conn_t *c, slc_peer_cert_t *out);
+    /* conn_secure: the connection's bytes are protected by its transport
+     * (false without one, or when the transport passes plaintext through). */
+    bool (*conn_secure)(slc_conn_t *c);
+    /* req_fact_set records a named fact of the stream for later filters and
+     * the access log ("rbac.policy", "rbac.audit", ...). Both strings are
+     * copied into the stream's arena; setting a name again replaces its
+     * value. SLC_ENOMEM past the arena's budget. PHASES: any stream hook.
+     * req_fact_get: the value or SLC_STR_NULL. LIFETIME: stream. */
+    slc_status_t (*req_fact_set)(slc_req_t *r, slc_str_t name, slc_str_t value);
+    slc_str_t (*req_fact_get)(slc_req_t *r, slc_str_t name);
 };
 
-/* The table sizes older minors had: 1.0, and 1.1 (= 1.2; 1.3 added no
- * entry so far). A host's struct_size is at least the size of its minor. */
+/* The table sizes older minors had: 1.0, 1.1 (= 1.2) and 1.3. A host's
+ * struct_size is at least the size of its minor. */
 #define SLC_HOST_SIZE_1_0 offsetof(slc_host_t, route_set_retry)
 #define SLC_HOST_SIZE_1_1 (offsetof(slc_host_t, cfg_cluster_pool) + sizeof(void (*)(void)))
+#define SLC_HOST_SIZE_1_3 offsetof(slc_host_t, conn_peer_cert)
 
 /* slc_host_has tells whether |h| has table entry |field| (newer minors). */
 #define slc_host_has(h, field)                                                                     \

@@ -215,6 +215,35 @@ typedef struct slc_pool_options {
     uint32_t max_pending_requests; /* streams waiting for a connection */
 } slc_pool_options_t;
 
+/* slc_peer_cert_t (ABI 1.4): what a transport knows of the peer's
+ * certificate (conn_peer_cert). Fields may be appended; the caller sets
+ * struct_size = sizeof(slc_peer_cert_t) and the host fills what lies below
+ * it. A string the certificate does not carry is SLC_STR_NULL.
+ * LIFETIME: every string and array: the connection's (the transport owns
+ * the bytes and keeps them unchanged until it is freed). */
+typedef struct slc_peer_cert {
+    uint32_t struct_size;
+    /* Istio's identity, from the one spiffe:// URI SAN: principal
+     * "TD/ns/NS/sa/SA" (the URI without "spiffe://"), its trust domain and
+     * namespace. A certificate with no SPIFFE URI SAN, or several, has no
+     * principal (all three SLC_STR_NULL), as in Istio. */
+    slc_str_t principal;
+    slc_str_t trust_domain;
+    slc_str_t ns;
+    slc_str_t spiffe_id; /* "spiffe://" + principal */
+    slc_str_t subject;   /* RFC 2253 form, e.g. "CN=a,O=b" */
+    const slc_str_t *uri_sans;
+    uint32_t nuri_sans;
+    const slc_str_t *dns_sans;
+    uint32_t ndns_sans;
+    slc_str_t sha256_hex; /* lowercase hex SHA-256 of the DER certificate */
+    int64_t not_before;   /* Unix seconds */
+    int64_t not_after;    /* Unix seconds */
+    /* The peer's leaf certificate as PEM, for x-forwarded-client-cert
+     * "Cert=". */
+    slc_str_t pem;
+} slc_peer_cert_t;
+
 typedef enum slc_metric_kind {
     SLC_METRIC_COUNTER = 0,
     SLC_METRIC_GAUGE = 1,

@@ -24,7 +24,10 @@
  * slc_cfg_field_t tables, lifetime and phase contracts on every entry;
  * retries a filter decides (attempt_retry, route_keep_body,
  * route_set_try_timeout), cluster_usable_count and
- * slc_stream_info_t.client_address.
+ * slc_stream_info_t.client_address. 1.4 identity: slc_peer_cert_t with
+ * conn_peer_cert and the transport members peer_cert, secure and
+ * failure_reason; conn_secure; stream facts (req_fact_set/req_fact_get);
+ * SLC_FILTER_NODELETE.
  *
  * Only opaque handles, {ptr,len} values, plain enums, the descriptor, the
  * host table and the struct_size-carrying structs cross the boundary, so no
@@ -36,7 +39,7 @@
 #define SLUICE_VERSION_H
 
 #define SLC_ABI_MAJOR   1
-#define SLC_ABI_MINOR   3
+#define SLC_ABI_MINOR   4
 #define SLC_ABI_VERSION ((SLC_ABI_MAJOR << 16) | SLC_ABI_MINOR)
 
 #define SLC_ABI_MAJOR_OF(v) ((unsigned)(v) >> 16)

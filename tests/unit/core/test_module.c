@@ -144,7 +144,9 @@ static int group_setup(void **state)
         /* Every older minor's headers, as older filters were built. */
         build_tiny_sdk("abi_1_0.so", "", "tests/compat/abi-1.0") |
         build_tiny_sdk("abi_1_1.so", "", "tests/compat/abi-1.1") |
-        build_tiny_sdk("abi_1_2.so", "", "tests/compat/abi-1.2");
+        build_tiny_sdk("abi_1_2.so", "", "tests/compat/abi-1.2") |
+        build_tiny_sdk("abi_1_3.so", "", "tests/compat/abi-1.3") |
+        build_tiny("nodelete.so", "-DTINY_NODELETE");
     return rc == 0 ? 0 : -1;
 }
 
@@ -245,7 +247,7 @@ static void test_older_minors_load_and_run(void **state)
 {
     (void)state;
     NEED_CC();
-    for (unsigned minor = 0; minor < SLC_ABI_MINOR && minor <= 2; minor++) {
+    for (unsigned minor = 0; minor < SLC_ABI_MINOR && minor <= 3; minor++) {
         char name[32], path[PATH_MAX], err[512] = "";
         snprintf(name, sizeof(name), "abi_1_%u.so", minor);
         fixture_path(path, sizeof(path), name);
@@ -253,8 +255,13 @@ static void test_older_minors_load_and_run(void **state)
         if (!m)
             fail_msg("module_load(%s): %s", name, err);
         assert_int_equal(m->desc->abi_version, (1u << 16) | minor);
-        /* Built before the constant existed: judged by its descriptor. */
-        assert_null(dlsym(m->handle, SLC_FILTER_ABI_SYMBOL_NAME));
+        /* Built before the constant existed (1.0-1.2): judged by its
+         * descriptor. 1.3 exports it, with its own minor. */
+        const uint32_t *sym = dlsym(m->handle, SLC_FILTER_ABI_SYMBOL_NAME);
+        if (minor < 3)
+            assert_null(sym);
+        else
+            assert_int_equal(*sym, (1u << 16) | minor);
         assert_int_equal(m->abi, m->desc->abi_version);
         assert_ptr_equal(config_mark(m), (void *)1);
 
@@ -283,6 +290,27 @@ static void test_older_minors_load_and_run(void **state)
         cfg_tree_free(tree);
         module_unref(m);
     }
+}
+
+/* SLC_FILTER_NODELETE (1.4): the module stays mapped after its last
+ * reference is dropped (a library like BoringSSL must never be unmapped),
+ * while a module without it is unmapped as before (see
+ * test_same_path_twice_is_shared_and_unref_unloads). */
+static void test_nodelete_module_stays_mapped(void **state)
+{
+    (void)state;
+    NEED_CC();
+    char path[PATH_MAX], err[512] = "", copy[PATH_MAX];
+    fixture_path(path, sizeof(path), "nodelete.so");
+    module_t *m = module_load(path, &host_table, err, sizeof(err));
+    if (!m)
+        fail_msg("module_load: %s", err);
+    copy_name(m, copy, sizeof(copy));
+    const slc_filter_desc_t *desc = m->desc;
+    module_unref(m);
+    assert_true(maps_count(copy) > 0);
+    /* Still callable: the code was never unmapped. */
+    assert_string_equal(desc->name, "tiny");
 }
 
 /* A module built with these headers exports the ABI constant, and the
@@ -595,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_wrong_abi_major_refused),
         cmocka_unit_test(test_older_minors_load_and_run),
         cmocka_unit_test(test_current_module_exports_abi_constant),
+        cmocka_unit_test(test_nodelete_module_stays_mapped),
         cmocka_unit_test(test_newer_minor_refused),
         cmocka_unit_test(test_newer_constant_refused_before_entry),
         cmocka_unit_test(test_no_entry_symbol),
