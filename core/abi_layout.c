@@ -112,6 +112,7 @@ FROZEN(slc_host_t, conn_peer_cert, 568, 8);
 FROZEN(slc_host_t, conn_secure, 576, 8);
 FROZEN(slc_host_t, req_fact_set, 584, 8);
 FROZEN(slc_host_t, req_fact_get, 592, 8);
+FROZEN(slc_host_t, metric_set_global, 600, 8);
 
 /* slc_filter_desc_t */
 FROZEN(slc_filter_desc_t, abi_version, 0, 4);

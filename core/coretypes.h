@@ -290,11 +290,12 @@ typedef struct dconn {
     struct event timer; /* idle / header-read timeout */
     struct event kick;  /* deferred "process the input again" */
     char peer[64], local[64], peer_ip[48];
-    bool closing;      /* close once the output drains */
-    bool eof;          /* the client half-closed: serve what is buffered, then close */
-    bool head_seen;    /* some bytes of the next head have arrived */
-    bool pipelined;    /* ... and they arrived before the last response ended */
-    uint64_t progress; /* stream_progress at the last idle check */
+    bool closing;       /* close once the output drains */
+    bool codec_checked; /* the transport's ALPN was matched to this codec */
+    bool eof;           /* the client half-closed: serve what is buffered, then close */
+    bool head_seen;     /* some bytes of the next head have arrived */
+    bool pipelined;     /* ... and they arrived before the last response ended */
+    uint64_t progress;  /* stream_progress at the last idle check */
     /* Resumable head scan (a trickled head is parsed O(n), not O(n^2)):
      * bytes of |in| already scanned for the end of the head, the input
      * length at the last full parse (0: none yet), and how much of

@@ -692,6 +692,18 @@ static void head_scan_parsed(dconn_t *dc, struct evbuffer *in, size_t avail)
     dc->hscan_match = m;
 }
 
+down_codec_t down_codec_for_alpn(slc_str_t alpn)
+{
+    static const char *const h1[] = {"http/1.1",       "http/1.0", "istio-http/1.1",
+                                     "istio-http/1.0", "istio",    "istio-peer-exchange"};
+    if (!alpn.len)
+        return DOWN_CODEC_H1;
+    for (size_t i = 0; i < sizeof(h1) / sizeof(h1[0]); i++)
+        if (alpn.len == strlen(h1[i]) && memcmp(alpn.ptr, h1[i], alpn.len) == 0)
+            return DOWN_CODEC_H1;
+    return DOWN_CODEC_NONE; /* h2, istio-h2: the protocols work */
+}
+
 static void dconn_process(dconn_t *dc)
 {
     worker_t *w = dc->w;
@@ -705,6 +717,19 @@ static void dconn_process(dconn_t *dc)
     size_t avail = evbuffer_get_length(in);
     if (avail == 0)
         return;
+    if (dc->io.t && !dc->codec_checked) {
+        /* The handshake chose the protocol (ALPN): plaintext reaches us
+         * only after it. This codec serves every value that means
+         * HTTP/1.1, or none; h2 will be dispatched here to its own codec. */
+        dc->codec_checked = true;
+        const slc_str_t alpn = dc->io.t->alpn ? dc->io.t->alpn(dc->io.tctx) : SLC_STR_NULL;
+        if (down_codec_for_alpn(alpn) != DOWN_CODEC_H1) {
+            log_warn("no codec for the negotiated protocol", "alpn=%.*s peer=%s", (int)alpn.len,
+                     alpn.ptr, dc->peer);
+            dconn_close(dc);
+            return;
+        }
+    }
     gen_t *g = w->cur ? w->cur->gen : NULL;
     glistener_t *gl = dconn_listener(dc);
     if (!gl) {

@@ -7,6 +7,13 @@
 
 #include <sys/socket.h>
 
+/* down_codec_for_alpn: which downstream codec serves a connection whose
+ * transport negotiated |alpn| (empty: none negotiated, or no transport).
+ * HTTP/1.1 for every value that means it (Istio's mesh values too); h2 and
+ * istio-h2 have no codec yet and are never offered by the mtls filter. */
+typedef enum { DOWN_CODEC_NONE, DOWN_CODEC_H1 } down_codec_t;
+down_codec_t down_codec_for_alpn(slc_str_t alpn);
+
 /* dconn_accept takes ownership of |fd|, accepted on |ls| by |w|. */
 void dconn_accept(worker_t *w, lsock_t *ls, int fd, const struct sockaddr *sa, int salen);
 /* dconn_drain_all: idle connections close now, busy ones after their

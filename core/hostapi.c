@@ -590,6 +590,18 @@ static void h_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
     stat_add(st, v);
 }
 
+static void h_metric_set_global(int worker_id, slc_metric_t *m, int64_t v)
+{
+    if (!m || worker_id < 0)
+        return;
+    stat_t *st = m->per_worker[worker_id];
+    if (!st) {
+        st = stats_get(stats_worker_shard(worker_id), m->key);
+        m->per_worker[worker_id] = st;
+    }
+    atomic_store_explicit(&st->value, v, memory_order_relaxed);
+}
+
 static size_t h_endpoint_index(const slc_endpoint_t *e)
 {
     return e->index;
@@ -717,4 +729,5 @@ const slc_host_t host_table = {
     .conn_secure = h_conn_secure,
     .req_fact_set = h_req_fact_set,
     .req_fact_get = h_req_fact_get,
+    .metric_set_global = h_metric_set_global,
 };

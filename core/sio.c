@@ -375,21 +375,29 @@ size_t sio_pending(const sio_t *s)
     return evbuffer_get_length(s->out) + (s->wire_out ? evbuffer_get_length(s->wire_out) : 0);
 }
 
+/* SIO_RECORD: the most plaintext handed to a transport in one call, one
+ * TLS record's worth. */
+#define SIO_RECORD 16384
+
 static int feed_send(sio_t *s)
 {
     while (evbuffer_get_length(s->out)) {
-        struct evbuffer_iovec v[8];
-        int k = evbuffer_peek(s->out, -1, NULL, v, 8);
-        size_t used = 0;
-        for (int i = 0; i < k && i < 8; i++) {
-            slc_status_t st = s->t->send(s->tctx, s->conn, v[i].iov_base, v[i].iov_len);
-            if (st != SLC_OK && st != SLC_EAGAIN) {
-                s->t_failed = true;
-                return -1;
-            }
-            used += v[i].iov_len;
+        /* Small pieces (a head, a chunk header, a short body) are made
+         * contiguous first, so that together they become one TLS record and
+         * not one each: pullup copies only when the first chain is shorter,
+         * which a bulk body's chains seldom are. */
+        size_t n = evbuffer_get_length(s->out);
+        if (n > SIO_RECORD)
+            n = SIO_RECORD;
+        const uint8_t *p = evbuffer_pullup(s->out, (ev_ssize_t)n);
+        if (!p)
+            abort(); /* out of memory: as everywhere in the core */
+        slc_status_t st = s->t->send(s->tctx, s->conn, p, n);
+        if (st != SLC_OK && st != SLC_EAGAIN) {
+            s->t_failed = true;
+            return -1;
         }
-        evbuffer_drain(s->out, used);
+        evbuffer_drain(s->out, n);
     }
     return 0;
 }

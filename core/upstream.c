@@ -434,6 +434,25 @@ static void on_up_event(sio_t *io, int what, void *arg)
                "upstream connect error or disconnect/reset before headers\n", false, false);
         return;
     }
+    if (io->t_failed && x->state != X_BODY) {
+        /* The transport (TLS) refused the upstream: the handshake failed,
+         * its certificate did not verify or named the wrong identity. As
+         * Envoy: a connection failure, 503 with UF and the reason. The text
+         * lives in this thread until the stream copies it (local reply). */
+        static __thread char msg[256];
+        slc_str_t why = io->t->failure_reason ? io->t->failure_reason(io->tctx) : SLC_STR_NULL;
+        snprintf(msg, sizeof(msg),
+                 "upstream connect error or disconnect/reset before headers. reset reason: "
+                 "connection failure, transport failure reason: %.*s\n",
+                 (int)(why.len > 160 ? 160 : why.len), why.ptr ? why.ptr : "");
+        if (uc->cst)
+            stat_inc(uc->cst->connect_fail);
+        x_fault(x, FAULT_UF);
+        log_debug("upstream transport failed", "cluster=%s upstream=%s reason=%.*s",
+                  x_cluster(x)->name, x->t.ep->addr, (int)why.len, why.ptr ? why.ptr : "");
+        x_fail(x, SLC_ATTEMPT_CONNECT_FAILURE, 503, SLC_RF_UF, msg, false, false);
+        return;
+    }
     bool reset = (what & SIO_ERROR) != 0;
     if (x->state == X_BODY && !reset) {
         /* The head is in. What the upstream sent before closing may still

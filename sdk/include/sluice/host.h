@@ -379,6 +379,11 @@ struct slc_host {
      * req_fact_get: the value or SLC_STR_NULL. LIFETIME: stream. */
     slc_status_t (*req_fact_set)(slc_req_t *r, slc_str_t name, slc_str_t value);
     slc_str_t (*req_fact_get)(slc_req_t *r, slc_str_t name);
+    /* metric_set_global sets worker |worker_id|'s shard of gauge |m| to
+     * |v|: for a value one worker owns outright (a certificate's expiry),
+     * where adding deltas would count twice while an old generation's
+     * instance and its successor both report it. THREAD: that worker. */
+    void (*metric_set_global)(int worker_id, slc_metric_t *m, int64_t v);
 };
 
 /* The table sizes older minors had: 1.0, 1.1 (= 1.2) and 1.3. A host's

@@ -26,7 +26,7 @@
  * route_set_try_timeout), cluster_usable_count and
  * slc_stream_info_t.client_address. 1.4 identity: slc_peer_cert_t with
  * conn_peer_cert and the transport members peer_cert, secure and
- * failure_reason; conn_secure; stream facts (req_fact_set/req_fact_get);
+ * failure_reason; conn_secure; stream facts (req_fact_set/req_fact_get); metric_set_global;
  * SLC_FILTER_NODELETE.
  *
  * Only opaque handles, {ptr,len} values, plain enums, the descriptor, the
