@@ -65,6 +65,10 @@ API:
       (the XFCC "Hash" value), not_after(cert_pem) -> epoch seconds
       s_client(port, ...) -> SClient with the served certificate (PEM),
       protocol, whether the session was reused, and the raw output.
+
+  SServer(workdir, cert, key, args=())
+      `openssl s_server -www` on a free 127.0.0.1 port (a harness Proc:
+      own process group, stopped by PID), for a TLS peer that is not sluice.
 """
 
 import calendar
@@ -72,6 +76,7 @@ import datetime
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -451,3 +456,31 @@ def s_client(port, servername=None, cert=None, key=None, cafile=None, tls=None, 
     except subprocess.TimeoutExpired as e:
         out = ((e.stdout or b"") + (e.stderr or b"")).decode("utf-8", "replace")
         return SClient(-1, out + "\n[s_client timed out]")
+
+
+def _harness():
+    import harness  # noqa: PLC0415 - only SServer needs the process harness
+    return harness
+
+
+def SServer(workdir, cert, key, args=(), name="s_server"):
+    """SServer starts `openssl s_server -www` on a free 127.0.0.1 port with
+    |cert|/|key| (+ |args|) and waits until it accepts; returns the Proc,
+    with .port set."""
+    h = _harness()
+    port = h.free_port()
+    argv = [OPENSSL, "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", cert, "-key", key,
+            "-www"] + list(args)
+    p = h.Proc(argv, os.path.join(workdir, "%s-%d.log" % (name, port)))
+    p.port = port
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return p
+        except OSError:
+            if not p.alive():
+                break
+            time.sleep(0.05)
+    p.stop()
+    raise RuntimeError("s_server did not listen on %d: %s" % (port, p.log_text()))

@@ -4,7 +4,6 @@ each kind checked with `openssl verify`, and served for real by
 it guards the mtls tests against a broken toolkit."""
 
 import os
-import socket
 import time
 import unittest
 
@@ -19,27 +18,6 @@ def read(path):
         return f.read()
 
 
-class SServer(h.Proc):
-    """SServer is `openssl s_server -www` on 127.0.0.1:port (stopped by PID)."""
-
-    def __init__(self, workdir, cert, key, args=(), name="s_server"):
-        self.port = h.free_port()
-        argv = ["openssl", "s_server", "-accept", "127.0.0.1:%d" % self.port, "-cert", cert,
-                "-key", key, "-www"] + list(args)
-        super().__init__(argv, os.path.join(workdir, name + ".log"))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if not self.alive():
-                    break
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("s_server did not listen: %s" % self.log_text())
-
-
 class Certs(h.SluiceTestCase):
     @classmethod
     def setUpClass(cls):
@@ -50,7 +28,7 @@ class Certs(h.SluiceTestCase):
         cls.srv = cls.ca.issue("srv", dns=["api.example.com", "*.example.org"], client=False)
 
     def server(self, cert, key, args=()):
-        s = SServer(self.tdir, cert, key, args)
+        s = certs.SServer(self.tdir, cert, key, args)
         self._procs.append(s)
         return s
 
