@@ -396,12 +396,24 @@ class SClient:
         self.rc = rc
         self.out = out
         self.cert = pem_of(out)
-        m = re.search(r"^\s*Protocol\s*:\s*(\S+)", out, re.M) or \
-            re.search(r"New, (TLSv[0-9.]+), Cipher", out)
-        self.protocol = m.group(1) if m else None
+        # A completed handshake prints "New, <cipher's version>, Cipher is X"
+        # (a failed one "New, (NONE), Cipher is (NONE)"). The negotiated
+        # version is the SSL-Session "Protocol :" line, which a failed
+        # handshake prints too (the version offered): only trusted with a
+        # cipher.
+        # A TLS 1.3 run that quits before the session ticket prints no
+        # SSL-Session at all; there the cipher's version is TLSv1.3 (only
+        # TLS 1.3 has TLS 1.3 ciphers).
+        new = re.search(r"^(?:New|Reused), (\S+), Cipher is (?!\(NONE\))", out, re.M)
+        self.handshake_ok = bool(new)
+        m = re.search(r"^\s*Protocol\s*:\s*(\S+)", out, re.M)
+        if not new:
+            self.protocol = None
+        elif m:
+            self.protocol = m.group(1)
+        else:
+            self.protocol = "TLSv1.3" if new.group(1) == "TLSv1.3" else None
         self.reused = bool(re.search(r"^Reused,", out, re.M))
-        self.handshake_ok = bool(re.search(r"^(New|Reused), TLSv", out, re.M)) and \
-            "Cipher is (NONE)" not in out
         i = out.find("OCSP response:")
         self.ocsp = out[i:] if i >= 0 else ""
 

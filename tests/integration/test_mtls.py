@@ -737,10 +737,11 @@ class LoadClient:
         while self.running():
             c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=5)
             try:
+                c.connect()  # the handshake; the socket is gone after a "close" response
+                der = c.sock.getpeercert(binary_form=True)
                 c.request("GET", "/hello", headers={"Connection": "close"})
                 r = c.getresponse()
                 r.read()
-                der = c.sock.getpeercert(binary_form=True) if c.sock else None
                 if r.status != 200:
                     self._err("new-conn", "status %d" % r.status)
                 with self.lock:
