@@ -192,6 +192,7 @@ def report_tls(run, out):
     targets = meta.get("targets", "").split()
     doc = {"mode": "tls", "meta": meta}
     bad = []
+    noisy = []
     print("\n%s" % meta.get("tls", "TLS"))
     print("%s rounds x %ss per run, interleaved; medians over rounds" % (meta.get("rounds"),
                                                                       meta.get("duration")))
@@ -214,9 +215,14 @@ def report_tls(run, out):
             else:
                 print("  %-16s -" % ("%s/%s" % (a, b)))
         doc[kind] = {"targets": summ, "ratios": ratios}
+        noisy += ["%s(%s)" % (t, kind) for t in targets if (summ[t]["rps_cv_pct"] or 0) > 5]
         bad += ["%s(%s)" % (t, kind) for t in targets
                 if summ[t]["non2xx"] or summ[t]["socket_errors"] or summ[t]["rounds_missing"]
                 or not summ[t]["rps"]]
+    if noisy:
+        print("\nWARNING: req/s varied by more than 5%% between rounds (CV) for: %s. Something else "
+              "used the CPUs; rerun on a quiet machine or with more ROUNDS." % " ".join(noisy))
+    doc["noisy_targets"] = noisy
     skipped = meta.get("skipped", "").split()
     if skipped:
         print("\nNOT MEASURED: %s" % " ".join(skipped))
