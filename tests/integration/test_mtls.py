@@ -7,19 +7,46 @@ Every listener's chain is [mtls instance, routes, balance]. sluice-upstream's
 /headers echoes the request head it received, which is how the tests see
 x-forwarded-client-cert and x-forwarded-proto.
 
-What the tests take from the filter (the config schema in docs/filters/
-mtls.md once it exists; summarized in the report of the commit adding this
-file):
-  - a refused handshake closes the connection with no HTTP response;
-  - an upstream TLS failure answers 503 with a body that says "upstream"
-    (or TLS), like Envoy's "upstream connect error ... TLS error";
-  - XFCC as Envoy/Istio: By=<own SPIFFE>;Hash=<sha256 of client DER>;...;
-    URI=<client SPIFFE>; removed on plaintext except ALWAYS_FORWARD_ONLY;
-  - metrics sluice_mtls_handshakes_total{filter}, sluice_mtls_handshake_
-    failures_total{filter,reason}, sluice_mtls_resumptions_total{filter},
-    sluice_mtls_cert_expiry_seconds{filter,cert};
-  - the module is loaded RTLD_NODELETE and maps Debian's BoringSSL
-    (.../android/libssl.so.0, libcrypto.so.0), never OpenSSL 3.
+Run: `ctest -L tls` (with test_certs), or by hand
+`python3 tests/integration/test_mtls.py [Class[.test]]` after a build.
+Until filters/mtls is built every class fails at start-up: sluice cannot
+load "mtls" from filter_dir. TwoHopsRbac also needs the rbac module.
+
+What the tests take for granted about the filter, beyond the config
+schema, so the filter can be matched to them (or they to it):
+  - Refusals (STRICT without or with a bad client certificate, plaintext in
+    STRICT or SIMPLE, TLS 1.1, TLS to DISABLE) end the connection with no
+    HTTP response; a TLS alert first is fine, a hang is not.
+  - PERMISSIVE verifies the certificate of a TLS client (another CA's is
+    refused) and serves plaintext and TLS on one port; the default mode is
+    PERMISSIVE. port_level_mtls keys are listener ports.
+  - servers[]: an SNI match picks that entry's certificate; "*.example.org"
+    matches "x.example.org" but not "example.org"; no or unknown SNI gets
+    the default (certs_dir / cert_chain) certificate. An entry with
+    ca_certificates requires a client certificate for its hosts only.
+    ocsp_staple is stapled to the default certificate.
+  - An upstream TLS failure (peer refuses, SAN mismatch, unknown CA) is
+    answered 503 (Envoy's UF) with a body containing "upstream" or "TLS".
+    The core answers plain connect failures 502 today; only the TLS case
+    is held to 503. A cluster neither listed nor in mesh_clusters gets
+    plaintext; ISTIO_MUTUAL presents the certs_dir certificate.
+  - XFCC as Envoy/Istio: the element sluice adds is
+    By=<own URI SAN>;Hash=<sha256 hex of the client DER>;...;URI=<client
+    URI SAN>, modes as forward_client_cert_details; without a client
+    certificate (plaintext) XFCC is removed except with ALWAYS_FORWARD_ONLY.
+  - Metrics: sluice_mtls_handshakes_total{filter}, sluice_mtls_handshake_
+    failures_total{filter,reason} (a plaintext or certificate-less client in
+    STRICT counts under a non-empty reason), sluice_mtls_resumptions_total
+    {filter} (a TLS 1.2 s_client -sess_in resumption with a client
+    certificate counts: the server needs a session id context),
+    sluice_mtls_cert_expiry_seconds{filter,cert} (seconds until notAfter).
+  - Rotation: with watch: true a Kubernetes-style ..data swap is served by
+    new handshakes within 5 s, with no failed request and open keep-alive
+    connections kept; a SIGHUP reload with an unchanged config re-reads the
+    files.
+  - The module is loaded RTLD_NODELETE (SLC_FILTER_NODELETE) and maps
+    Debian's BoringSSL (.../android/libssl.so.0, libcrypto.so.0), never
+    OpenSSL 3.
 """
 
 import hashlib
