@@ -53,7 +53,6 @@ import hashlib
 import http.client
 import os
 import re
-import socket
 import ssl
 import threading
 import time
