@@ -241,7 +241,7 @@ class CA:
             if status == "revoked":
                 row = "R\t%s\t%s\t%s\tunknown\t%s\n" % (
                     na.strftime("%y%m%d%H%M%SZ"),
-                    datetime.datetime.utcnow().strftime("%y%m%d%H%M%SZ"), serial, subj)
+                    datetime.datetime.now(datetime.timezone.utc).strftime("%y%m%d%H%M%SZ"), serial, subj)
             else:
                 row = "V\t%s\t\t%s\tunknown\t%s\n" % (na.strftime("%y%m%d%H%M%SZ"), serial, subj)
             with open(index, "w") as f:
