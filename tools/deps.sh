@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libnghttp2-dev libyaml-dev
       android-libboringssl-dev libcmocka-dev libre2-dev curl python3)
 if [[ ${1:-} == --test ]]; then
-  pkgs+=(clang-14 libclang-rt-14-dev clang-format git wrk nghttp2-client procps binutils)
+  pkgs+=(clang-14 libclang-rt-14-dev clang-format git wrk nghttp2-client procps binutils openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

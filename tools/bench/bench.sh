@@ -11,6 +11,14 @@
 #                    for sluice with each FILTERS count, haproxy, nginx
 #                    (and the backend itself: "direct")
 #   MEMORY=1         only the memory-after-burst stage (below)
+#   TLS=1            HTTPS: haproxy, nginx and sluice (mtls filter, SIMPLE)
+#                    terminate TLS 1.3 with one P-256 certificate made for
+#                    the run (openssl, signed by a throwaway CA) in front of
+#                    the same plain-HTTP backend. Two wrk runs per target
+#                    and round: (a) HTTPS keep-alive, (b) a new connection
+#                    and full handshake per request (-H 'Connection: close').
+#                    Without a built mtls filter module, sluice is left out
+#                    with a message and the other two still run.
 #
 # The default mode ends with the memory-after-burst stage: for each of
 # BURST_CLIENTS and each proxy, a fresh proxy process gets N keep-alive
@@ -36,6 +44,7 @@
 #   BURST_CLIENTS="1000 10000"        memory stage client counts ("" skips the stage)
 #   BURST_SETTLE=3                    seconds between the last response and the reading
 #   MEM_TARGETS="haproxy nginx sluice"  (default mode: those of TARGETS)
+#   TLS=0                             1: TLS mode; TARGETS default "haproxy nginx sluice"
 #
 # Every process is started with setsid (its own process group) and stopped
 # by that PID or group in the EXIT trap, never by name. Every client run is
@@ -66,8 +75,13 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 WARMUP=${WARMUP:-2}
 KEEP_WORKDIR=${KEEP_WORKDIR:-0}
 MEMORY=${MEMORY:-0}
+TLS=${TLS:-0}
 BURST_CLIENTS=${BURST_CLIENTS-"1000 10000"}
 BURST_SETTLE=${BURST_SETTLE:-3}
+die_early() {
+    echo "error: $*" >&2
+    exit 1
+}
 if [ "$MEMORY" = 1 ]; then
     MODE=memory
     MEM_TARGETS=${MEM_TARGETS:-"haproxy nginx sluice"}
@@ -77,6 +91,11 @@ elif [ "$INSTR" = 1 ]; then
     MODE=instr
     FILTERS=${FILTERS:-"0 1 8"}
     INSTR_TARGETS=${INSTR_TARGETS:-"sluice haproxy nginx direct"}
+elif [ "$TLS" = 1 ]; then
+    MODE=tls
+    TARGETS=${TARGETS:-"haproxy nginx sluice"}
+    MEM_TARGETS=""
+    [ -z "$FILTERS" ] || die_early "TLS=1 does not combine with FILTERS"
 elif [ -n "$FILTERS" ]; then
     MODE=filters
     TARGETS=${TARGETS:-}
@@ -122,6 +141,7 @@ done
 # --- tools ------------------------------------------------------------------
 need_cmds=(wrk haproxy nginx python3 taskset setsid timeout)
 [ "$MODE" = instr ] && need_cmds+=(valgrind h2load)
+[ "$MODE" = tls ] && need_cmds+=(openssl curl)
 missing=()
 for c in "${need_cmds[@]}"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -157,10 +177,23 @@ if [ "$uses_sluice" = 1 ]; then
     done
 fi
 [ "$BACKEND" = upstream ] && { [ -x "$UPSTREAM_BIN" ] || die "sluice-upstream not found: $UPSTREAM_BIN (set UPSTREAM_BIN)"; }
+SKIPPED=""
+if [ "$MODE" = tls ]; then
+    for t in $TARGETS; do
+        case $t in haproxy | nginx | sluice) ;; *) die "TLS=1: unknown target '$t' (haproxy nginx sluice; the backend speaks no TLS)" ;; esac
+    done
+    if [ "$uses_sluice" = 1 ] && [ ! -f "$SLUICE_FILTER_DIR/mtls.so" ]; then
+        log "sluice left out of the TLS run: the mtls filter module is not built ($SLUICE_FILTER_DIR/mtls.so missing); haproxy and nginx still run"
+        SKIPPED+="sluice(no mtls filter module) "
+        keep=""
+        for t in $TARGETS; do [ "$t" = sluice ] || keep+="$t "; done
+        TARGETS=$keep
+    fi
+fi
 
 # --- work directory and process bookkeeping -----------------------------------
 WORKDIR=/tmp/sluice-bench/run.$(date +%Y%m%d-%H%M%S).$$
-mkdir -p "$WORKDIR"/{raw,tmp,logs,cg,mem} || die "cannot create $WORKDIR"
+mkdir -p "$WORKDIR"/{raw,tmp,logs,cg,mem,tls} || die "cannot create $WORKDIR"
 PIDS=() # every server we started; each leads its own process group (setsid)
 
 stop_pid() { # pid [grace seconds]: TERM the group, wait, then KILL
@@ -254,15 +287,18 @@ sluice_config() {
         cbf+="          outlier_detection: { consecutive_5xx_errors: 5 }"
         cbc="cb, "
     fi
+    local tmpl="$HERE/sluice.yaml.in"
+    [ "$MODE" = tls ] && tmpl="$HERE/sluice-tls.yaml.in"
     CB_FILTER=$cbf CB_CHAIN=$cbc \
-    NOOP_FILTERS=$defs NOOP_CHAIN=$chain python3 - "$HERE/sluice.yaml.in" "$out" "$port" "$admin" \
-        "$SLUICE_FILTER_DIR" "$BACKEND_PORT" <<'PY'
+    NOOP_FILTERS=$defs NOOP_CHAIN=$chain python3 - "$tmpl" "$out" "$port" "$admin" \
+        "$SLUICE_FILTER_DIR" "$BACKEND_PORT" "$WORKDIR" <<'PY'
 import os, sys
-tmpl, out, port, admin, fdir, bport = sys.argv[1:]
+tmpl, out, port, admin, fdir, bport, run = sys.argv[1:]
 s = open(tmpl).read()
 for k, v in (("@NOOP_FILTERS@\n", os.environ["NOOP_FILTERS"]), ("@NOOP_CHAIN@", os.environ["NOOP_CHAIN"]),
              ("@CB_FILTER@", os.environ["CB_FILTER"]), ("@CB_CHAIN@", os.environ["CB_CHAIN"]),
-             ("@PORT@", port), ("@ADMIN_PORT@", admin), ("@FILTER_DIR@", fdir), ("@BACKEND_PORT@", bport)):
+             ("@PORT@", port), ("@ADMIN_PORT@", admin), ("@FILTER_DIR@", fdir), ("@BACKEND_PORT@", bport),
+             ("@RUN@", run)):
     s = s.replace(k, v)
 open(out, "w").write(s)
 PY
@@ -431,6 +467,37 @@ if [ "$MODE" = instr ]; then
     exit $?
 fi
 
+# --- TLS mode: the run's certificate ---------------------------------------------------
+# tls_certs: a throwaway CA and one P-256 server certificate it signed (SANs
+# 127.0.0.1 and localhost, 2 days) in $WORKDIR/tls: server.pem, server.key,
+# server.bundle.pem (certificate then key, for HAProxy's crt), ca.pem.
+tls_certs() {
+    local d="$WORKDIR/tls" ext="$WORKDIR/tls/server.ext"
+    printf '%s\n' "basicConstraints = critical,CA:FALSE" "keyUsage = critical,digitalSignature" \
+        "extendedKeyUsage = serverAuth" "subjectAltName = IP:127.0.0.1,DNS:localhost" >"$ext"
+    {
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" &&
+            openssl req -x509 -new -key "$d/ca.key" -out "$d/ca.pem" -days 2 -subj "/CN=sluice-bench CA" \
+                -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" &&
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/server.key" &&
+            openssl req -new -key "$d/server.key" -out "$d/server.csr" -subj "/CN=localhost" &&
+            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+                -days 2 -sha256 -extfile "$ext" -out "$d/server.pem" &&
+            cat "$d/server.pem" "$d/server.key" >"$d/server.bundle.pem" &&
+            openssl verify -CAfile "$d/ca.pem" "$d/server.pem"
+    } >"$WORKDIR/logs/tls-certs.log" 2>&1 || die "making the TLS certificate failed: $(tail -3 "$WORKDIR/logs/tls-certs.log")"
+    log "TLS certificate: $(openssl x509 -in "$d/server.pem" -noout -subject -ext subjectAltName | tr '\n' ' ')"
+}
+SCHEME=http
+CURL_TLS=()
+if [ "$MODE" = tls ]; then
+    tls_certs
+    SCHEME=https
+    CURL_TLS=(--cacert "$WORKDIR/tls/ca.pem")
+    echo "tls=TLS 1.3, P-256 server certificate; sluice: mtls filter, mode SIMPLE" >>"$WORKDIR/meta.txt"
+    echo "openssl=$(openssl version)" >>"$WORKDIR/meta.txt"
+fi
+
 # --- proxies under test -----------------------------------------------------------
 declare -A PORT TPID
 PORT[direct]=$BACKEND_PORT
@@ -440,13 +507,17 @@ for t in $TARGETS; do
     case $t in
     direct) ;;
     haproxy)
-        render "$HERE/haproxy.cfg.in" "$WORKDIR/haproxy.cfg" "$HAPROXY_PORT"
+        hcfg=$HERE/haproxy.cfg.in
+        [ "$MODE" = tls ] && hcfg=$HERE/haproxy-tls.cfg.in
+        render "$hcfg" "$WORKDIR/haproxy.cfg" "$HAPROXY_PORT"
         haproxy -c -f "$WORKDIR/haproxy.cfg" >"$WORKDIR/logs/haproxy-check.log" 2>&1 ||
             die "haproxy config invalid: $(cat "$WORKDIR/logs/haproxy-check.log")"
         start_server haproxy haproxy -db -f "$WORKDIR/haproxy.cfg"
         PORT[haproxy]=$HAPROXY_PORT ;;
     nginx)
-        render "$HERE/proxy.nginx.conf.in" "$WORKDIR/proxy.conf" "$NGINX_PORT"
+        ncfg=$HERE/proxy.nginx.conf.in
+        [ "$MODE" = tls ] && ncfg=$HERE/proxy-tls.nginx.conf.in
+        render "$ncfg" "$WORKDIR/proxy.conf" "$NGINX_PORT"
         start_server nginx nginx -p "$WORKDIR" -c "$WORKDIR/proxy.conf" -e "$WORKDIR/logs/proxy.stderr"
         PORT[nginx]=$NGINX_PORT ;;
     sluice)
@@ -469,30 +540,53 @@ for n in $FILTERS; do
     i=$((i + 1))
 done
 [ -n "$ALL_TARGETS" ] || die "no targets"
+# target_down T REASON: in TLS mode a proxy that cannot serve is left out
+# (said in the log and the report); elsewhere it ends the run.
+target_down() {
+    if [ "$MODE" != tls ]; then die "$1 $2"; fi
+    log "warning: $1 left out of the TLS run: $2"
+    SKIPPED+="$1(failed to serve) "
+    [ "$1" = direct ] || { stop_pid "${TPID[$1]}" 5; forget_pid "${TPID[$1]}"; }
+    local keep="" x
+    for x in $ALL_TARGETS; do [ "$x" = "$1" ] || keep+="$x "; done
+    ALL_TARGETS=$keep
+}
 for t in $ALL_TARGETS; do
-    wait_port "${PORT[$t]}" 15 "${TPID[$t]}" ||
-        die "$t did not listen on ${PORT[$t]}: $(tail -5 "$WORKDIR/logs/$t.log" 2>/dev/null)"
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:${PORT[$t]}/hello")
-    [ "$code" = 200 ] || die "$t answered /hello with '$code', not 200: $(tail -5 "$WORKDIR/logs/$t.log" 2>/dev/null)"
+    if ! wait_port "${PORT[$t]}" 15 "${TPID[$t]}"; then
+        target_down "$t" "did not listen on ${PORT[$t]}: $(tail -5 "$WORKDIR/logs/$t.log" 2>/dev/null)"
+        continue
+    fi
+    code=$(curl -s "${CURL_TLS[@]}" -o /dev/null -w '%{http_code}' --max-time 5 "$SCHEME://127.0.0.1:${PORT[$t]}/hello")
+    [ "$code" = 200 ] || target_down "$t" "answered $SCHEME /hello with '$code', not 200: $(tail -5 "$WORKDIR/logs/$t.log" 2>/dev/null)"
 done
+[ -n "$ALL_TARGETS" ] || die "no target left to measure"
 {
     echo "targets=$ALL_TARGETS"
+    echo "skipped=$SKIPPED"
     echo "rounds=$ROUNDS"
     echo "duration=$DURATION"
     echo "conns=$CONNS"
-    echo "command=wrk -t1 -c$CONNS -d${DURATION}s --latency http://127.0.0.1:PORT/hello"
+    echo "command=wrk -t1 -c$CONNS -d${DURATION}s --latency $SCHEME://127.0.0.1:PORT/hello"
+    [ "$MODE" = tls ] && echo "command_handshake=wrk -t1 -c$CONNS -d${DURATION}s --latency -H 'Connection: close' https://127.0.0.1:PORT/hello"
 } >>"$WORKDIR/meta.txt"
 
 # --- warm-up, then interleaved rounds -----------------------------------------------
 for t in $ALL_TARGETS; do
-    client $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "http://127.0.0.1:${PORT[$t]}/hello" >/dev/null 2>&1
+    client $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$SCHEME://127.0.0.1:${PORT[$t]}/hello" >/dev/null 2>&1
 done
 for ((r = 1; r <= ROUNDS; r++)); do
     for t in $ALL_TARGETS; do
         out="$WORKDIR/raw/$t.r$r.txt"
         client $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-            "http://127.0.0.1:${PORT[$t]}/hello" >"$out" 2>&1
+            "$SCHEME://127.0.0.1:${PORT[$t]}/hello" >"$out" 2>&1
         log "round $r/$ROUNDS $t: $(grep -E 'Requests/sec' "$out" | tr -s ' ' || echo 'no result')"
+        if [ "$MODE" = tls ]; then
+            # (b) a new TCP connection and a full TLS handshake per request
+            out="$WORKDIR/raw/hs-$t.r$r.txt"
+            client $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Connection: close' \
+                "$SCHEME://127.0.0.1:${PORT[$t]}/hello" >"$out" 2>&1
+            log "round $r/$ROUNDS $t (new connection per request): $(grep -E 'Requests/sec' "$out" | tr -s ' ' || echo 'no result')"
+        fi
     done
 done
 for t in $ALL_TARGETS; do

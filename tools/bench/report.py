@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """report.py: turns the raw outputs of bench.sh into a table and a JSON file.
 
-usage: report.py bench|filters|memory RUN_DIR OUT_JSON
+usage: report.py bench|filters|memory|tls RUN_DIR OUT_JSON
        report.py instr RUN_DIR OUT_JSON N1 N2
 
 RUN_DIR holds meta.txt (key=value lines) and, for bench/filters, one wrk
 output per target and round in raw/<target>.r<round>.txt; for instr,
 instr.txt with lines "<target> <Ir(N1)> <ok1> <Ir(N2)> <ok2>"; for the
 memory stage (memory mode, and the end of bench mode), mem/<target>.<N>.json
-as written by burst.py.
+as written by burst.py. The tls mode has two wrk outputs per target and
+round: raw/<target>.r<round>.txt (HTTPS keep-alive) and
+raw/hs-<target>.r<round>.txt (a new connection and handshake per request).
 Standard library only.
 """
 import glob
@@ -182,6 +184,56 @@ def report_rounds(mode, run, out):
     return 1 if bad else 0
 
 
+def report_tls(run, out):
+    """report_tls prints, for HTTPS keep-alive and for a new connection per
+    request, the req/s table and the paired ratios sluice/haproxy,
+    sluice/nginx and nginx/haproxy."""
+    meta = read_meta(run)
+    targets = meta.get("targets", "").split()
+    doc = {"mode": "tls", "meta": meta}
+    bad = []
+    noisy = []
+    print("\n%s" % meta.get("tls", "TLS"))
+    print("%s rounds x %ss per run, interleaved; medians over rounds" % (meta.get("rounds"),
+                                                                      meta.get("duration")))
+    for kind, prefix, title, cmd in (
+            ("keepalive", "", "(a) HTTPS keep-alive", meta.get("command", "")),
+            ("handshake", "hs-", "(b) new connection + full TLS handshake per request",
+             meta.get("command_handshake", ""))):
+        raw = load_rounds(run, [prefix + t for t in targets])
+        data = {t: raw[prefix + t] for t in targets}
+        summ = {t: summarize(data[t]) for t in targets}
+        print("\n%s\n%s\n" % (title, cmd))
+        print_table(targets, summ)
+        ratios = {}
+        print("\nratio of req/s: median of the per-round paired ratios [min..max]")
+        for a, b in (("sluice", "haproxy"), ("sluice", "nginx"), ("nginx", "haproxy")):
+            p = paired(data, a, b) if a in summ and b in summ else None
+            if p:
+                ratios["%s/%s" % (a, b)] = p
+                print("  %-16s %.3f  [%.3f..%.3f]" % ("%s/%s" % (a, b), p["median"], p["min"], p["max"]))
+            else:
+                print("  %-16s -" % ("%s/%s" % (a, b)))
+        doc[kind] = {"targets": summ, "ratios": ratios}
+        noisy += ["%s(%s)" % (t, kind) for t in targets if (summ[t]["rps_cv_pct"] or 0) > 5]
+        bad += ["%s(%s)" % (t, kind) for t in targets
+                if summ[t]["non2xx"] or summ[t]["socket_errors"] or summ[t]["rounds_missing"]
+                or not summ[t]["rps"]]
+    if noisy:
+        print("\nWARNING: req/s varied by more than 5%% between rounds (CV) for: %s. Something else "
+              "used the CPUs; rerun on a quiet machine or with more ROUNDS." % " ".join(noisy))
+    doc["noisy_targets"] = noisy
+    skipped = meta.get("skipped", "").split()
+    if skipped:
+        print("\nNOT MEASURED: %s" % " ".join(skipped))
+    doc["skipped"] = skipped
+    if bad:
+        print("\nWARNING: errors, non-2xx responses or missing rounds for: %s" % " ".join(bad))
+    print("\nload average: start %s, end %s" % (meta.get("loadavg_start"), meta.get("loadavg_end")))
+    write_json(out, doc)
+    return 1 if bad or skipped else 0
+
+
 MEM_ORDER = ("haproxy", "nginx", "sluice")
 
 
@@ -283,7 +335,7 @@ def report_instr(run, out, n1, n2):
 
 
 def main():
-    if len(sys.argv) < 4 or sys.argv[1] not in ("bench", "filters", "instr", "memory"):
+    if len(sys.argv) < 4 or sys.argv[1] not in ("bench", "filters", "instr", "memory", "tls"):
         sys.stderr.write(__doc__)
         return 2
     mode, run, out = sys.argv[1:4]
@@ -291,6 +343,8 @@ def main():
         return report_instr(run, out, int(sys.argv[4]), int(sys.argv[5]))
     if mode == "memory":
         return report_memory_only(run, out)
+    if mode == "tls":
+        return report_tls(run, out)
     return report_rounds(mode, run, out)
 
 
