@@ -188,6 +188,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         break;
     }
     if (s->t && evbuffer_get_length(s->wire_in) && feed_recv(s) != 0) {
+        /* Best effort, one write: the transport's last words (a TLS alert)
+         * tell the peer why, instead of a bare close. */
+        if (evbuffer_get_length(s->wire_out))
+            evbuffer_write(s->wire_out, fd);
         fail(s, SIO_ERROR);
         return;
     }

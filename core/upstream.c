@@ -30,18 +30,24 @@ static uint64_t hash_addr(const char *s)
     return slcu_fnv1a64(s, strlen(s));
 }
 
-static upool_t *pool_get(worker_t *w, const char *addr, const char *sig)
+/* pool_get finds or makes the pool of |addr| for connections set up by a
+ * chain with signature |sig| for cluster |cl|. Plaintext connections (empty
+ * sig) are the same whichever cluster names the address, so |cl| is "" for
+ * them and clusters share; a transport is set up per cluster (TLS settings,
+ * expected identity), so those pools are per cluster, as Envoy's are. */
+static upool_t *pool_get(worker_t *w, const char *addr, const char *sig, const char *cl)
 {
-    size_t b = (hash_addr(addr) ^ hash_addr(sig)) % UPOOL_BUCKETS;
+    size_t b = (hash_addr(addr) ^ hash_addr(sig) ^ (hash_addr(cl) << 1)) % UPOOL_BUCKETS;
     for (upool_t *p = w->pools[b]; p; p = p->next)
-        if (strcmp(p->addr, addr) == 0 && strcmp(p->sig, sig) == 0)
+        if (strcmp(p->addr, addr) == 0 && strcmp(p->sig, sig) == 0 && strcmp(p->cluster, cl) == 0)
             return p;
     upool_t *p = calloc(1, sizeof(*p));
     if (!p)
         abort();
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->sig = strdup(sig);
-    if (!p->sig)
+    p->cluster = strdup(cl);
+    if (!p->sig || !p->cluster)
         abort();
     p->next = w->pools[b];
     w->pools[b] = p;
@@ -54,7 +60,7 @@ static upool_t *endpoint_pool(worker_t *w, const slc_endpoint_t *ep, const char 
     ep_pool_slot_t *slot = &ep->wpool[w->id];
     if (slot->pool && slot->sig == sig)
         return slot->pool;
-    upool_t *p = pool_get(w, ep->addr, sig);
+    upool_t *p = pool_get(w, ep->addr, sig, sig[0] ? ep->cluster->name : "");
     slot->sig = sig;
     slot->pool = p;
     return p;
@@ -152,6 +158,7 @@ void upstream_pools_free(worker_t *w)
                 uconn_free(uc);
             }
             free(p->sig);
+            free(p->cluster);
             free(p);
         }
     }
@@ -434,7 +441,9 @@ static void on_up_event(sio_t *io, int what, void *arg)
                "upstream connect error or disconnect/reset before headers\n", false, false);
         return;
     }
-    if (io->t_failed && x->state != X_BODY) {
+    /* A transport that never finished its handshake failed too, whatever
+     * the socket said (a peer that closes without an alert). */
+    if ((io->t_failed || (io->t && !io->t_ready)) && x->state != X_BODY) {
         /* The transport (TLS) refused the upstream: the handshake failed,
          * its certificate did not verify or named the wrong identity. As
          * Envoy: a connection failure, 503 with UF and the reason. The text
@@ -444,7 +453,8 @@ static void on_up_event(sio_t *io, int what, void *arg)
         snprintf(msg, sizeof(msg),
                  "upstream connect error or disconnect/reset before headers. reset reason: "
                  "connection failure, transport failure reason: %.*s\n",
-                 (int)(why.len > 160 ? 160 : why.len), why.ptr ? why.ptr : "");
+                 (int)(why.ptr ? (why.len > 160 ? 160 : why.len) : 30),
+                 why.ptr ? why.ptr : "the handshake did not complete");
         if (uc->cst)
             stat_inc(uc->cst->connect_fail);
         x_fault(x, FAULT_UF);

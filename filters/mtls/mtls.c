@@ -541,8 +541,9 @@ static bool bind_servers(mtls_t *m, slc_diag_t *d, const slc_cfg_node_t *n)
         s->files =
             (tls_files_t){sc.cert_chain, sc.private_key,
                           sc.ca_certificates ? sc.ca_certificates : m->own.ca, sc.ocsp_staple};
-        /* A server verifies clients as the listener does. */
-        s->mode = m->mode == SM_SIMPLE ? SM_SIMPLE : SM_MUTUAL;
+        /* A server verifies clients as the listener does, or when it names
+         * its own client CA (a MUTUAL server on a SIMPLE listener). */
+        s->mode = m->mode == SM_SIMPLE && !sc.ca_certificates ? SM_SIMPLE : SM_MUTUAL;
         if (s->mode == SM_MUTUAL && !s->files.ca) {
             slc_diag_error(d, it, "ca_certificates is required to verify client certificates");
             return false;
