@@ -130,8 +130,7 @@ static slc_action_t rbac_on_request_headers(void *ctx, slc_req_t *r)
     char stack[RBAC_PATH_STACK];
     char *buf = stack;
     bool changed = false;
-    unsigned flags = rbac_norm_flags(s->norm);
-    if (flags != 0) {
+    if (s->norm != RBAC_NORM_NONE) {
         if (target.len > sizeof(stack)) {
             buf = slc_arena_alloc(r, target.len);
             if (buf == NULL) {
@@ -139,8 +138,8 @@ static slc_action_t rbac_on_request_headers(void *ctx, slc_req_t *r)
                 return SLC_STOP;
             }
         }
-        size_t n = slcu_path_normalize(path, buf, target.len, flags);
-        if (n == SLCU_PATH_INVALID || n == SIZE_MAX || n == 0 || buf[0] != '/') {
+        size_t n = rbac_normalize_path(s->norm, path, buf, target.len);
+        if (n == SIZE_MAX) {
             return bad_path(s, r);
         }
         changed = n != path.len || memcmp(buf, path.ptr, n) != 0;

@@ -604,6 +604,34 @@ unsigned rbac_norm_flags(rbac_norm_t n)
     return 0;
 }
 
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+size_t rbac_normalize_path(rbac_norm_t n, slc_str_t path, char *buf, size_t cap)
+{
+    if (path.len == 0 || path.ptr[0] != '/' || cap < path.len) {
+        return SIZE_MAX;
+    }
+    unsigned flags = rbac_norm_flags(n);
+    if (flags == 0) {
+        memmove(buf, path.ptr, path.len);
+        return path.len;
+    }
+    for (size_t i = 0; i < path.len; i++) {
+        if (path.ptr[i] == '%' &&
+            (i + 2 >= path.len || !is_hex(path.ptr[i + 1]) || !is_hex(path.ptr[i + 2]))) {
+            return SIZE_MAX;
+        }
+    }
+    size_t len = slcu_path_normalize(path, buf, cap, flags);
+    if (len == SLCU_PATH_INVALID || len == SIZE_MAX || len == 0 || buf[0] != '/') {
+        return SIZE_MAX;
+    }
+    return len;
+}
+
 bool rbac_split_hostport(slc_str_t s, slcu_cidr_t *ip, uint32_t *port)
 {
     *port = 0;

@@ -144,6 +144,16 @@ void rbac_evaluate(const rbac_set_t *s, const rbac_attrs_t *a, rbac_decision_t *
 /* rbac_norm_flags: the slcu_path_normalize flags of an option (0: NONE). */
 unsigned rbac_norm_flags(rbac_norm_t n);
 
+/* rbac_normalize_path writes |path| (no query, starting with '/') as
+ * option |n| normalizes it into |buf| (|cap| >= path.len) and returns its
+ * length, or SIZE_MAX when the path cannot be judged: a "%00", a result
+ * that does not start with '/', or, under any decoding option, a '%' not
+ * followed by two hex digits (RFC 3986 3.1 forbids it, and one pass of
+ * decoding could turn "%%32e" into a new escape "%2e" that a second
+ * decoder downstream would see as "."). Under NONE |buf| gets the path
+ * unchanged. The result normalizes to itself. Pure; never allocates. */
+size_t rbac_normalize_path(rbac_norm_t n, slc_str_t path, char *buf, size_t cap);
+
 /* rbac_split_hostport parses "ip:port" / "[v6]:port" / a bare address into
  * |ip| and |port| (0 if none). false if the address does not parse. */
 bool rbac_split_hostport(slc_str_t s, slcu_cidr_t *ip, uint32_t *port);

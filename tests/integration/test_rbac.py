@@ -59,6 +59,8 @@ BYPASS = [
     ("/public%5C..%5Cadmin", ("up", "up", "up", 403)),
     ("/a/..//admin",        ("up", "up", 403, 403)),
     ("/admin/",             (403, 403, 403, 403)),
+    ("/public/%%32e%%32e/admin", ("up", 400, 400, 400)),
+    ("/admin%zz",           ("up", 400, 400, 400)),
 ]
 
 # Paths that pass and that the upstream serves only once normalized: its

@@ -688,6 +688,13 @@ static const ncase_t ncases[] = {
     {"BASE", "/%7Euser", 200, "/~user"},
     {"BASE", "/ADMIN", 200, NULL},
     {"BASE", "admin", 400, NULL},
+    /* A '%' that starts no escape: one decoding pass would make "%%32e"
+     * into a new "%2e", a "." to a second decoder (found by fuzz_rbac). */
+    {"BASE", "/public/%%32e%%32e/admin", 400, NULL},
+    {"BASE", "/a%zz", 400, NULL},
+    {"BASE", "/100%", 400, NULL},
+    {"NONE", "/public/%%32e%%32e/admin", 200, NULL},
+    {"DECODE_AND_MERGE_SLASHES", "/a%2", 400, NULL},
     {"MERGE_SLASHES", "//admin", 403, NULL},
     {"MERGE_SLASHES", "/a//b?x=//", 200, "/a/b?x=//"},
     {"MERGE_SLASHES", "/admin%2Fx", 200, NULL},
