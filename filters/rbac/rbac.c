@@ -77,9 +77,11 @@ static void peer_identity(slc_conn_t *c, rbac_attrs_t *a)
     }
     if (slc_host_has(slc_host, conn_peer_cert)) {
         slc_peer_cert_t pc = {.struct_size = sizeof(pc)};
-        if (slc_host->conn_peer_cert(c, &pc) == SLC_OK && pc.principal.len > 0) {
-            a->principal = pc.principal;
-            a->ns = nonempty(pc.ns);
+        if (slc_host->conn_peer_cert(c, &pc) == SLC_OK) {
+            /* A certificate without one SPIFFE URI SAN has no principal (as
+             * in Istio): no fallback to what else the transport reports. */
+            a->principal = nonempty(pc.principal);
+            a->ns = a->principal.ptr != NULL ? nonempty(pc.ns) : SLC_STR_NULL;
             return;
         }
     }

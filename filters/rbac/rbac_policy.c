@@ -124,19 +124,26 @@ static const field_desc_t operation_desc[8] = {
     FD("notPaths", RBAC_AT_PATH, VK_PATH, true, true),
 };
 
-/* Field tables for the binder, made from the descriptors so that the two
- * never disagree on order. */
-static slc_cfg_field_t source_fields[11], operation_fields[9];
-
-static void make_fields(slc_cfg_field_t *out, const field_desc_t *desc, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[i] = (slc_cfg_field_t){.kind = SLC_FIELD_NODE_,
-                                   .key = desc[i].key,
-                                   .offset = offsetof(raw_fields_t, v) + i * sizeof(void *)};
-    }
-    out[n] = (slc_cfg_field_t){.kind = SLC_FIELD_END_};
-}
+/* Field tables for the binder, in the descriptors' order (raw_fields_t.v[i]
+ * is field i of both). */
+#define FV(k, i) SLC_FIELD_NODE(k, raw_fields_t, v[i])
+static const slc_cfg_field_t source_fields[] = {
+    FV("principals", 0),
+    FV("notPrincipals", 1),
+    FV("namespaces", 2),
+    FV("notNamespaces", 3),
+    FV("ipBlocks", 4),
+    FV("notIpBlocks", 5),
+    FV("remoteIpBlocks", 6),
+    FV("notRemoteIpBlocks", 7),
+    FV("requestPrincipals", 8),
+    FV("notRequestPrincipals", 9),
+    SLC_FIELD_END,
+};
+static const slc_cfg_field_t operation_fields[] = {
+    FV("hosts", 0),      FV("notHosts", 1), FV("ports", 2),    FV("notPorts", 3), FV("methods", 4),
+    FV("notMethods", 5), FV("paths", 6),    FV("notPaths", 7), SLC_FIELD_END,
+};
 
 /* ---- compile helpers ------------------------------------------------------- */
 
@@ -489,8 +496,6 @@ static slc_metric_t *labeled(cc_t *c, const char *name, const char *help, const 
 bool rbac_compile(const slc_host_t *h, slc_diag_t *d, const slc_cfg_node_t *n, rbac_set_t *out)
 {
     cc_t c = {.h = h, .d = d, .ok = true};
-    make_fields(source_fields, source_desc, 10);
-    make_fields(operation_fields, operation_desc, 8);
     *out = (rbac_set_t){0};
     raw_top_t top = {0};
     if (h->cfg_bind(d, n, top_fields, &top) != SLC_OK) {

@@ -882,6 +882,9 @@ void fake_conn_set_peer_cert(slc_conn_t *c, const char *principal)
         return;
     }
     c->cert_principal = xstrdup(principal);
+    if (principal[0] == '\0') {
+        return; /* a certificate without a SPIFFE identity */
+    }
     const char *slash = strchr(principal, '/');
     c->cert_td = slash ? xstrndup(principal, (size_t)(slash - principal)) : xstrdup(principal);
     const char *ns = strstr(principal, "/ns/");
@@ -909,10 +912,12 @@ static slc_status_t fh_conn_peer_cert(slc_conn_t *c, slc_peer_cert_t *out)
 {
     if (c->cert_principal != NULL) {
         slc_peer_cert_t pc = {.struct_size = sizeof(pc)};
-        pc.principal = str_of(c->cert_principal);
-        pc.trust_domain = str_or_null(c->cert_td);
-        pc.ns = str_or_null(c->cert_ns);
-        pc.spiffe_id = str_of(c->cert_spiffe);
+        if (c->cert_principal[0] != '\0') {
+            pc.principal = str_of(c->cert_principal);
+            pc.trust_domain = str_or_null(c->cert_td);
+            pc.ns = str_or_null(c->cert_ns);
+            pc.spiffe_id = str_of(c->cert_spiffe);
+        }
         uint32_t keep = out->struct_size < sizeof(pc) ? out->struct_size : (uint32_t)sizeof(pc);
         memcpy(out, &pc, keep);
         out->struct_size = keep;

@@ -256,7 +256,8 @@ uint64_t fake_req_try_timeout(const slc_req_t *r);
 
 /* ---- ABI 1.4 ---------------------------------------------------------------
  * A peer certificate with an Istio principal ("TD/ns/NS/sa/SA"; trust
- * domain, namespace and spiffe:// id derived from it; NULL: none, and
+ * domain, namespace and spiffe:// id derived from it; "": a certificate
+ * without a SPIFFE identity, all four SLC_STR_NULL; NULL: none, and
  * conn_peer_cert falls back to an installed transport's peer_cert, else
  * SLC_ENOENT); conn_secure forced to 0/1 (-1: from the transport, as the
  * core does); the facts a stream recorded with req_fact_set (NULL if none;
