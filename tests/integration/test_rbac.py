@@ -137,9 +137,15 @@ class Rbac(h.SluiceTestCase):
             ]
             deny_admin = {"name": "deny-admin", "action": "DENY",
                           "rules": [{"to": [{"operation": {"paths": ["/admin", "/admin/*"]}}]}]}
+            # Two more policies, so one instance exports several series of a
+            # metric: they never change the bypass table's outcomes.
+            deny_debug = {"name": "deny-debug", "action": "DENY",
+                          "rules": [{"to": [{"operation": {"paths": ["/debug"]}}]}]}
+            audit_all = {"name": "audit-all", "action": "AUDIT", "rules": [{}]}
             for opt in OPTIONS:
                 filters.append({"name": "authz_" + opt.lower(), "module": "rbac",
-                                "config": {"path_normalization": opt, "policies": [deny_admin]}})
+                                "config": {"path_normalization": opt,
+                                           "policies": [deny_admin, deny_debug, audit_all]}})
             filters += [h.router_filter([h.route_to("c", prefix="/")]), h.lb_filter()]
             cfg = h.build_config(h.free_port(), h.free_port(), filters,
                                  [h.cluster("c", [cls.up.addr])], workers=2,
@@ -278,11 +284,23 @@ class Rbac(h.SluiceTestCase):
         self.assertEqual((status, body), (400, b"Bad Request"))
         self.assertEqual(self.metric("rbac_bad_path_total", filter="authz_base") - before, 1)
 
-    def test_deny_counted(self):
-        label = {"filter": "authz_merge_slashes", "policy": "deny-admin"}
-        before = self.metric("rbac_denied_total", **label)
-        self.plain_request("MERGE_SLASHES", "//admin//x")
-        self.assertEqual(self.metric("rbac_denied_total", **label) - before, 1)
+    def test_deny_counted_per_policy(self):
+        f = "authz_merge_slashes"
+        m = self.s.metrics()
+        admin0 = h.mval(m, "sluice_rbac_denied_total", filter=f, policy="deny-admin")
+        debug0 = h.mval(m, "sluice_rbac_denied_total", filter=f, policy="deny-debug")
+        audit0 = h.mval(m, "sluice_rbac_audit_total", filter=f, policy="audit-all")
+        self.assertEqual(self.plain_request("MERGE_SLASHES", "//admin//x")[0], 403)
+        self.assertEqual(self.plain_request("MERGE_SLASHES", "/x/../debug")[0], 403)
+        self.assertEqual(self.plain_request("MERGE_SLASHES", "/debug")[0], 403)
+        self.assertEqual(self.plain_request("MERGE_SLASHES", "/hello")[0], 200)
+        m = self.s.metrics()
+        self.assertEqual(h.mval(m, "sluice_rbac_denied_total", filter=f, policy="deny-admin")
+                         - admin0, 1)
+        self.assertEqual(h.mval(m, "sluice_rbac_denied_total", filter=f, policy="deny-debug")
+                         - debug0, 2)
+        self.assertEqual(h.mval(m, "sluice_rbac_audit_total", filter=f, policy="audit-all")
+                         - audit0, 4)
 
 
 if __name__ == "__main__":
