@@ -722,6 +722,10 @@ struct slc_conn {
     bool ready;
     struct byte_buf out[2]; /* by slc_emit_t */
     char *taken[2];         /* last buffer handed out by fake_conn_emitted */
+    /* ABI 1.4: a peer certificate's identity (principal NULL: none) and
+     * whether the transport is secure (-1: as the transport says). */
+    char *cert_principal, *cert_td, *cert_ns, *cert_spiffe;
+    int secure;
 };
 
 slc_conn_t *fake_conn_new(const char *peer, const char *local)
@@ -729,6 +733,7 @@ slc_conn_t *fake_conn_new(const char *peer, const char *local)
     slc_conn_t *c = xcalloc(1, sizeof(*c));
     c->peer = xstrdup(peer ? peer : "127.0.0.1:40000");
     c->local = xstrdup(local ? local : "127.0.0.1:8080");
+    c->secure = -1;
     return c;
 }
 
@@ -745,6 +750,10 @@ void fake_conn_free(slc_conn_t *c)
     free(c->identity);
     free(c->sni);
     free(c->alpn);
+    free(c->cert_principal);
+    free(c->cert_td);
+    free(c->cert_ns);
+    free(c->cert_spiffe);
     for (int i = 0; i < 2; i++) {
         free(c->out[i].p);
         free(c->taken[i]);
@@ -860,6 +869,77 @@ static slc_str_t fh_conn_alpn(slc_conn_t *c)
     return SLC_STR_NULL;
 }
 
+/* ---- ABI 1.4: peer certificates and secure transports ---------------------- */
+
+void fake_conn_set_peer_cert(slc_conn_t *c, const char *principal)
+{
+    free(c->cert_principal);
+    free(c->cert_td);
+    free(c->cert_ns);
+    free(c->cert_spiffe);
+    c->cert_principal = c->cert_td = c->cert_ns = c->cert_spiffe = NULL;
+    if (principal == NULL) {
+        return;
+    }
+    c->cert_principal = xstrdup(principal);
+    if (principal[0] == '\0') {
+        return; /* a certificate without a SPIFFE identity */
+    }
+    const char *slash = strchr(principal, '/');
+    c->cert_td = slash ? xstrndup(principal, (size_t)(slash - principal)) : xstrdup(principal);
+    const char *ns = strstr(principal, "/ns/");
+    if (ns != NULL) {
+        ns += 4;
+        const char *e = strchr(ns, '/');
+        c->cert_ns = e ? xstrndup(ns, (size_t)(e - ns)) : xstrdup(ns);
+    }
+    size_t n = strlen(principal) + sizeof("spiffe://");
+    c->cert_spiffe = xcalloc(1, n);
+    snprintf(c->cert_spiffe, n, "spiffe://%s", principal);
+}
+
+void fake_conn_set_secure(slc_conn_t *c, int secure)
+{
+    c->secure = secure;
+}
+
+static slc_str_t str_or_null(const char *s)
+{
+    return s ? str_of(s) : SLC_STR_NULL;
+}
+
+static slc_status_t fh_conn_peer_cert(slc_conn_t *c, slc_peer_cert_t *out)
+{
+    if (c->cert_principal != NULL) {
+        slc_peer_cert_t pc = {.struct_size = sizeof(pc)};
+        if (c->cert_principal[0] != '\0') {
+            pc.principal = str_of(c->cert_principal);
+            pc.trust_domain = str_or_null(c->cert_td);
+            pc.ns = str_or_null(c->cert_ns);
+            pc.spiffe_id = str_of(c->cert_spiffe);
+        }
+        uint32_t keep = out->struct_size < sizeof(pc) ? out->struct_size : (uint32_t)sizeof(pc);
+        memcpy(out, &pc, keep);
+        out->struct_size = keep;
+        return SLC_OK;
+    }
+    if (c->t != NULL && slc_transport_has(c->t, peer_cert)) {
+        return c->t->peer_cert(c->tctx, out);
+    }
+    return SLC_ENOENT;
+}
+
+static bool fh_conn_secure(slc_conn_t *c)
+{
+    if (c->secure >= 0) {
+        return c->secure != 0;
+    }
+    if (c->t == NULL) {
+        return false;
+    }
+    return slc_transport_has(c->t, secure) ? c->t->secure(c->tctx) : true;
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 struct hdr {
@@ -926,6 +1006,9 @@ struct slc_req {
     bool in_result, keep_body;
     uint64_t try_timeout_ms, retry_backoff_ms;
     uint32_t retry_asks;
+    /* ABI 1.4: stream facts, malloc'd name/value pairs. */
+    char **fact_names, **fact_values;
+    size_t nfacts;
 };
 
 slc_req_t *fake_req_new(fake_gen_t *g, const char *method, const char *authority, const char *path)
@@ -980,6 +1063,12 @@ void fake_req_free(slc_req_t *r)
     hdr_list_free(&r->hdrs[1]);
     free(r->reply_body);
     free(r->reply_ctype);
+    for (size_t i = 0; i < r->nfacts; i++) {
+        free(r->fact_names[i]);
+        free(r->fact_values[i]);
+    }
+    free(r->fact_names);
+    free(r->fact_values);
     free(r);
 }
 
@@ -1637,6 +1726,44 @@ uint64_t fake_req_try_timeout(const slc_req_t *r)
     return r->try_timeout_ms;
 }
 
+static slc_status_t fh_req_fact_set(slc_req_t *r, slc_str_t name, slc_str_t value)
+{
+    if (name.ptr == NULL || name.len == 0) {
+        return SLC_EINVAL;
+    }
+    for (size_t i = 0; i < r->nfacts; i++) {
+        if (strlen(r->fact_names[i]) == name.len &&
+            memcmp(r->fact_names[i], name.ptr, name.len) == 0) {
+            free(r->fact_values[i]);
+            r->fact_values[i] = xstrndup(value.ptr ? value.ptr : "", value.ptr ? value.len : 0);
+            return SLC_OK;
+        }
+    }
+    r->fact_names = xrealloc(r->fact_names, (r->nfacts + 1) * sizeof(char *));
+    r->fact_values = xrealloc(r->fact_values, (r->nfacts + 1) * sizeof(char *));
+    r->fact_names[r->nfacts] = xstrndup(name.ptr, name.len);
+    r->fact_values[r->nfacts] = xstrndup(value.ptr ? value.ptr : "", value.ptr ? value.len : 0);
+    r->nfacts++;
+    return SLC_OK;
+}
+
+static slc_str_t fh_req_fact_get(slc_req_t *r, slc_str_t name)
+{
+    for (size_t i = 0; i < r->nfacts; i++) {
+        if (strlen(r->fact_names[i]) == name.len &&
+            memcmp(r->fact_names[i], name.ptr, name.len) == 0) {
+            return str_of(r->fact_values[i]);
+        }
+    }
+    return SLC_STR_NULL;
+}
+
+const char *fake_req_fact(slc_req_t *r, const char *name)
+{
+    slc_str_t v = fh_req_fact_get(r, str_of(name));
+    return v.ptr;
+}
+
 const slc_host_t fake_host_table = {
     .abi_version = SLC_ABI_VERSION,
     .struct_size = sizeof(slc_host_t),
@@ -1710,6 +1837,10 @@ const slc_host_t fake_host_table = {
     .route_keep_body = fh_route_keep_body,
     .route_set_try_timeout = fh_route_set_try_timeout,
     .cluster_usable_count = fh_cluster_usable_count,
+    .conn_peer_cert = fh_conn_peer_cert,
+    .conn_secure = fh_conn_secure,
+    .req_fact_set = fh_req_fact_set,
+    .req_fact_get = fh_req_fact_get,
 };
 
 /* ---- filter instances ------------------------------------------------------ */

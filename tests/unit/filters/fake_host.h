@@ -254,6 +254,18 @@ uint32_t fake_req_retry_asks(const slc_req_t *r, uint64_t *max_backoff_ms);
 bool fake_req_keep_body(const slc_req_t *r);
 uint64_t fake_req_try_timeout(const slc_req_t *r);
 
+/* ---- ABI 1.4 ---------------------------------------------------------------
+ * A peer certificate with an Istio principal ("TD/ns/NS/sa/SA"; trust
+ * domain, namespace and spiffe:// id derived from it; "": a certificate
+ * without a SPIFFE identity, all four SLC_STR_NULL; NULL: none, and
+ * conn_peer_cert falls back to an installed transport's peer_cert, else
+ * SLC_ENOENT); conn_secure forced to 0/1 (-1: from the transport, as the
+ * core does); the facts a stream recorded with req_fact_set (NULL if none;
+ * borrowed until the fact is set again or the request is freed). */
+void fake_conn_set_peer_cert(slc_conn_t *c, const char *principal);
+void fake_conn_set_secure(slc_conn_t *c, int secure);
+const char *fake_req_fact(slc_req_t *r, const char *name);
+
 size_t fake_log_count(void);
 const char *fake_log_last(void);
 void fake_log_set_level(slc_log_level_t min);
