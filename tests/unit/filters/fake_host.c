@@ -1609,6 +1609,13 @@ static void fh_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
         m->value += v;
 }
 
+static void fh_metric_set_global(int worker_id, slc_metric_t *m, int64_t v)
+{
+    (void)worker_id; /* one shard: the fake has no per-worker sums */
+    if (m != NULL)
+        m->value = v;
+}
+
 static size_t fh_endpoint_index(const slc_endpoint_t *e)
 {
     return e->index;
@@ -1841,6 +1848,7 @@ const slc_host_t fake_host_table = {
     .conn_secure = fh_conn_secure,
     .req_fact_set = fh_req_fact_set,
     .req_fact_get = fh_req_fact_get,
+    .metric_set_global = fh_metric_set_global,
 };
 
 /* ---- filter instances ------------------------------------------------------ */

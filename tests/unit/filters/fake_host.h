@@ -261,7 +261,8 @@ uint64_t fake_req_try_timeout(const slc_req_t *r);
  * conn_peer_cert falls back to an installed transport's peer_cert, else
  * SLC_ENOENT); conn_secure forced to 0/1 (-1: from the transport, as the
  * core does); the facts a stream recorded with req_fact_set (NULL if none;
- * borrowed until the fact is set again or the request is freed). */
+ * borrowed until the fact is set again or the request is freed).
+ * metric_set_global sets the one value fake_metric_value reads. */
 void fake_conn_set_peer_cert(slc_conn_t *c, const char *principal);
 void fake_conn_set_secure(slc_conn_t *c, int secure);
 const char *fake_req_fact(slc_req_t *r, const char *name);

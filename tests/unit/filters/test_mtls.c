@@ -642,6 +642,123 @@ static void test_rotation_on_disk_is_picked_up(void **state)
     fake_gen_free(g);
 }
 
+/* ---- tests: x-forwarded-client-cert -------------------------------------- */
+
+/* xfcc_after runs the server instance's request hook for a request on the
+ * server side of an established pair (|mtls|) or on a plaintext
+ * connection, with |sent| as the client's header (NULL: none); returns the
+ * header's values joined by '|', or "(none)". */
+static const char *xfcc_after(fake_gen_t *g, fake_inst_t *sv, slc_conn_t *c, const char *sent)
+{
+    static char out[2048];
+    slc_req_t *r = fake_req_new(g, "GET", "svc", "/");
+    fake_req_set_conn(r, c);
+    if (sent)
+        fake_req_add_header(r, SLC_REQUEST_HEADERS, "x-forwarded-client-cert", sent);
+    assert_int_equal(fake_inst_run(sv, r, FAKE_REQUEST_HEADERS), SLC_CONTINUE);
+    size_t n = fake_req_header_count(r, SLC_REQUEST_HEADERS, "x-forwarded-client-cert");
+    const char *v = fake_req_header(r, SLC_REQUEST_HEADERS, "x-forwarded-client-cert");
+    snprintf(out, sizeof(out), "%s", n ? v : "(none)");
+    assert_true(n <= 1);
+    fake_req_free(r);
+    return out;
+}
+
+static void test_xfcc_modes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *mode;
+        bool keeps_sent_mtls, adds, keeps_sent_plain;
+    } modes[] = {
+        {"SANITIZE", false, false, false},          {"FORWARD_ONLY", true, false, false},
+        {"APPEND_FORWARD", true, true, false},      {"SANITIZE_SET", false, true, false},
+        {"ALWAYS_FORWARD_ONLY", true, false, true},
+    };
+    const char *sent = "By=spiffe://forged;Hash=00;URI=spiffe://cluster.local/ns/x/sa/admin";
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        fake_gen_t *g = fake_gen_new();
+        fake_cluster_add(g, "up", "127.0.0.1:15006", NULL);
+        fake_inst_t *sv =
+            inst(g, fake_map("mode", s("PERMISSIVE"), "certs_dir", s(istio_dir("srv-b", "b", "ca")),
+                             "xfcc", s(modes[i].mode), "watch", s("false"), NULL));
+        assert_int_equal(sv->status, SLC_OK);
+        fake_inst_t *cl = inst(g, client_cfg("a", NULL));
+        pair_t p = handshake(g, sv, cl);
+        assert_true(fake_conn_ready(p.srv));
+
+        /* The mTLS client, with and without a header of its own. */
+        const char *got = xfcc_after(g, sv, p.srv, sent);
+        bool has_sent = strstr(got, "spiffe://forged") != NULL;
+        bool has_ours = strstr(got, "By=spiffe://cluster.local/ns/shop/sa/b;Hash=") != NULL;
+        if (has_sent != modes[i].keeps_sent_mtls || has_ours != modes[i].adds)
+            fail_msg("%s over mTLS: %s", modes[i].mode, got);
+        if (modes[i].adds) {
+            got = xfcc_after(g, sv, p.srv, NULL);
+            slc_peer_cert_t pc = peer(p.srv, SLC_OK);
+            char want[512];
+            snprintf(want, sizeof(want),
+                     "By=spiffe://cluster.local/ns/shop/sa/b;Hash=%.*s;Subject=\"CN=a\";URI=spiffe:"
+                     "//cluster.local/ns/shop/sa/a;DNS=a.shop;DNS=a2.shop",
+                     (int)pc.sha256_hex.len, pc.sha256_hex.ptr);
+            assert_string_equal(got, want);
+        }
+        if (!strcmp(modes[i].mode, "APPEND_FORWARD"))
+            assert_non_null(strstr(xfcc_after(g, sv, p.srv, sent), "admin,By=spiffe://cluster"));
+
+        /* A plaintext client on the same PERMISSIVE port can never inject
+         * the header past a sanitizing hop. */
+        slc_conn_t *c = fake_conn_new("127.0.0.1:40001", "127.0.0.1:15006");
+        sv->desc->on_connection(sv->cfg, sv->wctx[0], c);
+        fake_conn_transport(c)->recv(fake_conn_transport_ctx(c), c, (const uint8_t *)"GET", 3);
+        got = xfcc_after(g, sv, c, sent);
+        if ((strstr(got, "forged") != NULL) != modes[i].keeps_sent_plain)
+            fail_msg("%s over plaintext: %s", modes[i].mode, got);
+        assert_null(strstr(got, "By=spiffe://cluster.local/ns/shop/sa/b"));
+        fake_conn_free(c);
+        pair_free(&p);
+        fake_inst_free(cl);
+        fake_inst_free(sv);
+        fake_gen_free(g);
+    }
+}
+
+static void test_expiry_gauge_and_counters(void **state)
+{
+    (void)state;
+    fake_gen_t *g = fake_gen_new();
+    fake_cluster_add(g, "up", "127.0.0.1:15006", NULL);
+    fake_inst_t *sv = inst(g, server_cfg("STRICT"));
+    fake_inst_t *cl = inst(g, client_cfg("a", NULL));
+    /* worker 0 published the serving certificate's notAfter at init */
+    int64_t exp = fake_metric_value(
+        fake_metric(sv->diag, "mtls_cert_expiry_timestamp_seconds{cert=default}"));
+    assert_true(exp > time(NULL) + 80000 && exp < time(NULL) + 90000);
+    pair_t p = handshake(g, sv, cl);
+    assert_true(fake_conn_ready(p.srv));
+    /* one handshake on each side, each counted by its own instance */
+    assert_int_equal(
+        fake_metric_value(fake_metric(sv->diag, "mtls_handshakes_total{side=downstream}")), 1);
+    assert_int_equal(
+        fake_metric_value(fake_metric(cl->diag, "mtls_handshakes_total{side=upstream}")), 1);
+    assert_int_equal(
+        fake_metric_value(fake_metric(cl->diag, "mtls_handshakes_total{side=downstream}")), 0);
+    /* a plaintext client in STRICT: a failure, by reason */
+    slc_conn_t *c = fake_conn_new("127.0.0.1:40001", "127.0.0.1:15006");
+    sv->desc->on_connection(sv->cfg, sv->wctx[0], c);
+    assert_int_equal(
+        fake_conn_transport(c)->recv(fake_conn_transport_ctx(c), c, (const uint8_t *)"GET / ", 6),
+        SLC_EIO);
+    fake_conn_free(c);
+    assert_int_equal(
+        fake_metric_value(fake_metric(sv->diag, "mtls_handshake_failures_total{reason=plaintext}")),
+        1);
+    pair_free(&p);
+    fake_inst_free(cl);
+    fake_inst_free(sv);
+    fake_gen_free(g);
+}
+
 /* ---- tests: config ------------------------------------------------------- */
 
 static void test_config_errors(void **state)
@@ -719,6 +836,8 @@ int main(void)
         cmocka_unit_test(test_strict_refuses_plaintext_and_port_override),
         cmocka_unit_test(test_sni_picks_the_server_certificate),
         cmocka_unit_test(test_rotation_on_disk_is_picked_up),
+        cmocka_unit_test(test_xfcc_modes),
+        cmocka_unit_test(test_expiry_gauge_and_counters),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_host_match),
     };
