@@ -317,7 +317,6 @@ void sio_close(sio_t *s)
     for (guard_t *g = s->guard_top; g; g = g->prev)
         g->alive = false;
     s->guard_top = NULL;
-    unmark(s);
     if (s->fd >= 0) {
         event_del(&s->rev);
         event_del(&s->wev);
@@ -336,6 +335,9 @@ void sio_close(sio_t *s)
         evbuffer_free(s->wire_out);
         s->wire_in = s->wire_out = NULL;
     }
+    /* After the transport's last words: its shutdown emits a close_notify,
+     * which marks the socket dirty again. */
+    unmark(s);
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;

@@ -257,6 +257,78 @@ static void test_transport_struct_size_stops_before_shutdown(void **state)
     assert_int_equal(t_frees, 0);
 }
 
+/* A transport whose ctx is its sio, so its members can emit (the host's
+ * conn_emit does the same through the connection). */
+static void t_shutdown_emits(void *ctx, slc_conn_t *c)
+{
+    (void)c;
+    t_shutdowns++;
+    sio_emit(ctx, SLC_EMIT_WIRE, (const uint8_t *)"BYE", 3);
+}
+
+static slc_status_t t_recv_fails_with_alert(void *ctx, slc_conn_t *c, const uint8_t *w, size_t n)
+{
+    (void)c;
+    (void)w;
+    (void)n;
+    sio_emit(ctx, SLC_EMIT_WIRE, (const uint8_t *)"ALERT", 5);
+    return SLC_EIO;
+}
+
+static int closes;
+static void on_event_close(sio_t *io, int what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    closes++;
+    sio_close(io);
+}
+
+/* The close_notify a transport's shutdown emits marks the socket dirty; a
+ * closed sio must not stay on the loop's dirty list (it did, and the next
+ * flush read freed memory). The bytes still go out, best effort. */
+static void test_transport_shutdown_leaves_nothing_dirty(void **state)
+{
+    fixture_t *f = *state;
+    static const slc_transport_t t = {
+        .struct_size = sizeof(slc_transport_t),
+        .recv = t_recv,
+        .send = t_send,
+        .shutdown = t_shutdown_emits,
+    };
+    assert_int_equal(sio_set_transport(&f->io, &t, &f->io, NULL), SLC_OK);
+    t_shutdowns = 0;
+    sio_close(&f->io);
+    assert_int_equal(t_shutdowns, 1);
+    assert_null(f->loop.dirty);
+    assert_int_equal(drain_peer(f), 3);
+    run_for_ms(f, 10); /* a flush now must find nothing */
+}
+
+/* A transport that fails while reading gets its last words (an alert)
+ * written before the socket is failed and closed. */
+static void test_transport_failure_sends_its_alert(void **state)
+{
+    fixture_t *f = *state;
+    static const slc_transport_t t = {
+        .struct_size = sizeof(slc_transport_t),
+        .recv = t_recv_fails_with_alert,
+        .send = t_send,
+    };
+    sio_setcb(&f->io, on_read, NULL, on_event_close, f);
+    assert_int_equal(sio_set_transport(&f->io, &t, &f->io, NULL), SLC_OK);
+    sio_read_enable(&f->io, true);
+    closes = 0;
+    assert_int_equal(write(f->peer, "hello", 5), 5);
+    for (int i = 0; i < 50 && !closes; i++)
+        run_for_ms(f, 10);
+    assert_int_equal(closes, 1);
+    char buf[16];
+    assert_int_equal(read(f->peer, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "ALERT", 5);
+    assert_null(f->loop.dirty);
+}
+
 /* struct_size 0 is the 1.0 layout (transports built before 1.3 left it
  * unset); too small for recv and send is refused and nothing installed. */
 static void test_transport_struct_size_zero_and_too_small(void **state)
@@ -286,6 +358,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_transport_struct_size_stops_before_shutdown, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_transport_shutdown_leaves_nothing_dirty, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_transport_failure_sends_its_alert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_struct_size_zero_and_too_small, setup,
                                         teardown),
     };

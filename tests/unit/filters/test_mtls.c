@@ -116,7 +116,7 @@ static const char *istio_dir(const char *name, const char *leaf, const char *ca)
     static int i;
     char *b = d[i++ % 4];
     snprintf(b, 128, "%s/%s", dir, name);
-    char cmd[512];
+    char cmd[2048];
     snprintf(cmd, sizeof(cmd),
              "mkdir -p %s && cp %s %s/cert-chain.pem && cp %s %s/key.pem && cp %s "
              "%s/root-cert.pem",
@@ -164,7 +164,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
+    char cmd[256];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     fake_cfg_free_all();
     return system(cmd) == 0 ? 0 : -1;
@@ -614,7 +614,7 @@ static void test_rotation_on_disk_is_picked_up(void **state)
     pair_t p = handshake(g, sv, cl);
     assert_str(peer(p.cli, SLC_OK).subject, "CN=b");
     /* Replace the pair as a secret mount does: new files renamed in. */
-    char cmd[600];
+    char cmd[2048];
     snprintf(cmd, sizeof(cmd),
              "cp %s %s/key.tmp && cp %s %s/chain.tmp && mv %s/key.tmp %s/key.pem && mv "
              "%s/chain.tmp %s/cert-chain.pem",
