@@ -148,21 +148,30 @@ static slc_action_t rbac_on_request_headers(void *ctx, slc_req_t *r)
         path = (slc_str_t){buf, n};
     }
 
+    /* Only what some condition reads is gathered (and addresses parsed):
+     * the set knows at config time (rbac_set_t.uses). */
     rbac_attrs_t a = {.header = header_lookup, .header_arg = r};
     slc_conn_t *c = slc_host->req_conn(r);
-    peer_identity(c, &a);
+    if (RBAC_USES(s, RBAC_AT_PRINCIPAL) || RBAC_USES(s, RBAC_AT_NAMESPACE))
+        peer_identity(c, &a);
     if (c != NULL) {
         uint32_t port;
-        a.has_src_ip = rbac_split_hostport(slc_host->conn_peer(c), &a.src_ip, &port);
-        a.has_dst_ip = rbac_split_hostport(slc_host->conn_local(c), &a.dst_ip, &a.dst_port);
-        a.has_dst_port = a.has_dst_ip && a.dst_port != 0;
-        a.sni = nonempty(slc_host->conn_sni(c));
+        if (RBAC_USES(s, RBAC_AT_SRC_IP))
+            a.has_src_ip = rbac_split_hostport(slc_host->conn_peer(c), &a.src_ip, &port);
+        if (RBAC_USES(s, RBAC_AT_DST_IP) || RBAC_USES(s, RBAC_AT_DST_PORT)) {
+            a.has_dst_ip = rbac_split_hostport(slc_host->conn_local(c), &a.dst_ip, &a.dst_port);
+            a.has_dst_port = a.has_dst_ip && a.dst_port != 0;
+        }
+        if (RBAC_USES(s, RBAC_AT_SNI))
+            a.sni = nonempty(slc_host->conn_sni(c));
     }
-    slc_stream_info_t info = {.struct_size = sizeof(info)};
-    slc_host->stream_info(r, &info);
-    if (info.struct_size >= offsetof(slc_stream_info_t, client_address) + sizeof(slc_str_t)) {
-        uint32_t port;
-        a.has_remote_ip = rbac_split_hostport(info.client_address, &a.remote_ip, &port);
+    if (RBAC_USES(s, RBAC_AT_REMOTE_IP)) {
+        slc_stream_info_t info = {.struct_size = sizeof(info)};
+        slc_host->stream_info(r, &info);
+        if (info.struct_size >= offsetof(slc_stream_info_t, client_address) + sizeof(slc_str_t)) {
+            uint32_t port;
+            a.has_remote_ip = rbac_split_hostport(info.client_address, &a.remote_ip, &port);
+        }
     }
     a.host = slc_pseudo(r, SLC_PSEUDO_AUTHORITY);
     a.method = slc_pseudo(r, SLC_PSEUDO_METHOD);

@@ -589,6 +589,21 @@ bool rbac_compile(const slc_host_t *h, slc_diag_t *d, const slc_cfg_node_t *n, r
         out->m_bad_path = h->metric_new(d, SLC_METRIC_COUNTER, "rbac_bad_path_total",
                                         "Requests refused 400 for a path rbac cannot judge");
     }
+    /* Which attributes any condition reads: the request path gathers (and
+     * parses) only those. */
+    for (size_t i = 0; i < nok; i++) {
+        for (uint32_t r = 0; r < byact[i].nrules; r++) {
+            const rbac_rule_t *ru = &byact[i].rules[r];
+            for (uint32_t g = 0; g < ru->nfrom; g++)
+                for (uint32_t j = 0; j < ru->from[g].n; j++)
+                    out->uses |= 1u << ru->from[g].c[j].attr;
+            for (uint32_t g = 0; g < ru->nto; g++)
+                for (uint32_t j = 0; j < ru->to[g].n; j++)
+                    out->uses |= 1u << ru->to[g].c[j].attr;
+            for (uint32_t j = 0; j < ru->nwhen; j++)
+                out->uses |= 1u << ru->when[j].attr;
+        }
+    }
     return true;
 }
 

@@ -101,7 +101,10 @@ typedef struct rbac_set {
     uint32_t ndeny, nallow, naudit;
     slc_metric_t *m_no_allow; /* rbac_denied_total{policy=RBAC_NO_ALLOW_MATCH} */
     slc_metric_t *m_bad_path; /* rbac_bad_path_total */
+    uint32_t uses;            /* bit (1 << rbac_attr_t) per attribute a condition reads */
 } rbac_set_t;
+
+#define RBAC_USES(s, at) (((s)->uses >> (at)) & 1u)
 
 /* rbac_attrs_t is what one request offers the evaluator. A string whose ptr
  * is NULL is absent. Addresses are valid only when their has_ flag is set.

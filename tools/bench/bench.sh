@@ -36,7 +36,9 @@
 #   FILTERS=""                        e.g. "0 1 8"
 #   CB=0                              1: circuit-breaker in sluice's chain (router, cb, lb)
 #   INSTR=0 N1=5000 N2=25000          INSTR=1: h2load --h1 -c10 -n N1, then -n N2
-#   INSTR_TARGETS="sluice haproxy nginx direct"
+#   INSTR_TARGETS="sluice haproxy nginx direct"  (also: sluice-rbac = the default chain
+#                                     with an rbac instance; sluice-tls = behind mtls, h2load over TLS 1.3)
+#   RBAC=0                            1: an rbac instance (3 policies) in front of the router
 #   BACKEND=nginx                     or "upstream" (sluice-upstream)
 #   PIN=1 SERVER_CPU=1 CLIENT_CPU=0   servers on one core, load generator on another
 #   WARMUP=2                          seconds of wrk per target before the rounds
@@ -287,8 +289,18 @@ sluice_config() {
         cbf+="          outlier_detection: { consecutive_5xx_errors: 5 }"
         cbc="cb, "
     fi
+    if [ "${RBAC:-0}" = 1 ]; then
+        # A realistic policy set, evaluated in full on every request: a DENY
+        # that does not match, then an ALLOW whose second rule matches.
+        defs+="  - name: authz"$'\n'"    module: rbac"$'\n'"    config:"$'\n'"      policies:"$'\n'
+        defs+="        - { name: deny-admin, action: DENY, rules: [ { to: [ { operation: { paths: [\"/admin*\", \"/internal/*\"] } } ] } ] }"$'\n'
+        defs+="        - name: allow-app"$'\n'"          rules:"$'\n'
+        defs+="            - { from: [ { source: { namespaces: [\"prod\"] } } ] }"$'\n'
+        defs+="            - { from: [ { source: { ipBlocks: [\"127.0.0.0/8\", \"10.0.0.0/8\"] } } ], to: [ { operation: { methods: [GET, POST], paths: [\"/hello\", \"/api/*\"] } } ] }"$'\n'
+        chain+="authz, "
+    fi
     local tmpl="$HERE/sluice.yaml.in"
-    [ "$MODE" = tls ] && tmpl="$HERE/sluice-tls.yaml.in"
+    [ "$MODE" = tls ] || [ "${SLUICE_TLS:-0}" = 1 ] && tmpl="$HERE/sluice-tls.yaml.in"
     CB_FILTER=$cbf CB_CHAIN=$cbc \
     NOOP_FILTERS=$defs NOOP_CHAIN=$chain python3 - "$tmpl" "$out" "$port" "$admin" \
         "$SLUICE_FILTER_DIR" "$BACKEND_PORT" "$WORKDIR" <<'PY'
@@ -400,6 +412,27 @@ if [ "$MODE" = memory ]; then
     exit $?
 fi
 
+# --- TLS mode: the run's certificate ---------------------------------------------------
+# tls_certs: a throwaway CA and one P-256 server certificate it signed (SANs
+# 127.0.0.1 and localhost, 2 days) in $WORKDIR/tls: server.pem, server.key,
+# server.bundle.pem (certificate then key, for HAProxy's crt), ca.pem.
+tls_certs() {
+    local d="$WORKDIR/tls" ext="$WORKDIR/tls/server.ext"
+    printf '%s\n' "basicConstraints = critical,CA:FALSE" "keyUsage = critical,digitalSignature" \
+        "extendedKeyUsage = serverAuth" "subjectAltName = IP:127.0.0.1,DNS:localhost" >"$ext"
+    {
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" &&
+            openssl req -x509 -new -key "$d/ca.key" -out "$d/ca.pem" -days 2 -subj "/CN=sluice-bench CA" \
+                -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" &&
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/server.key" &&
+            openssl req -new -key "$d/server.key" -out "$d/server.csr" -subj "/CN=localhost" &&
+            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+                -days 2 -sha256 -extfile "$ext" -out "$d/server.pem" &&
+            cat "$d/server.pem" "$d/server.key" >"$d/server.bundle.pem" &&
+            openssl verify -CAfile "$d/ca.pem" "$d/server.pem"
+    } >"$WORKDIR/logs/tls-certs.log" 2>&1 || die "making the TLS certificate failed: $(tail -3 "$WORKDIR/logs/tls-certs.log")"
+    log "TLS certificate: $(openssl x509 -in "$d/server.pem" -noout -subject -ext subjectAltName | tr '\n' ' ')"
+}
 # --- INSTR mode: instructions per request under callgrind ----------------------
 if [ "$MODE" = instr ]; then
     VG_PORT=$((BASE_PORT + 40))
@@ -426,7 +459,7 @@ if [ "$MODE" = instr ]; then
             forget_pid "$pid"
             return
         fi
-        client 900 h2load --h1 -t1 -c10 -n "$n" "http://127.0.0.1:$VG_PORT/hello" \
+        client 900 h2load --h1 -t1 -c10 -n "$n" "${MEAS_SCHEME:-http}://127.0.0.1:$VG_PORT/hello" \
             >"$WORKDIR/logs/h2load-$name-$n.log" 2>&1
         MEAS_OK=$(grep -oE '[0-9]+ succeeded' "$WORKDIR/logs/h2load-$name-$n.log" | head -1 | cut -d' ' -f1)
         stop_pid "$pid" 60 # callgrind writes its totals on exit
@@ -440,10 +473,19 @@ if [ "$MODE" = instr ]; then
         variants=$t
         [ "$t" = sluice ] && variants=$(for n in $FILTERS; do printf 'sluice-f%s ' "$n"; done)
         for v in $variants; do
+            MEAS_SCHEME=http
             case $v in
             sluice-f*)
                 sluice_config "$WORKDIR/vg-$v.yaml" "$VG_PORT" "$VG_ADMIN" "${v#sluice-f}"
                 cmd=("$SLUICE_BIN" -c "$WORKDIR/vg-$v.yaml") ;;
+            sluice-rbac) # the default chain with rbac in front of the router
+                RBAC=1 sluice_config "$WORKDIR/vg-$v.yaml" "$VG_PORT" "$VG_ADMIN" 0
+                cmd=("$SLUICE_BIN" -c "$WORKDIR/vg-$v.yaml") ;;
+            sluice-tls) # the default chain behind the mtls filter (SIMPLE, TLS 1.3)
+                [ -f "$WORKDIR/tls/server.pem" ] || tls_certs
+                SLUICE_TLS=1 sluice_config "$WORKDIR/vg-$v.yaml" "$VG_PORT" "$VG_ADMIN" 0
+                cmd=("$SLUICE_BIN" -c "$WORKDIR/vg-$v.yaml")
+                MEAS_SCHEME=https ;;
             haproxy) cmd=(haproxy -db -f "$WORKDIR/vg-haproxy.cfg") ;;
             nginx) cmd=(nginx -p "$WORKDIR" -c "$WORKDIR/vg-proxy.conf" -e "$WORKDIR/logs/vg-proxy.stderr") ;;
             direct)
@@ -452,7 +494,7 @@ if [ "$MODE" = instr ]; then
                 else
                     cmd=("$UPSTREAM_BIN" --listen "127.0.0.1:$VG_PORT")
                 fi ;;
-            *) die "unknown INSTR target '$v' (sluice haproxy nginx direct)" ;;
+            *) die "unknown INSTR target '$v' (sluice sluice-rbac sluice-tls haproxy nginx direct)" ;;
             esac
             measure "$v" "$N1" "${cmd[@]}"
             ir1=$MEAS_IR ok1=$MEAS_OK
@@ -467,27 +509,6 @@ if [ "$MODE" = instr ]; then
     exit $?
 fi
 
-# --- TLS mode: the run's certificate ---------------------------------------------------
-# tls_certs: a throwaway CA and one P-256 server certificate it signed (SANs
-# 127.0.0.1 and localhost, 2 days) in $WORKDIR/tls: server.pem, server.key,
-# server.bundle.pem (certificate then key, for HAProxy's crt), ca.pem.
-tls_certs() {
-    local d="$WORKDIR/tls" ext="$WORKDIR/tls/server.ext"
-    printf '%s\n' "basicConstraints = critical,CA:FALSE" "keyUsage = critical,digitalSignature" \
-        "extendedKeyUsage = serverAuth" "subjectAltName = IP:127.0.0.1,DNS:localhost" >"$ext"
-    {
-        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" &&
-            openssl req -x509 -new -key "$d/ca.key" -out "$d/ca.pem" -days 2 -subj "/CN=sluice-bench CA" \
-                -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" &&
-            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/server.key" &&
-            openssl req -new -key "$d/server.key" -out "$d/server.csr" -subj "/CN=localhost" &&
-            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-                -days 2 -sha256 -extfile "$ext" -out "$d/server.pem" &&
-            cat "$d/server.pem" "$d/server.key" >"$d/server.bundle.pem" &&
-            openssl verify -CAfile "$d/ca.pem" "$d/server.pem"
-    } >"$WORKDIR/logs/tls-certs.log" 2>&1 || die "making the TLS certificate failed: $(tail -3 "$WORKDIR/logs/tls-certs.log")"
-    log "TLS certificate: $(openssl x509 -in "$d/server.pem" -noout -subject -ext subjectAltName | tr '\n' ' ')"
-}
 SCHEME=http
 CURL_TLS=()
 if [ "$MODE" = tls ]; then
