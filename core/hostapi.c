@@ -578,28 +578,30 @@ static uint64_t h_now_ms(void)
     return gen_now_ms();
 }
 
-static void h_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
+/* worker_stat: |m|'s series in worker |worker_id|'s shard, looked up once
+ * and kept in the metric. THREAD: that worker. */
+static stat_t *worker_stat(int worker_id, slc_metric_t *m)
 {
-    if (!m || worker_id < 0)
-        return;
     stat_t *st = m->per_worker[worker_id];
     if (!st) {
         st = stats_get(stats_worker_shard(worker_id), m->key);
         m->per_worker[worker_id] = st;
     }
-    stat_add(st, v);
+    return st;
+}
+
+static void h_metric_add_global(int worker_id, slc_metric_t *m, int64_t v)
+{
+    if (!m || worker_id < 0)
+        return;
+    stat_add(worker_stat(worker_id, m), v);
 }
 
 static void h_metric_set_global(int worker_id, slc_metric_t *m, int64_t v)
 {
     if (!m || worker_id < 0)
         return;
-    stat_t *st = m->per_worker[worker_id];
-    if (!st) {
-        st = stats_get(stats_worker_shard(worker_id), m->key);
-        m->per_worker[worker_id] = st;
-    }
-    atomic_store_explicit(&st->value, v, memory_order_relaxed);
+    atomic_store_explicit(&worker_stat(worker_id, m)->value, v, memory_order_relaxed);
 }
 
 static size_t h_endpoint_index(const slc_endpoint_t *e)
