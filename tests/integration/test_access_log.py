@@ -10,8 +10,9 @@ sluice-upstream and an in-process upstream, all on 127.0.0.1.
 (b) A logrotate-style rename of the file under a bounded load loop: the
     lines in the moved file and the new one together are exactly the
     requests sent.
-Not here (see the report of the commit): a TLS client with a SPIFFE
-identity for %DOWNSTREAM_PEER_URI_SAN%; the unit test covers its rendering.
+(c) A curl client with a SPIFFE certificate (certs.py) on an mtls STRICT
+    listener: %DOWNSTREAM_PEER_URI_SAN% is its SPIFFE ID and
+    %REQUESTED_SERVER_NAME% the SNI it sent.
 """
 
 import json
@@ -21,7 +22,9 @@ import threading
 import time
 import unittest
 
+import certs
 import harness as h
+from test_mtls import CLIENT_ID, SLUICE_ID, https, mtls_filter
 
 
 def read_lines(path):
@@ -187,6 +190,29 @@ class AccessLog(h.SluiceTestCase):
         self.assertEqual(sorted(old + new, key=int), sent)
         self.assertGreater(len(old), 0)
         self.assertGreater(len(new), 0, "the writer never reopened the path")
+
+
+class AccessLogMtls(h.SluiceTestCase):
+    def test_spiffe_identity_and_sni(self):
+        a = self.upstream("A")
+        pki = os.path.join(self.tdir, "pki")
+        ca = certs.CA(pki, "root")
+        server = ca.issue("sluice", spiffe=SLUICE_ID, dns=["localhost"], ips=["127.0.0.1"])
+        certs_dir = ca.istio_dir(os.path.join(pki, "istio-sluice"), leaf=server)
+        client = ca.issue("client", spiffe=CLIENT_ID)
+        log = os.path.join(self.tdir, "access.log")
+        filters = [mtls_filter({"mode": "STRICT", "certs_dir": certs_dir}),
+                   {"name": "alog", "module": "access-log", "config": {
+                       "path": log, "flush_interval": "20ms",
+                       "format": "%DOWNSTREAM_PEER_URI_SAN% %REQUESTED_SERVER_NAME% "
+                                 "%RESPONSE_CODE%\n"}},
+                   h.router_filter([h.route_to("up")]), h.lb_filter()]
+        s = self.sluice(h.build_config(h.free_port(), h.free_port(), filters,
+                                       [h.cluster("up", [a.addr])], workers=2))
+        r = https(s.port, ca=ca.pem, leaf=client, name="localhost")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(h.wait_for(lambda: len(read_lines(log)) >= 1, 5), read_lines(log))
+        self.assertEqual(read_lines(log), [("%s localhost 200" % CLIENT_ID).encode()])
 
 
 if __name__ == "__main__":
