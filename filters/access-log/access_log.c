@@ -846,8 +846,9 @@ static bool wanted(const alog_cfg_t *c, alog_worker_t *w, const slc_stream_info_
     }
     if (c->sample_percent < 100) {
         /* Deterministic: the x-request-id's FNV-1a hash decides, so every
-         * proxy that sees the id decides alike; streams without one take
-         * every hundredth slot of a per-worker counter. */
+         * proxy that sees the id decides alike; a stream without one
+         * takes the next slot (n mod 100) of a per-worker counter, so the
+         * first |sample_percent| of every 100 such streams are kept. */
         uint32_t slot =
             in->request_id.len > 0 ? fnv1a(in->request_id) % 100 : (w->sample_seq++ % 100);
         if (slot >= c->sample_percent) {
