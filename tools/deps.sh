@@ -3,7 +3,7 @@
 # to run every test), skipping the apt round-trip when all are present.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libnghttp2-dev libyaml-dev
-      android-libboringssl-dev libcmocka-dev libre2-dev curl python3)
+      android-libboringssl-dev libcmocka-dev libre2-dev libjansson-dev curl python3)
 if [[ ${1:-} == --test ]]; then
   pkgs+=(clang-14 libclang-rt-14-dev clang-format git wrk nghttp2-client procps binutils openssl)
 fi

@@ -36,8 +36,8 @@ if [[ ${SLUICE_TEST_QUICK:-0} != 1 ]]; then
 
   echo "== fuzz smoke (libFuzzer, clang-14)" >&2
   CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_TESTS=ON >/dev/null
-  cmake --build build-fuzz -j"$jobs" --target fuzz_h1 fuzz_h1body fuzz_config fuzz_regex fuzz_path fuzz_rbac fuzz_tls >/dev/null
-  for t in h1 h1body config regex path rbac tls; do
+  cmake --build build-fuzz -j"$jobs" --target fuzz_h1 fuzz_h1body fuzz_config fuzz_regex fuzz_path fuzz_rbac fuzz_tls fuzz_alog >/dev/null
+  for t in h1 h1body config regex path rbac tls alog; do
     scratch=$(mktemp -d)
     build-fuzz/tests/fuzz_$t -max_total_time=${SLUICE_FUZZ_SECONDS:-30} -max_len=8192 "$scratch" tests/fuzz/corpus/$t 2>&1 | tail -2
     rm -rf "$scratch"
