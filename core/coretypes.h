@@ -75,7 +75,7 @@ typedef struct upool {
     struct upool *next; /* hash chain */
     char addr[64];
     char *sig;          /* chain_t.up_sig (owned) */
-    char *cluster;      /* owned; "" unless sig is (pool_get in upstream.c) */
+    char *cluster;      /* owned: pools are per cluster (pool_get in upstream.c) */
     struct uconn *idle; /* LIFO of idle connections */
     size_t nidle;
 } upool_t;

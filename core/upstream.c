@@ -31,10 +31,11 @@ static uint64_t hash_addr(const char *s)
 }
 
 /* pool_get finds or makes the pool of |addr| for connections set up by a
- * chain with signature |sig| for cluster |cl|. Plaintext connections (empty
- * sig) are the same whichever cluster names the address, so |cl| is "" for
- * them and clusters share; a transport is set up per cluster (TLS settings,
- * expected identity), so those pools are per cluster, as Envoy's are. */
+ * chain with signature |sig| for cluster |cl|. Pools are per cluster, as
+ * Envoy's are: a connection counts against its cluster's max_connections,
+ * and a transport is set up per cluster (TLS settings, expected identity).
+ * Sharing an address's idle connections between clusters let one cluster
+ * borrow connections that never counted against its own limit. */
 static upool_t *pool_get(worker_t *w, const char *addr, const char *sig, const char *cl)
 {
     size_t b = (hash_addr(addr) ^ hash_addr(sig) ^ (hash_addr(cl) << 1)) % UPOOL_BUCKETS;
@@ -60,7 +61,7 @@ static upool_t *endpoint_pool(worker_t *w, const slc_endpoint_t *ep, const char 
     ep_pool_slot_t *slot = &ep->wpool[w->id];
     if (slot->pool && slot->sig == sig)
         return slot->pool;
-    upool_t *p = pool_get(w, ep->addr, sig, sig[0] ? ep->cluster->name : "");
+    upool_t *p = pool_get(w, ep->addr, sig, ep->cluster->name);
     slot->sig = sig;
     slot->pool = p;
     return p;
