@@ -296,7 +296,7 @@ sluice_config() {
         defs+="        - { name: deny-admin, action: DENY, rules: [ { to: [ { operation: { paths: [\"/admin*\", \"/internal/*\"] } } ] } ] }"$'\n'
         defs+="        - name: allow-app"$'\n'"          rules:"$'\n'
         defs+="            - { from: [ { source: { namespaces: [\"prod\"] } } ] }"$'\n'
-        defs+="            - { from: [ { source: { ipBlocks: [\"127.0.0.0/8\", \"10.0.0.0/8\"] } } ], to: [ { operation: { methods: [GET, POST], paths: [\"/hello\", \"/api/*\"] } } ] }"$'\n'
+        defs+="            - { from: [ { source: { ipBlocks: [\"127.0.0.0/8\", \"192.0.2.0/24\"] } } ], to: [ { operation: { methods: [GET, POST], paths: [\"/hello\", \"/api/*\"] } } ] }"$'\n'
         chain+="authz, "
     fi
     local tmpl="$HERE/sluice.yaml.in"

@@ -347,8 +347,8 @@ static void test_render_every_operator(void **state)
                    "%REQUEST_ID% %ROUTE_NAME% %RBAC_POLICY% %FACT(rbac.audit)% %FACT(none)% "
                    "%TRAILER(grpc-status)% %UPSTREAM_TRANSPORT_FAILURE_REASON% %TRACE_ID% "
                    "%UPSTREAM_REQUEST_ATTEMPT_COUNT%\"\n");
-    slc_cluster_t *cl = fake_cluster_add(f->gen, "backend", "10.0.0.7:8080", NULL);
-    slc_conn_t *c = fake_conn_new("192.0.2.1:5555", "10.1.1.1:15006");
+    slc_cluster_t *cl = fake_cluster_add(f->gen, "backend", "127.0.0.7:8080", NULL);
+    slc_conn_t *c = fake_conn_new("192.0.2.1:5555", "127.1.1.1:15006");
     fake_conn_set_tls(c, NULL, "svc.example", NULL);
     fake_conn_set_peer_cert(c, "cluster.local/ns/foo/sa/bar");
     slc_req_t *r = stream(inst, f, "/a?b=1", 503);
@@ -374,7 +374,7 @@ static void test_render_every_operator(void **state)
     char *got = slurp(g_path);
     assert_string_equal(got,
                         "2021-03-04T05:06:07.089Z GET /a?b=1 curl/8.0 cur up - HTTP/1.1 503 UF,UO "
-                        "7 1024 12 - 10.0.0.7:8080 backend 192.0.2.1:5555 10.1.1.1:15006 "
+                        "7 1024 12 - 127.0.0.7:8080 backend 192.0.2.1:5555 127.1.1.1:15006 "
                         "spiffe://cluster.local/ns/foo/sa/bar svc.example rid-1 r1 ns/allow-all "
                         "ns/audit - - - - 2\n");
     free(got);

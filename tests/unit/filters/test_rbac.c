@@ -89,8 +89,8 @@ typedef struct req_spec {
     const char *sni;
 } req_spec_t;
 
-#define PEER  "10.0.0.5:40000"
-#define LOCAL "10.1.0.1:8080"
+#define PEER  "127.0.0.5:40000"
+#define LOCAL "127.1.0.1:8080"
 
 typedef struct run {
     slc_req_t *r;
@@ -111,7 +111,7 @@ static run_t run_req(fake_inst_t *inst, fake_gen_t *g, const req_spec_t *q)
     out.r = fake_req_new(g, q->method ? q->method : "GET", q->host ? q->host : "svc.example.com",
                          q->path ? q->path : "/");
     fake_req_set_conn(out.r, out.c);
-    const char *client = q->client ? q->client : "10.0.0.5";
+    const char *client = q->client ? q->client : "127.0.0.5";
     fake_req_info(out.r)->client_address = (slc_str_t){client, strlen(client)};
     if (q->hname != NULL) {
         fake_req_add_header(out.r, SLC_REQUEST_HEADERS, q->hname, q->hvalue);
@@ -266,8 +266,8 @@ static const tcase_t cases[] = {
      false,
      ALLOWED},
     /* -- ipBlocks and remoteIpBlocks --------------------------------------------- */
-    {"ipBlocks CIDR", ALLOW1(SRC("ipBlocks: [10.0.0.0/16]")), {0}, false, ALLOWED},
-    {"ipBlocks bare address", ALLOW1(SRC("ipBlocks: [10.0.0.5]")), {0}, false, ALLOWED},
+    {"ipBlocks CIDR", ALLOW1(SRC("ipBlocks: [127.0.0.0/16]")), {0}, false, ALLOWED},
+    {"ipBlocks bare address", ALLOW1(SRC("ipBlocks: [127.0.0.5]")), {0}, false, ALLOWED},
     {"ipBlocks other", ALLOW1(SRC("ipBlocks: [192.0.2.0/24]")), {0}, false, DENIED},
     {"ipBlocks IPv6",
      ALLOW1(SRC("ipBlocks: [\"2001:db8::/32\"]")),
@@ -275,12 +275,12 @@ static const tcase_t cases[] = {
      false,
      ALLOWED},
     {"ipBlocks IPv4 range, mapped peer",
-     ALLOW1(SRC("ipBlocks: [10.0.0.0/8]")),
-     {.peer = "[::ffff:10.2.3.4]:5000"},
+     ALLOW1(SRC("ipBlocks: [127.0.0.0/8]")),
+     {.peer = "[::ffff:127.2.3.4]:5000"},
      false,
      ALLOWED},
     {"notIpBlocks",
-     DENY1(SRC("notIpBlocks: [10.0.0.0/8]")),
+     DENY1(SRC("notIpBlocks: [127.0.0.0/8]")),
      {.peer = "192.0.2.1:1"},
      false,
      DENIED},
@@ -325,7 +325,7 @@ static const tcase_t cases[] = {
     {"ports match the local port", ALLOW1(OP("ports: [\"8080\"]")), {0}, false, ALLOWED},
     {"ports other", ALLOW1(OP("ports: [\"9090\"]")), {0}, false, DENIED},
     {"ports as numbers", ALLOW1(OP("ports: [9090, 8080]")), {0}, false, ALLOWED},
-    {"notPorts", DENY1(OP("notPorts: [\"8080\"]")), {.local = "10.1.0.1:9000"}, false, DENIED},
+    {"notPorts", DENY1(OP("notPorts: [\"8080\"]")), {.local = "127.1.0.1:9000"}, false, DENIED},
     /* -- methods ---------------------------------------------------------------------- */
     {"methods GET", ALLOW1(OP("methods: [GET]")), {.method = "GET"}, false, ALLOWED},
     {"methods POST not listed",
@@ -406,7 +406,7 @@ static const tcase_t cases[] = {
      false,
      DENIED},
     {"when source.ip",
-     ALLOW1(WHEN("{key: source.ip, values: [10.0.0.0/24]}")),
+     ALLOW1(WHEN("{key: source.ip, values: [127.0.0.0/24]}")),
      {0},
      false,
      ALLOWED},
@@ -431,7 +431,7 @@ static const tcase_t cases[] = {
      false,
      ALLOWED},
     {"when destination.ip",
-     ALLOW1(WHEN("{key: destination.ip, values: [10.1.0.0/16]}")),
+     ALLOW1(WHEN("{key: destination.ip, values: [127.1.0.0/16]}")),
      {0},
      false,
      ALLOWED},
@@ -801,9 +801,9 @@ static void test_config_errors(void **state)
                  "    rules:\n"
                  "      - from:\n"
                  "          - source:\n"
-                 "              ipBlocks: [10.0.0.0/8, 10.1.0.0/33]\n",
-                 "rbac.yaml:6:38: policies[0].rules[0].from[0].source.ipBlocks[1]: bad IP address "
-                 "or CIDR range '10.1.0.0/33'");
+                 "              ipBlocks: [127.0.0.0/8, 127.1.0.0/33]\n",
+                 "rbac.yaml:6:39: policies[0].rules[0].from[0].source.ipBlocks[1]: bad IP address "
+                 "or CIDR range '127.1.0.0/33'");
     expect_error(f,
                  "policies:\n"
                  "  - name: a\n"
