@@ -287,8 +287,40 @@ slc_cfg_node_t *fake_seq(slc_cfg_node_t *item, ...)
     return n;
 }
 
+/* Trees fake_yaml loaded, freed with the rest by fake_cfg_free_all. */
+static cfg_tree_t **g_loaded;
+static size_t g_nloaded, g_loaded_cap;
+
+const slc_cfg_node_t *fake_yaml(const char *file, const char *text)
+{
+    slc_diag_t d;
+    diag_init(&d, NULL);
+    cfg_tree_t *t = cfg_tree_load_string(file, text, strlen(text), &d);
+    if (d.nerrors != 0) {
+        diag_print(&d, stderr);
+        fprintf(stderr, "fake_yaml: test YAML does not parse: %s\n", text);
+        abort();
+    }
+    diag_cleanup(&d);
+    if (g_nloaded == g_loaded_cap) {
+        g_loaded_cap = g_loaded_cap ? g_loaded_cap * 2 : 16;
+        g_loaded = realloc(g_loaded, g_loaded_cap * sizeof(*g_loaded));
+        if (g_loaded == NULL) {
+            abort();
+        }
+    }
+    g_loaded[g_nloaded++] = t;
+    return cfg_tree_root(t);
+}
+
 void fake_cfg_free_all(void)
 {
+    for (size_t i = 0; i < g_nloaded; i++) {
+        cfg_tree_free(g_loaded[i]);
+    }
+    free(g_loaded);
+    g_loaded = NULL;
+    g_nloaded = g_loaded_cap = 0;
     cfg_tree_free(g_tree);
     g_tree = NULL;
     free(g_adopted);

@@ -73,7 +73,11 @@ slc_cfg_node_t *fake_empty_seq(void);
 const slc_cfg_node_t *fake_cfg_find(const slc_cfg_node_t *root, const char *path);
 /* fake_cfg_path writes |n|'s key path from its root into |buf|; returns buf. */
 const char *fake_cfg_path(const slc_cfg_node_t *n, char *buf, size_t size);
-/* fake_cfg_free_all frees every node made so far. */
+/* fake_yaml loads |text| with the core's YAML loader as file |file| (so
+ * diagnostics say "file:line:col"); a test input must parse (else abort).
+ * The tree lives until fake_cfg_free_all. */
+const slc_cfg_node_t *fake_yaml(const char *file, const char *text);
+/* fake_cfg_free_all frees every node made so far, fake_yaml's trees too. */
 void fake_cfg_free_all(void);
 
 /* ---- generations, clusters and endpoints --------------------------------- */

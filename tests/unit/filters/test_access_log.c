@@ -24,24 +24,12 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static cfg_tree_t *g_trees[64];
-static size_t g_ntrees;
 static char g_dir[64];
 static char g_path[128];
 
 static const slc_cfg_node_t *yaml(const char *text)
 {
-    slc_diag_t d;
-    diag_init(&d, NULL);
-    cfg_tree_t *t = cfg_tree_load_string("alog.yaml", text, strlen(text), &d);
-    if (d.nerrors != 0) {
-        diag_print(&d, stderr);
-        fail_msg("test YAML does not parse: %s", text);
-    }
-    diag_cleanup(&d);
-    assert_true(g_ntrees < sizeof(g_trees) / sizeof(g_trees[0]));
-    g_trees[g_ntrees++] = t;
-    return cfg_tree_root(t);
+    return fake_yaml("alog.yaml", text);
 }
 
 typedef struct fixture {
@@ -65,10 +53,6 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     fake_gen_free(f->gen);
-    for (size_t i = 0; i < g_ntrees; i++) {
-        cfg_tree_free(g_trees[i]);
-    }
-    g_ntrees = 0;
     fake_cfg_free_all();
     char p[160];
     snprintf(p, sizeof(p), "%s/access.log", g_dir);

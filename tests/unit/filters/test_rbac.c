@@ -22,23 +22,9 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-/* Trees loaded for a test; freed in teardown, after the instances. */
-static cfg_tree_t *g_trees[64];
-static size_t g_ntrees;
-
 static const slc_cfg_node_t *yaml(const char *text)
 {
-    slc_diag_t d;
-    diag_init(&d, NULL);
-    cfg_tree_t *t = cfg_tree_load_string("rbac.yaml", text, strlen(text), &d);
-    if (d.nerrors != 0) {
-        diag_print(&d, stderr);
-        fail_msg("test YAML does not parse: %s", text);
-    }
-    diag_cleanup(&d);
-    assert_true(g_ntrees < sizeof(g_trees) / sizeof(g_trees[0]));
-    g_trees[g_ntrees++] = t;
-    return cfg_tree_root(t);
+    return fake_yaml("rbac.yaml", text);
 }
 
 typedef struct fixture {
@@ -59,10 +45,6 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     fake_gen_free(f->gen);
-    for (size_t i = 0; i < g_ntrees; i++) {
-        cfg_tree_free(g_trees[i]);
-    }
-    g_ntrees = 0;
     fake_cfg_free_all();
     free(f);
     return 0;
@@ -600,8 +582,6 @@ static void test_decision_table(void **state)
             failed++;
         }
         fake_inst_free(inst);
-        /* Trees are freed in teardown; keep their number bounded. */
-        cfg_tree_free(g_trees[--g_ntrees]);
     }
     assert_int_equal(failed, 0);
 }
@@ -745,7 +725,6 @@ static void test_normalization(void **state)
         }
         run_free(&x);
         fake_inst_free(inst);
-        cfg_tree_free(g_trees[--g_ntrees]);
     }
     assert_int_equal(failed, 0);
 }
