@@ -1,6 +1,8 @@
 /* tls: BoringSSL contexts and the memory-BIO transport. See tls.h. */
 #include "tls.h"
 
+#include <sluice/util.h>
+
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -514,14 +516,7 @@ static void collect_cert(tconn_t *t)
         slc_str_t id = t->sans[which];
         pc->spiffe_id = id;
         pc->principal = (slc_str_t){id.ptr + 9, id.len - 9};
-        const char *td = pc->principal.ptr, *slash = memchr(td, '/', pc->principal.len);
-        pc->trust_domain = (slc_str_t){td, slash ? (size_t)(slash - td) : pc->principal.len};
-        /* "TD/ns/NS/sa/SA" */
-        if (slash && has_prefix(slash, pc->principal.len - (size_t)(slash - td), "/ns/")) {
-            const char *ns = slash + 4, *end = td + pc->principal.len;
-            const char *e = memchr(ns, '/', (size_t)(end - ns));
-            pc->ns = (slc_str_t){ns, (size_t)((e ? e : end) - ns)};
-        }
+        slcu_principal_parts(pc->principal, &pc->trust_domain, &pc->ns);
     }
     memcpy(o, subj ? (const char *)subj : "", nsubj);
     o[nsubj] = 0;

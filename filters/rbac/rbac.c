@@ -95,19 +95,8 @@ static void peer_identity(slc_conn_t *c, rbac_attrs_t *a)
         id.len -= sizeof(spiffe) - 1;
     }
     a->principal = nonempty(id);
-    /* "TD/ns/NS/sa/SA": the segment after the first "/ns/". */
-    for (size_t i = 0; i + 4 <= id.len; i++) {
-        if (memcmp(id.ptr + i, "/ns/", 4) == 0) {
-            size_t s = i + 4, e = s;
-            while (e < id.len && id.ptr[e] != '/') {
-                e++;
-            }
-            if (e > s) {
-                a->ns = (slc_str_t){id.ptr + s, e - s};
-            }
-            break;
-        }
-    }
+    slc_str_t td;
+    slcu_principal_parts(id, &td, &a->ns);
 }
 
 static slc_action_t bad_path(const rbac_set_t *s, slc_req_t *r)

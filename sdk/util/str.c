@@ -110,3 +110,24 @@ slc_str_t slcu_query_of(slc_str_t target)
     }
     return (slc_str_t){q + 1, (size_t)(target.ptr + target.len - q - 1)};
 }
+
+void slcu_principal_parts(slc_str_t principal, slc_str_t *trust_domain, slc_str_t *ns)
+{
+    *trust_domain = *ns = (slc_str_t){NULL, 0};
+    const char *p = principal.ptr, *end = p ? p + principal.len : NULL;
+    if (p == NULL || principal.len == 0) {
+        return;
+    }
+    if (principal.len >= 9 && memcmp(p, "spiffe://", 9) == 0) {
+        p += 9;
+    }
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    *trust_domain = (slc_str_t){p, (size_t)((slash ? slash : end) - p)};
+    if (slash == NULL || end - slash < 4 || memcmp(slash, "/ns/", 4) != 0) {
+        return;
+    }
+    const char *n = slash + 4, *e = memchr(n, '/', (size_t)(end - n));
+    if ((e ? e : end) > n) {
+        *ns = (slc_str_t){n, (size_t)((e ? e : end) - n)};
+    }
+}

@@ -141,6 +141,15 @@ bool slcu_query_get(slc_str_t query, slc_str_t name, slc_str_t *value);
  * empty string with a NULL pointer when there is no '?'. */
 slc_str_t slcu_query_of(slc_str_t target);
 
+/* ---- identities ---------------------------------------------------------- */
+
+/* slcu_principal_parts splits an Istio principal "TD/ns/NS/sa/SA" (a SPIFFE
+ * ID without "spiffe://"; a leading "spiffe://" is skipped) into its trust
+ * domain and namespace, views into |principal|. Either is an empty string
+ * with a NULL pointer when absent: no namespace unless "/ns/" follows the
+ * trust domain directly. */
+void slcu_principal_parts(slc_str_t principal, slc_str_t *trust_domain, slc_str_t *ns);
+
 /* ---- paths --------------------------------------------------------------- */
 
 enum {

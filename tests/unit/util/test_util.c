@@ -161,6 +161,45 @@ static void test_query(void **state)
     assert_int_equal(t.len, 0);
 }
 
+static void check_parts(const char *in, const char *td, const char *ns)
+{
+    slc_str_t t, n;
+    slcu_principal_parts(str(in), &t, &n);
+    if (td == NULL) {
+        assert_null(t.ptr);
+    } else {
+        assert_int_equal(t.len, strlen(td));
+        assert_memory_equal(t.ptr, td, t.len);
+    }
+    if (ns == NULL) {
+        assert_null(n.ptr);
+        assert_int_equal(n.len, 0);
+    } else {
+        assert_int_equal(n.len, strlen(ns));
+        assert_memory_equal(n.ptr, ns, n.len);
+    }
+}
+
+static void test_principal_parts(void **state)
+{
+    (void)state;
+    check_parts("cluster.local/ns/shop/sa/web", "cluster.local", "shop");
+    check_parts("spiffe://cluster.local/ns/shop/sa/web", "cluster.local", "shop");
+    check_parts("td/ns/shop", "td", "shop");
+    check_parts("td", "td", NULL);
+    check_parts("td/", "td", NULL);
+    check_parts("td/ns/", "td", NULL);
+    check_parts("td/ns//sa/x", "td", NULL);
+    /* "/ns/" counts only straight after the trust domain. */
+    check_parts("td/x/ns/shop", "td", NULL);
+    check_parts("td/nsx/shop", "td", NULL);
+    check_parts("", NULL, NULL);
+    slc_str_t t, n;
+    slcu_principal_parts((slc_str_t){NULL, 0}, &t, &n);
+    assert_null(t.ptr);
+    assert_null(n.ptr);
+}
+
 static void check_path(const char *in, unsigned flags, const char *want)
 {
     char out[256];
@@ -411,12 +450,19 @@ static void test_retry(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_case),       cmocka_unit_test(test_edit_distance),
-        cmocka_unit_test(test_fnv),        cmocka_unit_test(test_rng),
-        cmocka_unit_test(test_duration),   cmocka_unit_test(test_query),
-        cmocka_unit_test(test_retry),      cmocka_unit_test(test_path),
-        cmocka_unit_test(test_path_istio), cmocka_unit_test(test_cidr),
-        cmocka_unit_test(test_strmatch),   cmocka_unit_test(test_header_and_query_match),
+        cmocka_unit_test(test_case),
+        cmocka_unit_test(test_edit_distance),
+        cmocka_unit_test(test_fnv),
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_principal_parts),
+        cmocka_unit_test(test_retry),
+        cmocka_unit_test(test_path),
+        cmocka_unit_test(test_path_istio),
+        cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_strmatch),
+        cmocka_unit_test(test_header_and_query_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
