@@ -74,19 +74,12 @@ static bool read_file(const char *path, uint8_t **out, size_t *outlen)
     return true;
 }
 
-/* cert_not_after: the Unix time |x| expires. */
-static int64_t cert_not_after(const X509 *x)
+/* asn1_unix: the Unix time of |t| (a certificate's notBefore or notAfter),
+ * 0 when it cannot be read. */
+static int64_t asn1_unix(const ASN1_TIME *t)
 {
     int days = 0, secs = 0;
-    if (!ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)))
-        return 0;
-    return (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
-}
-
-static int64_t cert_not_before(const X509 *x)
-{
-    int days = 0, secs = 0;
-    if (!ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notBefore(x)))
+    if (!ASN1_TIME_diff(&days, &secs, NULL, t))
         return 0;
     return (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
 }
@@ -175,7 +168,7 @@ static bool load_pair(SSL_CTX *ctx, const tls_files_t *f, int64_t *not_after, ch
     }
     X509 *leaf = SSL_CTX_get0_certificate(ctx);
     if (not_after)
-        *not_after = leaf ? cert_not_after(leaf) : 0;
+        *not_after = leaf ? asn1_unix(X509_get0_notAfter(leaf)) : 0;
     if (own_uri)
         *own_uri = leaf ? first_uri_san(leaf) : NULL;
     return true;
@@ -537,8 +530,8 @@ static void collect_cert(tconn_t *t)
         o[64] = 0;
         pc->sha256_hex = (slc_str_t){o, 64};
     }
-    pc->not_before = cert_not_before(x);
-    pc->not_after = cert_not_after(x);
+    pc->not_before = asn1_unix(X509_get0_notBefore(x));
+    pc->not_after = asn1_unix(X509_get0_notAfter(x));
     t->has_cert = true;
 out:
     BIO_free(sb);

@@ -77,8 +77,7 @@ typedef struct tls_up {
 } tls_up_t;
 
 typedef struct tls_bundle {
-    SSL_CTX *dflt;          /* the listener's own certificate; NULL if no server mode */
-    int server_mode_verify; /* SSL_VERIFY_* the default context uses */
+    SSL_CTX *dflt; /* the listener's own certificate; NULL if no server mode */
     tls_srv_t *srv;
     size_t nsrv;
     tls_up_t *up;
