@@ -113,6 +113,15 @@ FROZEN(slc_host_t, conn_secure, 576, 8);
 FROZEN(slc_host_t, req_fact_set, 584, 8);
 FROZEN(slc_host_t, req_fact_get, 592, 8);
 FROZEN(slc_host_t, metric_set_global, 600, 8);
+/* ABI 1.5 */
+FROZEN(slc_host_t, metric_family_new, 608, 8);
+FROZEN(slc_host_t, metric_series, 616, 8);
+FROZEN(slc_host_t, series_add, 624, 8);
+FROZEN(slc_host_t, series_observe, 632, 8);
+FROZEN(slc_host_t, worker_timer_add, 640, 8);
+FROZEN(slc_host_t, worker_timer_cancel, 648, 8);
+FROZEN(slc_host_t, http_call, 656, 8);
+FROZEN(slc_host_t, req_trace_id, 664, 8);
 
 /* slc_filter_desc_t */
 FROZEN(slc_filter_desc_t, abi_version, 0, 4);
@@ -133,6 +142,7 @@ FROZEN(slc_filter_desc_t, on_response_headers, 104, 8);
 FROZEN(slc_filter_desc_t, on_response_body, 112, 8);
 FROZEN(slc_filter_desc_t, on_complete, 120, 8);
 FROZEN(slc_filter_desc_t, on_upstream_result, 128, 8);
+FROZEN(slc_filter_desc_t, on_reopen, 136, 8); /* ABI 1.5 */
 
 /* slc_transport_t */
 FROZEN(slc_transport_t, struct_size, 0, 4);
@@ -184,6 +194,38 @@ FROZEN(slc_stream_info_t, request_id, 104, 16);
 FROZEN(slc_stream_info_t, protocol, 120, 16);
 FROZEN(slc_stream_info_t, attempts, 136, 4);
 FROZEN(slc_stream_info_t, client_address, 144, 16); /* ABI 1.3 */
+/* ABI 1.5 */
+FROZEN(slc_stream_info_t, upstream_failure_reason, 160, 16);
+FROZEN(slc_stream_info_t, response_start_us, 176, 8);
+FROZEN(slc_stream_info_t, request_header_bytes, 184, 8);
+FROZEN(slc_stream_info_t, response_header_bytes, 192, 8);
+
+/* slc_metric_spec_t, slc_http_call_t, slc_http_result_t (ABI 1.5) */
+FROZEN(slc_metric_spec_t, struct_size, 0, 4);
+FROZEN(slc_metric_spec_t, kind, 4, 4);
+FROZEN(slc_metric_spec_t, name, 8, 8);
+FROZEN(slc_metric_spec_t, help, 16, 8);
+FROZEN(slc_metric_spec_t, labels, 24, 8);
+FROZEN(slc_metric_spec_t, nlabels, 32, 4);
+FROZEN(slc_metric_spec_t, buckets, 40, 8);
+FROZEN(slc_metric_spec_t, nbuckets, 48, 4);
+FROZEN(slc_metric_spec_t, max_series, 52, 4);
+FROZEN(slc_metric_spec_t, flags, 56, 4);
+FROZEN(slc_http_call_t, struct_size, 0, 4);
+FROZEN(slc_http_call_t, address, 8, 16);
+FROZEN(slc_http_call_t, method, 24, 16);
+FROZEN(slc_http_call_t, path, 40, 16);
+FROZEN(slc_http_call_t, authority, 56, 16);
+FROZEN(slc_http_call_t, headers, 72, 8);
+FROZEN(slc_http_call_t, nheaders, 80, 4);
+FROZEN(slc_http_call_t, body, 88, 16);
+FROZEN(slc_http_call_t, timeout_ms, 104, 8);
+FROZEN(slc_http_call_t, max_response_bytes, 112, 4);
+FROZEN(slc_http_result_t, struct_size, 0, 4);
+FROZEN(slc_http_result_t, status, 4, 4);
+FROZEN(slc_http_result_t, http_status, 8, 4);
+FROZEN(slc_http_result_t, body, 16, 16);
+FROZEN(slc_http_result_t, error, 32, 8);
 
 /* slc_cfg_field_t */
 FROZEN(slc_cfg_field_t, kind, 0, 4);
@@ -217,6 +259,8 @@ FROZEN(slc_pool_options_t, max_pending_requests, 32, 4);
 _Static_assert(SLC_HOST_SIZE_1_0 == 440, "1.0 host table size");
 _Static_assert(SLC_HOST_SIZE_1_1 == 536, "1.1/1.2 host table size");
 _Static_assert(SLC_HOST_SIZE_1_3 == 568, "1.3 host table size");
+_Static_assert(SLC_HOST_SIZE_1_4 == 608, "1.4 host table size");
+_Static_assert(SLC_FILTER_DESC_SIZE_1_4 == 136, "1.1-1.4 descriptor size");
 _Static_assert(SLC_FILTER_DESC_SIZE_1_0 == 128, "1.0 descriptor size");
 _Static_assert(offsetof(slc_filter_desc_t, on_upstream_result) + sizeof(void (*)(void)) == 136,
                "1.1/1.2 descriptor size");

@@ -197,6 +197,13 @@ typedef struct slc_filter_desc {
      * stream. THREAD: the stream's worker. LIFETIME: |e|: stream. */
     void (*on_upstream_result)(void *ctx, slc_req_t *r, const slc_endpoint_t *e,
                                slc_attempt_result_t result, int status);
+
+    /* ---- ABI 1.5 ------------------------------------------------------- */
+    /* on_reopen runs when the operator asks files to be reopened (SIGUSR1,
+     * after logrotate moved them): reopen what the instance writes to.
+     * It must not block on the instance's own writes: set a flag that the
+     * writer acts on. THREAD: main. */
+    void (*on_reopen)(void *cfg);
 } slc_filter_desc_t;
 
 /* SLC_FILTER_DEFINE(desc_var) defines the module's entry function and (ABI
@@ -216,8 +223,9 @@ typedef struct slc_filter_desc {
     }
 
 /* SLC_FILTER_DESC_SIZE_1_0: the descriptor of 1.0 (everything before
- * on_upstream_result); 1.1 to 1.3 use sizeof(slc_filter_desc_t). */
+ * on_upstream_result); 1.1 to 1.4 end after on_upstream_result. */
 #define SLC_FILTER_DESC_SIZE_1_0 offsetof(slc_filter_desc_t, on_upstream_result)
+#define SLC_FILTER_DESC_SIZE_1_4 offsetof(slc_filter_desc_t, on_reopen)
 
 /* Field-table builders for slc_cfg_bind. */
 #define SLC_FIELD_STR(k, type, member, ...)                                                        \

@@ -384,13 +384,66 @@ struct slc_host {
      * where adding deltas would count twice while an old generation's
      * instance and its successor both report it. THREAD: that worker. */
     void (*metric_set_global)(int worker_id, slc_metric_t *m, int64_t v);
+
+    /* ---- ABI 1.5: observability ------------------------------------------ */
+    /* metric_family_new registers a family with labels (counter, gauge or
+     * histogram) described by |spec| (copied up to its struct_size). Its
+     * series are kept per worker, lock-free, and merged at scrape. Without
+     * SLC_METRIC_EXACT_NAME it is exported as "sluice_<name>" with the
+     * filter="<instance>" label first, as metric_new; with it, as given and
+     * shared process-wide by name (see SLC_METRIC_EXACT_NAME). An invalid
+     * spec, or an exact name already registered with another shape, is
+     * reported through |d| and answers NULL. THREAD: main, in config_new.
+     * LIFETIME: config. OWNERSHIP: the host's. */
+    slc_metric_family_t *(*metric_family_new)(slc_diag_t *d, const slc_metric_spec_t *spec);
+    /* metric_series: the series of |f| for |values| (one per label, in the
+     * spec's order; copied on first use) in worker |worker_id|'s shard,
+     * created on first use. NULL past the family's max_series (counted).
+     * Look series up once per stream (or cache them): the lookup hashes
+     * every value. THREAD: worker |worker_id| only. LIFETIME: as |f|, and
+     * only on that worker. */
+    slc_series_t *(*metric_series)(int worker_id, slc_metric_family_t *f, const slc_str_t *values);
+    /* series_add adds |v| to a counter (v >= 0) or gauge series;
+     * series_observe records |v| in a histogram series (bucket counts, sum
+     * and count). NULL-safe; the wrong kind is ignored. THREAD: the series'
+     * worker. Lock-free: plain loads and stores of that worker's memory. */
+    void (*series_add)(slc_series_t *s, int64_t v);
+    void (*series_observe)(slc_series_t *s, double v);
+
+    /* worker_timer_add calls |fn(arg)| on worker |worker_id| after |ms|,
+     * once, outside any stream (a flush timer, a refresh). Re-arm it from
+     * |fn| with worker_timer_add again. NULL on failure. THREAD: worker
+     * |worker_id| (worker_init, a stream hook of that worker, a timer or an
+     * http_call callback). OWNERSHIP: the host's; the handle is freed when
+     * the timer fires or is cancelled. A timer pending when its worker
+     * exits never fires. worker_timer_cancel: NULL-safe, before it fired
+     * only; cancel pending timers in worker_fini. */
+    slc_wtimer_t *(*worker_timer_add)(int worker_id, uint64_t ms, slc_wtimer_fn fn, void *arg);
+    void (*worker_timer_cancel)(slc_wtimer_t *t);
+
+    /* http_call sends |call| (copied) from worker |worker_id| on a new
+     * plaintext connection and calls |done(arg, result)| exactly once on
+     * that worker when it ends: with the response, a failure, a timeout,
+     * or SLC_ESTATE when the worker stops first. Never on the caller's
+     * stack: the callback runs from the event loop, even for an immediate
+     * failure. Returns SLC_OK (the call is in flight), SLC_EINVAL for a
+     * malformed address or head (done will not run), SLC_ENOMEM. The caller
+     * bounds how many calls it keeps in flight: the core has no queue.
+     * THREAD: worker |worker_id|. */
+    slc_status_t (*http_call)(int worker_id, const slc_http_call_t *call, slc_http_done_fn done,
+                              void *arg);
+    /* req_trace_id: the trace id a tracing filter recorded for the stream
+     * (the "trace.id" fact, 32 lowercase hex digits), else SLC_STR_NULL: for
+     * the access log's %TRACE_ID%. LIFETIME: stream. */
+    slc_str_t (*req_trace_id)(slc_req_t *r);
 };
 
-/* The table sizes older minors had: 1.0, 1.1 (= 1.2) and 1.3. A host's
+/* The table sizes older minors had: 1.0, 1.1 (= 1.2), 1.3 and 1.4. A host's
  * struct_size is at least the size of its minor. */
 #define SLC_HOST_SIZE_1_0 offsetof(slc_host_t, route_set_retry)
 #define SLC_HOST_SIZE_1_1 (offsetof(slc_host_t, cfg_cluster_pool) + sizeof(void (*)(void)))
 #define SLC_HOST_SIZE_1_3 offsetof(slc_host_t, conn_peer_cert)
+#define SLC_HOST_SIZE_1_4 offsetof(slc_host_t, metric_family_new)
 
 /* slc_host_has tells whether |h| has table entry |field| (newer minors). */
 #define slc_host_has(h, field)                                                                     \

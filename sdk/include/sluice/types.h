@@ -64,6 +64,13 @@ typedef struct slc_timer slc_timer_t;
 typedef enum slc_hdrs {
     SLC_REQUEST_HEADERS = 0,
     SLC_RESPONSE_HEADERS = 1,
+    /* ABI 1.5: the trailer fields of a chunked (HTTP/1.1) body, read-only
+     * (header_get and header_iterate; the changing entries answer
+     * SLC_EINVAL). Request trailers exist once on_request_body saw |end|,
+     * response trailers once on_response_body saw |end|; before that, and
+     * for a body without trailers, the block is empty. */
+    SLC_REQUEST_TRAILERS = 2,
+    SLC_RESPONSE_TRAILERS = 3,
 } slc_hdrs_t;
 
 /* Request pseudo-headers (HTTP/2 names; HTTP/1.1 maps onto them). */
@@ -157,6 +164,22 @@ typedef struct slc_stream_info {
      * manager computes it): the peer's IP, or one a trusted proxy put in
      * x-forwarded-for. LIFETIME: the stream. */
     slc_str_t client_address;
+    /* ABI 1.5 */
+    /* upstream_failure_reason: why the last attempt's upstream transport
+     * failed (the transport's failure_reason, e.g.
+     * "TLS_error:CERTIFICATE_VERIFY_FAILED"), else SLC_STR_NULL. LIFETIME:
+     * the stream. */
+    slc_str_t upstream_failure_reason;
+    /* response_start_us: wall clock when the first byte of the response
+     * head arrived from the upstream (or the local reply was made), 0 before
+     * (Envoy's %RESPONSE_DURATION% is response_start_us - start_us). */
+    uint64_t response_start_us;
+    /* request_header_bytes / response_header_bytes: the size of the head
+     * as received from downstream and as sent to it (request line or status
+     * line and fields, with their CRLFs), for Istio's request and response
+     * size metrics. */
+    uint64_t request_header_bytes;
+    uint64_t response_header_bytes;
 } slc_stream_info_t;
 
 /* Retry conditions (Envoy's / Istio's retryOn vocabulary), a bit set. */
@@ -247,7 +270,94 @@ typedef struct slc_peer_cert {
 typedef enum slc_metric_kind {
     SLC_METRIC_COUNTER = 0,
     SLC_METRIC_GAUGE = 1,
+    SLC_METRIC_HISTOGRAM = 2, /* ABI 1.5, families only (metric_family_new) */
 } slc_metric_kind_t;
+
+/* ---- ABI 1.5: metric families, outbound HTTP calls ---------------------- */
+
+typedef struct slc_metric_family slc_metric_family_t; /* a named metric with labels */
+typedef struct slc_series slc_series_t;               /* one label combination, one worker */
+typedef struct slc_wtimer slc_wtimer_t;               /* a worker timer, outside any stream */
+
+enum {
+    /* The family's name is exported as given (e.g. Istio's
+     * "istio_requests_total"), without the "sluice_" prefix and without the
+     * filter="<instance>" label. Such a family is process-wide: every
+     * instance (and every later generation) that registers the same name
+     * with the same kind, labels and buckets shares its series, so a
+     * reload never resets a counter. */
+    SLC_METRIC_EXACT_NAME = 1u << 0,
+};
+
+#define SLC_METRIC_MAX_LABELS 24
+
+/* slc_metric_spec_t describes a family for metric_family_new. Fields may
+ * be appended; set struct_size = sizeof(slc_metric_spec_t).
+ * OWNERSHIP: the caller's; everything is copied. */
+typedef struct slc_metric_spec {
+    uint32_t struct_size;
+    slc_metric_kind_t kind;
+    const char *name; /* "[a-zA-Z_:][a-zA-Z0-9_:]*"; counters end in "_total" */
+    const char *help;
+    /* labels: |nlabels| label names (at most SLC_METRIC_MAX_LABELS, none
+     * starting with "__", none "le", no duplicates). */
+    const char *const *labels;
+    uint32_t nlabels;
+    /* Histogram upper bounds, strictly ascending and finite; "+Inf" is
+     * implicit. Required for SLC_METRIC_HISTOGRAM, ignored otherwise. */
+    const double *buckets;
+    uint32_t nbuckets;
+    /* max_series: distinct label combinations each worker keeps (0: 2048).
+     * Past it a combination is not recorded: metric_series returns NULL and
+     * sluice_metric_series_overflow_total{metric="<name>"} counts it. */
+    uint32_t max_series;
+    uint32_t flags; /* SLC_METRIC_* */
+} slc_metric_spec_t;
+
+/* slc_http_call_t: an outbound HTTP/1.1 request a filter sends (to a
+ * collector, an authorization service, a key server) with http_call.
+ * Fields may be appended; set struct_size = sizeof(slc_http_call_t).
+ * OWNERSHIP: the caller's; http_call copies everything it needs (the
+ * address, the head and the body) before it returns. */
+typedef struct slc_http_call {
+    uint32_t struct_size;
+    /* address: "ip:port" (IPv4, or [IPv6]:port) of the server. */
+    slc_str_t address;
+    slc_str_t method;    /* e.g. "POST" */
+    slc_str_t path;      /* origin form, e.g. "/v1/traces" */
+    slc_str_t authority; /* Host header; |address| when empty */
+    /* headers: |nheaders| name/value pairs (headers[2i] the name,
+     * headers[2i+1] the value). The core adds Host, Content-Length and
+     * Connection itself. */
+    const slc_str_t *headers;
+    uint32_t nheaders;
+    slc_str_t body;
+    /* timeout_ms bounds the whole exchange, connect included (0: 5000). */
+    uint64_t timeout_ms;
+    /* max_response_bytes caps the response body kept for the callback
+     * (0: 64 KiB); a longer body fails the call with SLC_ENOMEM. */
+    uint32_t max_response_bytes;
+} slc_http_call_t;
+
+/* slc_http_result_t: how an http_call ended, for its callback.
+ * LIFETIME: the callback (copy what you keep). */
+typedef struct slc_http_result {
+    uint32_t struct_size;
+    /* status: SLC_OK when a complete response arrived (any HTTP status);
+     * SLC_EIO for a refused or failed connection or a malformed response;
+     * SLC_EAGAIN for the timeout; SLC_ENOMEM for a response over the cap;
+     * SLC_ESTATE when the worker stopped first. */
+    slc_status_t status;
+    int http_status;   /* the response's status code, 0 unless status is SLC_OK */
+    slc_str_t body;    /* the response body */
+    const char *error; /* a short reason when status is not SLC_OK */
+} slc_http_result_t;
+
+/* slc_http_done_fn runs exactly once per accepted call, on the worker that
+ * made it. */
+typedef void (*slc_http_done_fn)(void *arg, const slc_http_result_t *res);
+/* slc_wtimer_fn runs on the timer's worker. */
+typedef void (*slc_wtimer_fn)(void *arg);
 
 #ifdef __cplusplus
 }

@@ -39,7 +39,7 @@
 #define SLUICE_VERSION_H
 
 #define SLC_ABI_MAJOR   1
-#define SLC_ABI_MINOR   4
+#define SLC_ABI_MINOR   5
 #define SLC_ABI_VERSION ((SLC_ABI_MAJOR << 16) | SLC_ABI_MINOR)
 
 #define SLC_ABI_MAJOR_OF(v) ((unsigned)(v) >> 16)

@@ -146,6 +146,7 @@ static int group_setup(void **state)
         build_tiny_sdk("abi_1_1.so", "", "tests/compat/abi-1.1") |
         build_tiny_sdk("abi_1_2.so", "", "tests/compat/abi-1.2") |
         build_tiny_sdk("abi_1_3.so", "", "tests/compat/abi-1.3") |
+        build_tiny_sdk("abi_1_4.so", "", "tests/compat/abi-1.4") |
         build_tiny("nodelete.so", "-DTINY_NODELETE");
     return rc == 0 ? 0 : -1;
 }
@@ -247,7 +248,7 @@ static void test_older_minors_load_and_run(void **state)
 {
     (void)state;
     NEED_CC();
-    for (unsigned minor = 0; minor < SLC_ABI_MINOR && minor <= 3; minor++) {
+    for (unsigned minor = 0; minor < SLC_ABI_MINOR && minor <= 4; minor++) {
         char name[32], path[PATH_MAX], err[512] = "";
         snprintf(name, sizeof(name), "abi_1_%u.so", minor);
         fixture_path(path, sizeof(path), name);
